@@ -1,0 +1,37 @@
+"""Shared fixtures: one embedded broker per test session, never a mock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from streams.broker import EmbeddedBroker, find_free_port
+from streams.settings import HeartSettings
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(port=find_free_port(), log_file=log_file) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker) -> HeartSettings:
+    """Settings pointing at the session broker, tuned as for ``heart up``."""
+    return HeartSettings(kafka_bootstrap=broker.bootstrap)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short suffix that keeps topic and group names of one test apart from others."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def worker_env(broker: EmbeddedBroker) -> dict[str, str]:
+    """Environment for a ``heart worker`` subprocess against the session broker."""
+    return {**os.environ, "HEART_KAFKA_BOOTSTRAP": broker.bootstrap}
