@@ -55,6 +55,9 @@ class HeartSettings(BaseModel):
     policy: str | None = Field(None, description="Path to a policy TOML file.")
     metrics_port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     topic_replication: int = Field(1, ge=1)
+    # Lets several cities, or parallel test runs, share one cluster without crosstalk.
+    topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
+    metrics_host: str = "0.0.0.0"
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> HeartSettings:

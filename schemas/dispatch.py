@@ -1,0 +1,65 @@
+"""Dispatch events on ``dispatch.events`` and unit status reports on ``units.status``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import Event
+from schemas.calls import Location
+from schemas.triage import Route
+
+UnitStatus = Literal[
+    "available",
+    "dispatched",
+    "en_route",
+    "on_scene",
+    "transporting",
+    "cleared",
+    "out_of_service",
+]
+
+DispatchEventType = Literal[
+    "dispatch.assigned",
+    "dispatch.queued",
+    "dispatch.en_route",
+    "dispatch.on_scene",
+    "dispatch.cleared",
+    "dispatch.fallback",
+    "dispatch.backup_requested",
+]
+
+
+class UnitStatusReport(Event):
+    """A responder app reports its team's status."""
+
+    event_type: Literal["unit.status"] = "unit.status"
+    team_id: str = Field(min_length=1, max_length=64)
+    status: UnitStatus
+    call_id: str | None = Field(None, max_length=64)
+    backup_requested: bool = False
+    followup_declined: bool = Field(
+        False, description="On cleared: the person declined a follow-up."
+    )
+
+
+class DispatchEvent(Event):
+    """What a team needs to respond, and the timings analysts measure; never the CAD record."""
+
+    event_type: DispatchEventType
+    call_id: str = Field(min_length=1, max_length=64)
+    route: Route
+    team_id: str | None = Field(None, max_length=64)
+    service_area: str | None = None
+    call_type: str | None = None
+    category: str | None = None
+    location: Location | None = None
+    language: str = "en"
+    interpreter: str | None = None
+    safety_notes: str | None = None
+    reason: str | None = Field(None, description="Why, for fallback and queued events.")
+    decision_to_assignment_s: float | None = Field(None, ge=0)
+    assignment_to_on_scene_s: float | None = Field(None, ge=0)
+    time_on_scene_s: float | None = Field(None, ge=0)
+    followup_declined: bool = False

@@ -1,0 +1,65 @@
+"""Every event model by ``event_type``, the per-topic unions, and JSON Schema export."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import orjson
+from pydantic import Field, TypeAdapter
+
+from schemas.base import SCHEMA_VERSION, Event
+from schemas.calls import CallClosed, CallReceived, CallUpdated
+from schemas.deadletter import DeadLetter
+from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
+from schemas.triage import TriageDecision
+
+MODELS: tuple[type[Event], ...] = (
+    CallReceived,
+    CallUpdated,
+    CallClosed,
+    TriageDecision,
+    DispatchEvent,
+    UnitStatusReport,
+    FollowupScheduled,
+    FollowupDue,
+    FollowupOutcome,
+    FollowupOverdue,
+    DeadLetter,
+)
+
+
+def event_types(model: type[Event]) -> tuple[str, ...]:
+    annotation = model.model_fields["event_type"].annotation
+    return tuple(typing.get_args(annotation))
+
+
+EVENT_TYPES: dict[str, type[Event]] = {t: m for m in MODELS for t in event_types(m)}
+
+CadEvent = Annotated[Union[CallReceived, CallUpdated, CallClosed], Field(discriminator="event_type")]  # noqa: UP007
+AnyEvent = Annotated[Union[MODELS], Field(discriminator="event_type")]  # type: ignore[valid-type]  # noqa: UP007
+
+ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def export_json_schemas(directory: str | Path) -> list[Path]:
+    """Write one JSON Schema per event model, plus an index, for CAD and app developers."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    index: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "events": {}}
+    for model in MODELS:
+        schema = model.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://heart-stream.org/schemas/v{SCHEMA_VERSION}/{model.__name__}.json"
+        path = out / f"{model.__name__}.schema.json"
+        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        written.append(path)
+        for event_type in event_types(model):
+            index["events"][event_type] = path.name
+    index_path = out / "index.json"
+    index_path.write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    written.append(index_path)
+    return written

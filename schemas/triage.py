@@ -1,0 +1,55 @@
+"""Triage decisions on ``triage.decisions``: where a call goes, and why."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.base import Event, WireModel
+from schemas.calls import Location
+
+Route = Literal["ccd", "crt", "cor", "police"]
+Pilot = Literal["ccd", "crt", "cor", "cn"]
+#: Why a pilot whose call types match could not take the call.
+IneligibleReason = Literal[
+    "outside_hours",
+    "outside_service_area",
+    "weapon",
+    "violence",
+    "unknown_beat",
+    "pilot_disabled",
+]
+
+
+class PilotEligibility(WireModel):
+    pilot: Pilot
+    eligible: bool
+    reasons: list[IneligibleReason] = Field(default_factory=list)
+
+
+class TriageDecision(Event):
+    event_type: Literal["triage.decision"] = "triage.decision"
+    call_id: str = Field(min_length=1, max_length=64)
+    route: Route
+    pilots: list[Pilot] = Field(default_factory=list, description="Pilots involved in the call.")
+    reasons: list[str] = Field(default_factory=list, description="Machine-readable reasons.")
+    eligibility: list[PilotEligibility] = Field(
+        default_factory=list, description="One entry per pilot whose call types match."
+    )
+    interpreter: str | None = Field(None, description="Caller's language when not English.")
+    policy_version: str
+    revision: int = Field(1, ge=1, description="1 for the first decision, +1 per re-decision.")
+    supersedes: str | None = Field(None, description="event_id of the decision this replaces.")
+    source_event_id: str = Field(description="event_id of the call event decided on.")
+    call_received_at: AwareDatetime
+    call_type: str
+    category: str | None = Field(None, description="Policy call-type category matched.")
+    beat: str | None = None
+    district: str | None = None
+    priority: int | None = None
+    language: str = "en"
+    location: Location | None = None
+    safety_notes: str | None = None
+    weapon_involved: bool = False
+    violence_reported: bool = False

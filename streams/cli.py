@@ -1,0 +1,133 @@
+"""The ``heart`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from streams.settings import HeartSettings, SettingsError
+
+log = logging.getLogger("heart")
+
+
+def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host, log_file=args.log_file)
+    broker.start()
+    print(f"embedded broker listening on {broker.bootstrap} (Ctrl-C stops it)", flush=True)
+    print(f"export HEART_KAFKA_BOOTSTRAP={broker.bootstrap}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if not broker.running():
+                print("embedded broker exited unexpectedly", file=sys.stderr)
+                return 1
+    finally:
+        broker.stop()
+    print("embedded broker stopped", flush=True)
+    return 0
+
+
+def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.admin import create_topics, describe_topics
+    from streams.topics import CATALOG
+
+    if args.action == "create":
+        result = asyncio.run(create_topics(settings))
+        for name, state in result.items():
+            print(f"{state:8} {name}")
+        return 0
+    present = asyncio.run(describe_topics(settings))
+    for spec in CATALOG.values():
+        name = spec.full_name(settings.topic_prefix)
+        where = f"{present[name]} partitions" if name in present else "missing"
+        print(f"{name:28} key={spec.key:12} {where:14} {spec.description}")
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from schemas.registry import export_json_schemas
+
+    for path in export_json_schemas(args.dir):
+        print(path)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.worker import STAGES, run_worker
+
+    if args.stage not in STAGES:
+        print(
+            f"heart worker: unknown stage {args.stage!r}; the stages are: "
+            f"{', '.join(sorted(STAGES))}",
+            file=sys.stderr,
+        )
+        return 2
+    run_worker(args.stage, settings, loglevel=args.loglevel)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heart",
+        description="HEART Stream: route every 911 call to the right responder.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--log-file", type=Path, default=None)
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("topics", help="create or list the catalog's topics")
+    p.add_argument("action", choices=["create", "list"])
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("schemas", help="export the wire contract as JSON Schema")
+    schemas_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = schemas_sub.add_parser("export", help="write one JSON Schema per event into DIR")
+    e.add_argument("dir", type=Path)
+    e.set_defaults(func=_cmd_schemas)
+
+    p = sub.add_parser("worker", help="run one stage as a Faust worker")
+    p.add_argument("stage", help="the stage to run, e.g. triage")
+    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_cmd_worker)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = HeartSettings.from_env()
+    except SettingsError as exc:
+        print(f"heart: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's last line of defence: one clear line, no traceback
+        from streams.broker import BrokerError
+
+        if isinstance(exc, BrokerError | OSError | ValueError):
+            print(f"heart {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

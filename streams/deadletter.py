@@ -1,0 +1,89 @@
+"""Dead-letter handling: a bad message never stops a stage and is never lost.
+
+The record goes to ``heart.deadletter`` with its key, value and headers unchanged, plus
+``heart.dlq.*`` headers naming the source topic, partition, offset, stage and error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from faust.types import EventT, StreamT, TopicT
+
+from schemas.deadletter import DeadLetter
+from streams import metrics
+from streams.clock import Clock
+from streams.codec import DecodeError, decode
+from streams.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+def _header_list(headers: Any) -> list[tuple[str, bytes]]:
+    if not headers:
+        return []
+    items: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+class DeadLetterSink:
+    def __init__(self, topic: TopicT, stage: str, clock: Clock) -> None:
+        self.topic = topic
+        self.stage = stage
+        self.clock = clock
+
+    async def send(self, event: EventT, error: Exception, reason: str | None = None) -> DeadLetter:
+        message = event.message
+        if isinstance(error, DecodeError):
+            reason = reason or error.reason
+            error_class, error_message = error.error_class, error.detail
+        else:
+            reason = reason or "processing_error"
+            error_class, error_message = type(error).__name__, str(error)
+        letter = DeadLetter(
+            occurred_at=self.clock.now(),
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
+            stage=self.stage,
+            reason=reason,
+            error_class=error_class,
+            error_message=error_message[:2000],
+        )
+        await self.topic.send(
+            key=message.key,
+            value=message.value,
+            headers=_header_list(message.headers) + letter.headers(),
+        )
+        metrics.DEADLETTERS.labels(self.stage, reason).inc()
+        metrics.EVENTS_PRODUCED.labels(self.stage, self.topic.get_topic_name()).inc()
+        # The error text names fields, never values, so it is safe to log.
+        log.warning(
+            "dead-lettered %s[%d]@%d stage=%s reason=%s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            self.stage,
+            reason,
+            error_message[:300],
+        )
+        return letter
+
+
+async def decoded(
+    stream: StreamT, spec: TopicSpec, sink: DeadLetterSink
+) -> AsyncIterator[tuple[Any, EventT]]:
+    """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on."""
+    adapter = spec.adapter
+    topic_label = spec.name
+    consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
+    async for event in stream.events():
+        consumed.inc()
+        try:
+            model = decode(adapter, event.value)
+        except DecodeError as exc:
+            await sink.send(event, exc)
+            continue
+        yield model, event

@@ -1,0 +1,68 @@
+"""Prometheus metrics. One ``heart_`` prefix, base units, ``_total`` on counters.
+
+Labels are low-cardinality by construction: stage, topic, partition, route, pilot, reason.
+Never a call id, a person, a phone number or an address.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+EVENTS_CONSUMED = Counter(
+    "heart_events_consumed_total", "Events consumed, per stage and topic.", ["stage", "topic"]
+)
+EVENTS_PRODUCED = Counter(
+    "heart_events_produced_total", "Events produced, per stage and topic.", ["stage", "topic"]
+)
+PROCESSING_SECONDS = Histogram(
+    "heart_processing_seconds",
+    "Time to process one consumed event, per stage.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+DEADLETTERS = Counter(
+    "heart_deadletters_total", "Messages sent to the dead-letter topic.", ["stage", "reason"]
+)
+DUPLICATES = Counter(
+    "heart_duplicates_total",
+    "Redelivered events recognised by event_id and not processed again.",
+    ["stage", "topic"],
+)
+CONSUMER_LAG = Gauge(
+    "heart_consumergroup_lag",
+    "Messages between a partition's high watermark and the stage's position.",
+    ["stage", "topic", "partition"],
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "heart_consumergroup_lag_seconds",
+    "Age of the oldest unprocessed message in a partition, in seconds.",
+    ["stage", "topic", "partition"],
+)
+
+CALLS = Counter("heart_calls_total", "Triage decisions by route.", ["route"])
+PILOT_CALLS = Counter("heart_pilot_calls_total", "Calls involving each pilot.", ["pilot"])
+ELIGIBLE_MISSED = Counter(
+    "heart_eligible_missed_total",
+    "Calls a pilot's types matched that it could not take, by why.",
+    ["pilot", "reason"],
+)
+DECISIONS_SUPERSEDED = Counter(
+    "heart_decisions_superseded_total",
+    "Re-decisions after a call update, by old and new route.",
+    ["from_route", "to_route"],
+)
+
+
+def serve(port: int = 0, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> int:
+    """Serve ``/metrics`` with prometheus-client's own exposition; return the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    bound = int(server.server_port)
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound

@@ -1,0 +1,56 @@
+"""A stage's runtime: its app, clock, topics and dead-letter sink, wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from faust.types import TopicT
+from pydantic import BaseModel
+
+from streams import metrics
+from streams.app import create_app
+from streams.clock import Clock, make_clock
+from streams.codec import encode
+from streams.deadletter import DeadLetterSink
+from streams.settings import HeartSettings
+from streams.topics import DEADLETTER, TopicSpec
+from streams.transport import HeartApp
+
+
+@dataclass
+class Stage:
+    name: str
+    settings: HeartSettings
+    clock: Clock
+    app: HeartApp
+    _topics: dict[str, TopicT] = field(default_factory=dict)
+
+    def topic(self, spec: TopicSpec) -> TopicT:
+        """The Faust topic for a catalog entry; raw bytes, decoded by ``streams.codec``."""
+        if spec.name not in self._topics:
+            self._topics[spec.name] = self.app.topic(
+                spec.full_name(self.settings.topic_prefix),
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=spec.partitions,
+                config=dict(spec.config),
+            )
+        return self._topics[spec.name]
+
+    @cached_property
+    def deadletters(self) -> DeadLetterSink:
+        return DeadLetterSink(self.topic(DEADLETTER), self.name, self.clock)
+
+    async def send(self, spec: TopicSpec, key: str, event: BaseModel) -> None:
+        await self.topic(spec).send(key=key.encode(), value=encode(event))
+        metrics.EVENTS_PRODUCED.labels(self.name, spec.name).inc()
+
+
+def create_stage(name: str, settings: HeartSettings, clock: Clock | None = None) -> Stage:
+    return Stage(
+        name=name,
+        settings=settings,
+        clock=clock or make_clock(settings.clock),
+        app=create_app(name, settings),
+    )

@@ -1,0 +1,124 @@
+"""The topic catalog: every topic, declared once, with its key, value model and config.
+
+The names are the public contract CAD systems, responder apps and care-navigator apps
+integrate with. ``HEART_TOPIC_PREFIX`` lets several cities or test runs share one cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+from schemas.deadletter import DeadLetter
+from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
+from schemas.registry import CadEvent
+from schemas.triage import TriageDecision
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    value: Any
+    partitions: int
+    description: str
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        return TypeAdapter(self.value)
+
+    def full_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.name}"
+
+
+def _retention(days: int) -> dict[str, str]:
+    return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS)}
+
+
+CAD_CALLS = TopicSpec(
+    "cad.calls",
+    key="call_id",
+    value=CadEvent,
+    partitions=6,
+    description="CAD call events: call.received, call.updated, call.closed.",
+    config=_retention(30),
+)
+TRIAGE_DECISIONS = TopicSpec(
+    "triage.decisions",
+    key="call_id",
+    value=TriageDecision,
+    partitions=6,
+    description="One triage decision per call, superseded by re-decisions.",
+    config=_retention(30),
+)
+DISPATCH_EVENTS = TopicSpec(
+    "dispatch.events",
+    key="team_id (call_id when no team is involved)",
+    value=DispatchEvent,
+    partitions=6,
+    description="Assignment, movement, fallback and backup events; one team's stay in order.",
+    config=_retention(30),
+)
+UNITS_STATUS = TopicSpec(
+    "units.status",
+    key="team_id",
+    value=UnitStatusReport,
+    partitions=6,
+    description="Unit status reports from responder apps.",
+    config=_retention(30),
+)
+FOLLOWUP_TIMERS = TopicSpec(
+    "followup.timers",
+    key="case_id",
+    value=FollowupScheduled,
+    partitions=6,
+    description="Follow-up schedules with their 48-hour deadlines.",
+    config=_retention(90),
+)
+FOLLOWUP_TASKS = TopicSpec(
+    "followup.tasks",
+    key="case_id",
+    value=Annotated[FollowupDue | FollowupOverdue, Field(discriminator="event_type")],
+    partitions=6,
+    description="Follow-up tasks released to care navigators, and overdue notices.",
+    config=_retention(90),
+)
+FOLLOWUP_OUTCOMES = TopicSpec(
+    "followup.outcomes",
+    key="case_id",
+    value=FollowupOutcome,
+    partitions=6,
+    description="Outcomes care navigators report.",
+    config=_retention(90),
+)
+DEADLETTER = TopicSpec(
+    "heart.deadletter",
+    key="original key",
+    value=DeadLetter,
+    partitions=3,
+    description="Messages no stage could process, unchanged, with heart.dlq.* headers.",
+    config=_retention(90),
+)
+
+CATALOG: dict[str, TopicSpec] = {
+    spec.name: spec
+    for spec in (
+        CAD_CALLS,
+        TRIAGE_DECISIONS,
+        DISPATCH_EVENTS,
+        UNITS_STATUS,
+        FOLLOWUP_TIMERS,
+        FOLLOWUP_TASKS,
+        FOLLOWUP_OUTCOMES,
+        DEADLETTER,
+    )
+}
+

