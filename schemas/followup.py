@@ -20,9 +20,7 @@ class FollowupScheduled(Event):
     contact_ended_at: AwareDatetime
     deadline: AwareDatetime = Field(description="48 hours after the contact ended.")
     release_at: AwareDatetime = Field(description="First staffed moment to work the case.")
-    at_risk: bool = Field(
-        False, description="The deadline cannot be met inside staffed hours."
-    )
+    at_risk: bool = Field(False, description="The deadline cannot be met inside staffed hours.")
 
 
 class FollowupDue(Event):

@@ -38,7 +38,7 @@ def event_types(model: type[Event]) -> tuple[str, ...]:
 
 EVENT_TYPES: dict[str, type[Event]] = {t: m for m in MODELS for t in event_types(m)}
 
-CadEvent = Annotated[Union[CallReceived, CallUpdated, CallClosed], Field(discriminator="event_type")]  # noqa: UP007
+CadEvent = Annotated[CallReceived | CallUpdated | CallClosed, Field(discriminator="event_type")]
 AnyEvent = Annotated[Union[MODELS], Field(discriminator="event_type")]  # type: ignore[valid-type]  # noqa: UP007
 
 ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -21,6 +21,12 @@ IneligibleReason = Literal[
     "pilot_disabled",
 ]
 
+#: Reasons that mean "eligible by the call's nature, but the pilot's coverage missed it":
+#: the figures the department plans staffing from. Weapon and violence are not misses.
+COVERAGE_REASONS: frozenset[str] = frozenset(
+    {"outside_hours", "outside_service_area", "unknown_beat", "pilot_disabled"}
+)
+
 
 class PilotEligibility(WireModel):
     pilot: Pilot

@@ -121,4 +121,3 @@ CATALOG: dict[str, TopicSpec] = {
         DEADLETTER,
     )
 }
-

@@ -68,10 +68,12 @@ def every_event() -> list[Any]:
             deadline=deadline,
             release_at=T0,
         ),
-        FollowupDue(case_id="K-1", call_id="C-1001", timer_id="K-1:1", occurred_at=T0,
-                    deadline=deadline),
-        FollowupOutcome(case_id="K-1", outcome="connected_to_care", care_kind="outpatient",
-                        occurred_at=T0),
+        FollowupDue(
+            case_id="K-1", call_id="C-1001", timer_id="K-1:1", occurred_at=T0, deadline=deadline
+        ),
+        FollowupOutcome(
+            case_id="K-1", outcome="connected_to_care", care_kind="outpatient", occurred_at=T0
+        ),
         FollowupOverdue(case_id="K-1", call_id="C-1001", occurred_at=deadline, deadline=deadline),
         DeadLetter(
             occurred_at=T0,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -46,7 +46,7 @@ def test_cad_example_validates_with_defaults() -> None:
 def test_offsets_are_kept_not_guessed() -> None:
     call = call_received(occurred_at="2024-01-15T08:30:00+05:30")
     assert call.occurred_at.utcoffset() == timedelta(hours=5, minutes=30)
-    assert call.occurred_at == datetime(2024, 1, 15, 3, 0, tzinfo=timezone.utc)
+    assert call.occurred_at == datetime(2024, 1, 15, 3, 0, tzinfo=UTC)
 
 
 def test_unknown_extra_fields_are_not_fatal() -> None:
@@ -66,8 +66,7 @@ def test_unknown_extra_fields_are_not_fatal() -> None:
             "occurred_at",
         ),
         (
-            b'{"event_type":"call.received","call_type":"X",'
-            b'"occurred_at":"2024-07-15T10:00:00Z"}',
+            b'{"event_type":"call.received","call_type":"X","occurred_at":"2024-07-15T10:00:00Z"}',
             "missing_field",
             "call_id",
         ),

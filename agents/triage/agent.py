@@ -1,0 +1,83 @@
+"""The triage stage: one decision per call on ``triage.decisions``, superseded on updates."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from faust.types import StreamT
+
+from agents.triage.state import CallState, step
+from policy import load_policy
+from schemas.triage import COVERAGE_REASONS, TriageDecision
+from streams import metrics
+from streams.deadletter import decoded
+from streams.stage import Stage
+from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
+
+log = logging.getLogger(__name__)
+
+
+def register(stage: Stage) -> None:
+    policy = load_policy(stage.settings.policy)
+    log.info("triage policy %s", policy.version_id)
+    calls = stage.app.Table(
+        "calls",
+        default=None,
+        partitions=CAD_CALLS.partitions,
+        value_serializer="json",
+        help="Open calls: last decision and recent event ids, for de-duplication.",
+    )
+    latency = metrics.PROCESSING_SECONDS.labels(stage.name)
+    duplicates = metrics.DUPLICATES.labels(stage.name, CAD_CALLS.name)
+
+    @stage.app.agent(stage.topic(CAD_CALLS), name="triage")
+    async def triage(stream: StreamT) -> None:
+        async for event, raw in decoded(stream, CAD_CALLS, stage.deadletters):
+            started = time.perf_counter()
+            stage.clock.observe(event.occurred_at)
+            stored = calls.get(event.call_id)
+            state = CallState.model_validate(stored) if stored is not None else None
+            result = step(state, event, policy, stage.clock.now())
+
+            if result.outcome == "unknown_call":
+                if event.event_type == "call.updated":
+                    await stage.deadletters.send(
+                        raw, LookupError("call.updated for a call never received"), "unknown_call"
+                    )
+                continue
+            if result.outcome == "duplicate":
+                duplicates.inc()
+            if result.state is None:
+                calls.pop(event.call_id, None)
+            elif result.state is not state:
+                calls[event.call_id] = result.state.model_dump(mode="json")
+            if result.decision is not None:
+                decision = result.decision
+                await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
+                _count(decision, result.superseded_route)
+            latency.observe(time.perf_counter() - started)
+
+
+def _count(decision: TriageDecision, superseded_route: str | None) -> None:
+    if superseded_route is not None:
+        metrics.DECISIONS_SUPERSEDED.labels(superseded_route, decision.route).inc()
+        return
+    metrics.CALLS.labels(decision.route).inc()
+    for pilot in decision.pilots:
+        metrics.PILOT_CALLS.labels(pilot).inc()
+    for pilot, reason in missed(decision):
+        metrics.ELIGIBLE_MISSED.labels(pilot, reason).inc()
+
+
+def missed(decision: TriageDecision) -> list[tuple[str, str]]:
+    """Each pilot that missed a call it should have had, once, with the first reason why.
+
+    A call a pilot is excluded from by its nature (weapon, violence) is not a miss.
+    """
+    out = []
+    for entry in decision.eligibility:
+        if entry.eligible or not set(entry.reasons) <= COVERAGE_REASONS:
+            continue
+        out.append((entry.pilot, entry.reasons[0]))
+    return out

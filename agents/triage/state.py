@@ -1,0 +1,115 @@
+"""Per-call triage state and its pure transitions: de-duplication, decision, supersession."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.triage.decide import apply_update, decide, needs_redecision
+from policy import Policy
+from schemas.calls import CallClosed, CallReceived, CallUpdated
+from schemas.triage import TriageDecision
+
+#: Event ids remembered per call; a CAD redelivers recent events, not ancient ones.
+SEEN_LIMIT = 32
+
+_DECISION_NS = uuid.UUID("6f1d2c0e-8f0a-4c55-9a43-4f2e1b6c9d11")
+
+Outcome = Literal["decided", "redecided", "duplicate", "unchanged", "closed", "unknown_call"]
+
+
+class CallState(BaseModel):
+    """What the triage stage keeps per open call. The caller's personal data is dropped."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    call: CallReceived
+    decision_id: str
+    route: str
+    revision: int
+    seen: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Step:
+    outcome: Outcome
+    state: CallState | None
+    decision: TriageDecision | None = None
+    superseded_route: str | None = None
+
+
+def decision_id(source_event_id: str) -> str:
+    # Deterministic, so that a decision re-emitted after a crash carries the same
+    # event_id and downstream consumers drop it as a duplicate.
+    return uuid.uuid5(_DECISION_NS, source_event_id).hex
+
+
+def _remember(seen: list[str], event_id: str) -> list[str]:
+    return [*seen, event_id][-SEEN_LIMIT:]
+
+
+def step(
+    state: CallState | None,
+    event: CallReceived | CallUpdated | CallClosed,
+    policy: Policy,
+    now: datetime,
+) -> Step:
+    if state is not None and event.event_id in state.seen:
+        return Step("duplicate", state)
+
+    if isinstance(event, CallClosed):
+        return Step("closed" if state else "unknown_call", None)
+
+    if isinstance(event, CallReceived):
+        call = event.model_copy(update={"caller": None})
+        if state is None:
+            decision = decide(call, policy, event_id=decision_id(event.event_id), now=now)
+            return Step(
+                "decided",
+                CallState(
+                    call=call,
+                    decision_id=decision.event_id,
+                    route=decision.route,
+                    revision=1,
+                    seen=[event.event_id],
+                ),
+                decision,
+            )
+        if not needs_redecision(state.call, call):
+            return Step(
+                "duplicate",
+                state.model_copy(update={"seen": _remember(state.seen, event.event_id)}),
+            )
+        merged = call
+    else:
+        if state is None:
+            return Step("unknown_call", None)
+        merged = apply_update(state.call, event)
+        if not needs_redecision(state.call, merged):
+            return Step(
+                "unchanged",
+                state.model_copy(
+                    update={"call": merged, "seen": _remember(state.seen, event.event_id)}
+                ),
+            )
+
+    decision = decide(
+        merged,
+        policy,
+        revision=state.revision + 1,
+        supersedes=state.decision_id,
+        event_id=decision_id(event.event_id),
+        now=now,
+    )
+    new_state = CallState(
+        call=merged,
+        decision_id=decision.event_id,
+        route=decision.route,
+        revision=decision.revision,
+        seen=_remember(state.seen, event.event_id),
+    )
+    return Step("redecided", new_state, decision, superseded_route=state.route)

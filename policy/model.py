@@ -1,0 +1,668 @@
+"""The triage policy: which pilots take which calls, where and when, loaded from TOML.
+
+A policy is data. Every rule the triage stage applies (call-type categories and their CAD
+aliases, hours, service areas, which risks exclude which pilot) lives in the TOML file;
+this module only validates it and precomputes lookups so that a decision per event is a
+handful of dict and set probes.
+
+Validation is strict because a policy silently misread sends people in crisis to the wrong
+responder: TOML integers are never coerced to strings, unknown keys are refused, required
+sections have no defaults. Every problem is reported as ``field.path: problem`` together
+with the file it came from (see :class:`PolicyError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from schemas.triage import Pilot, Route
+
+#: Pilot ids, in the order decisions list them; taken from the wire schema so the two agree.
+PILOTS: tuple[str, ...] = typing.get_args(Pilot)
+#: Pilots that take a call themselves (every route except police).
+RESPONDERS: tuple[str, ...] = tuple(r for r in typing.get_args(Route) if r != "police")
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_KEY_MARKER = "[key]"
+
+
+def normalize(text: str) -> str:
+    """Key used to compare CAD text: case, surrounding and repeated whitespace ignored."""
+    return " ".join(text.split()).casefold()
+
+
+# --- problems -----------------------------------------------------------------------------
+
+
+Loc = tuple[str | int, ...]
+
+
+class _Problems(ValueError):
+    """Raised inside validators; carries locations relative to the validated value.
+
+    Pydantic wraps it in a ``value_error`` whose context keeps this instance, which lets
+    one validator report several problems, each at its own field path, without the
+    "Value error, " prefix pydantic adds to plain messages.
+    """
+
+    def __init__(self, items: Sequence[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(problem for _, problem in items))
+        self.items = list(items)
+
+    @classmethod
+    def one(cls, problem: str, *loc: str | int) -> _Problems:
+        return cls([(loc, problem)])
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used. The message names the file, each field, the problem.
+
+    ``problems`` holds ``(field_path, problem)`` pairs; the field path is dotted with list
+    indexes in brackets (``pilots.crt.hours[0].end``), or ``""`` for the file as a whole.
+    """
+
+    def __init__(self, source: str | os.PathLike[str], problems: Sequence[tuple[str, str]]):
+        self.source = str(source)
+        self.problems = list(problems)
+        lines = [f"{field}: {problem}" if field else problem for field, problem in self.problems]
+        if len(lines) == 1:
+            message = f"policy file {self.source}: {lines[0]}"
+        else:
+            body = "\n".join(f"  {line}" for line in lines)
+            message = f"policy file {self.source} has {len(lines)} problems:\n{body}"
+        super().__init__(message)
+
+
+def _field_path(loc: Iterable[str | int]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            key = part if _BARE_KEY.match(part) else json.dumps(part)
+            path += f".{key}" if path else key
+    return path
+
+
+def _toml_type(value: object) -> str:
+    # bool before int: a TOML boolean is a Python int subclass.
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "float"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "table"),
+        (datetime, "date-time"),
+        (date, "date"),
+        (time, "time"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "bool_type": "a boolean (true or false)",
+    "list_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+}
+
+
+def _known_keys(loc: Loc) -> list[str] | None:
+    """Keys the model at ``loc`` accepts, to suggest next to an unknown key."""
+    annotation: Any = Policy
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
+        annotation = arms[0] if len(arms) == 1 else annotation
+    return annotation
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    loc: Loc = tuple(error["loc"])
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        if loc[:-1] == ("pilots",):
+            return f"unknown pilot {key!r} (known: {', '.join(PILOTS)})"
+        known = _known_keys(loc[:-1])
+        return f"unknown key {key!r}" + (f" (known: {', '.join(known)})" if known else "")
+    if kind == "missing":
+        return "required key is missing"
+    if kind in _EXPECTED:
+        problem = f"must be {_EXPECTED[kind]}, got {_toml_type(value)} {value!r}"
+        if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+            problem += f' (quote it: "{value}")'
+        return problem
+    if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty"
+    return str(error["msg"])
+
+
+def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors():
+        loc: Loc = tuple(error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        found = (
+            [(loc + sub, problem) for sub, problem in cause.items]
+            if isinstance(cause, _Problems)
+            else [(loc, _describe(error))]
+        )
+        for where, problem in found:
+            # Pydantic marks a problem with a table's key (not its value) by a "[key]" part.
+            if _KEY_MARKER in where:
+                where = tuple(part for part in where if part != _KEY_MARKER)
+                problem = f"key {problem}"
+            problems.append((_field_path(where), problem))
+    return problems
+
+
+# --- field types --------------------------------------------------------------------------
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise _Problems.one("must not be blank")
+    return value
+
+
+def _time_of_day(value: str) -> str:
+    if not _TIME.match(value):
+        raise _Problems.one(f"invalid time {value!r} (use HH:MM, 00:00 to 24:00)")
+    return value
+
+
+def _day(value: str) -> str:
+    day = value.strip().casefold()
+    if day not in DAYS:
+        raise _Problems.one(f"unknown day {value!r} (use mon..sun)")
+    return day
+
+
+def _responder(value: str) -> str:
+    if value not in RESPONDERS:
+        raise _Problems.one(f"unknown pilot {value!r} (use {', '.join(RESPONDERS)})")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Problems.one(
+            f"unknown time zone {value!r} (use an IANA name like America/New_York)"
+        ) from None
+    return value
+
+
+def _service_area(value: object) -> object:
+    # "citywide" becomes None so the model holds one shape: a beat list, or nothing to check.
+    if isinstance(value, str):
+        if value == "citywide":
+            return None
+        raise _Problems.one(f'unknown service area {value!r} (use "citywide" or {{beats = [...]}})')
+    if not isinstance(value, dict):
+        raise _Problems.one(
+            f'must be "citywide" or {{beats = [...]}}, got {_toml_type(value)} {value!r}'
+        )
+    return value
+
+
+def _no_duplicates(values: Sequence[str], what: str) -> list[tuple[Loc, str]]:
+    seen: dict[str, str] = {}
+    problems: list[tuple[Loc, str]] = []
+    for index, value in enumerate(values):
+        key = normalize(value)
+        if key in seen:
+            problems.append(((index,), f"{what} {value!r} listed twice"))
+        else:
+            seen[key] = value
+    return problems
+
+
+Text = Annotated[str, AfterValidator(_non_blank)]
+Beat = Annotated[str, AfterValidator(_non_blank)]
+TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
+Day = Annotated[str, AfterValidator(_day)]
+Responder = Annotated[str, AfterValidator(_responder)]
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Window(_Strict):
+    """Opening hours on some weekdays, local time in the policy zone, ``[start, end)``."""
+
+    days: list[Day] = Field(min_length=1)
+    start: TimeOfDay
+    end: TimeOfDay
+
+    @model_validator(mode="after")
+    def _check(self) -> Window:
+        problems = [(("days", *loc), p) for loc, p in _no_duplicates(self.days, "day")]
+        if self.start == "24:00":
+            problems.append((("start",), "start cannot be 24:00 (use 00:00 on the next day)"))
+        elif _minutes(self.end) <= _minutes(self.start):
+            problems.append(
+                (
+                    ("end",),
+                    f"end {self.end} is not after start {self.start} "
+                    "(split a window that crosses midnight in two)",
+                )
+            )
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class BeatArea(_Strict):
+    beats: list[Beat] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> BeatArea:
+        problems = [(("beats", *loc), p) for loc, p in _no_duplicates(self.beats, "beat")]
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+#: ``"citywide"`` in the file, ``None`` here; otherwise ``{beats = [...]}``.
+ServiceArea = Annotated[BeatArea | None, BeforeValidator(_service_area)]
+
+
+class _PilotBase(_Strict):
+    enabled: bool
+    hours: list[Window]
+    service_area: ServiceArea
+    #: Where the file departs from the department's text, it says so here.
+    assumption: Text | None = None
+
+    def _base_problems(self) -> list[tuple[Loc, str]]:
+        if self.enabled and not self.hours:
+            return [(("hours",), "an enabled pilot needs at least one window")]
+        return []
+
+
+class ResponsePilot(_PilotBase):
+    """A pilot that takes calls: CCD by phone, CRT and CoR in person."""
+
+    call_types: list[Text] = Field(default_factory=list)
+    #: Also take any call the call taker flags as behavioural health, whatever its type.
+    includes_behavioral_health_flag: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ResponsePilot:
+        problems = self._base_problems()
+        problems += [
+            (("call_types", *loc), p) for loc, p in _no_duplicates(self.call_types, "call type")
+        ]
+        if not self.call_types and not self.includes_behavioral_health_flag:
+            problems.append(
+                (
+                    ("call_types",),
+                    "pilot takes no calls: list call_types or set "
+                    "includes_behavioral_health_flag = true",
+                )
+            )
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class FollowupPilot(_PilotBase):
+    """Care Navigation: follows up people after a contact with the pilots it follows."""
+
+    follows: list[Responder] = Field(min_length=1)
+    followup_within_hours: int = Field(gt=0)
+    unable_to_reach_retries: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FollowupPilot:
+        problems = self._base_problems()
+        problems += [(("follows", *loc), p) for loc, p in _no_duplicates(self.follows, "pilot")]
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class Pilots(_Strict):
+    ccd: ResponsePilot
+    crt: ResponsePilot
+    cor: ResponsePilot
+    cn: FollowupPilot
+
+
+class Risk(_Strict):
+    """Which reported risks keep a pilot off a call, and which pilot exists for them.
+
+    No defaults: forgetting this section must not quietly send unarmed teams to a
+    report of a weapon.
+    """
+
+    excluded_by_weapon: list[Responder]
+    excluded_by_violence: list[Responder]
+    #: Pilots that take a call only when a weapon or violence toward others is reported.
+    requires_weapon_or_violence: list[Responder]
+
+    @model_validator(mode="after")
+    def _check(self) -> Risk:
+        problems: list[tuple[Loc, str]] = []
+        for name in ("excluded_by_weapon", "excluded_by_violence", "requires_weapon_or_violence"):
+            problems += [
+                ((name, *loc), p) for loc, p in _no_duplicates(getattr(self, name), "pilot")
+            ]
+        for index, pilot in enumerate(self.requires_weapon_or_violence):
+            if pilot in self.excluded_by_weapon and pilot in self.excluded_by_violence:
+                problems.append(
+                    (
+                        ("requires_weapon_or_violence", index),
+                        f"pilot {pilot!r} requires a weapon or violence but is excluded by both",
+                    )
+                )
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class Dispatch(_Strict):
+    max_queue_wait_minutes: int = Field(gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class PilotRule:
+    """One responding pilot's rules, precomputed for per-event decisions."""
+
+    pilot: str
+    enabled: bool
+    call_types: frozenset[str]
+    takes_flagged: bool
+    #: Normalized beats, or None when the pilot serves the whole city.
+    beats: frozenset[str] | None
+    #: Per weekday (Monday = 0), the open ``(start, end)`` minute ranges, end exclusive.
+    week: tuple[tuple[tuple[int, int], ...], ...]
+    excluded_by_weapon: bool
+    excluded_by_violence: bool
+    requires_weapon_or_violence: bool
+
+    def open_at(self, local: datetime) -> bool:
+        """Whether ``local`` (already in the policy zone) falls inside opening hours."""
+        minute = local.hour * 60 + local.minute
+        return any(start <= minute < end for start, end in self.week[local.weekday()])
+
+
+def _week(windows: Sequence[Window]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    ranges: list[list[tuple[int, int]]] = [[] for _ in DAYS]
+    for window in windows:
+        span = (_minutes(window.start), _minutes(window.end))
+        for day in window.days:
+            ranges[DAYS.index(day)].append(span)
+    return tuple(tuple(sorted(day)) for day in ranges)
+
+
+class Policy(_Strict):
+    """A city's triage policy. Build it with :func:`load_policy`, not by hand."""
+
+    #: Short identifier used in :attr:`version_id`, e.g. ``durham``.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=32)
+    #: The policy's own version, e.g. the date it took effect.
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=32)
+    title: Text | None = None
+    source: Text | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)]
+    #: The city's beats; when given, a call's beat outside it is ``unknown_beat``.
+    known_beats: list[Beat] = Field(default_factory=list)
+    #: Category name -> CAD call-type texts that mean it. The name itself always matches.
+    categories: dict[Text, list[Text]] = Field(min_length=1)
+    risk: Risk
+    dispatch: Dispatch
+    pilots: Pilots
+
+    _zone: ZoneInfo = PrivateAttr()
+    _version_id: str = PrivateAttr()
+    _aliases: dict[str, str] = PrivateAttr()
+    _known_beats: frozenset[str] | None = PrivateAttr()
+    _rules: tuple[PilotRule, ...] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Policy:
+        problems = self._category_problems()
+        problems += self._call_type_problems()
+        problems += self._beat_problems()
+        if problems:
+            raise _Problems(problems)
+        self._precompute()
+        return self
+
+    def _category_problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        owner: dict[str, str] = {}
+        for category in self.categories:
+            key = normalize(category)
+            if key in owner:
+                problems.append(
+                    (("categories", category), f"category {category!r} duplicates {owner[key]!r}")
+                )
+            owner[key] = category
+        for category, aliases in self.categories.items():
+            seen: set[str] = set()
+            for index, alias in enumerate(aliases):
+                key = normalize(alias)
+                mapped = owner.get(key, category)
+                if mapped != category:
+                    problems.append(
+                        (
+                            ("categories", category, index),
+                            f"alias {alias!r} already maps to {mapped!r}",
+                        )
+                    )
+                elif key in seen:
+                    problems.append(
+                        (("categories", category, index), f"alias {alias!r} listed twice")
+                    )
+                seen.add(key)
+                owner.setdefault(key, category)
+        return problems
+
+    def _call_type_problems(self) -> list[tuple[Loc, str]]:
+        by_key = {normalize(name): name for name in self.categories}
+        problems: list[tuple[Loc, str]] = []
+        for pilot in RESPONDERS:
+            for index, name in enumerate(getattr(self.pilots, pilot).call_types):
+                if name in self.categories:
+                    continue
+                hint = by_key.get(normalize(name))
+                problem = f"unknown category {name!r}" + (
+                    f" (did you mean {hint!r}?)" if hint else " (not in [categories])"
+                )
+                problems.append((("pilots", pilot, "call_types", index), problem))
+        return problems
+
+    def _beat_problems(self) -> list[tuple[Loc, str]]:
+        problems = [
+            (("known_beats", *loc), p) for loc, p in _no_duplicates(self.known_beats, "beat")
+        ]
+        if not self.known_beats:
+            return problems
+        known = {normalize(beat) for beat in self.known_beats}
+        for pilot in PILOTS:
+            area = getattr(self.pilots, pilot).service_area
+            for index, beat in enumerate(area.beats if area else ()):
+                if normalize(beat) not in known:
+                    problems.append(
+                        (
+                            ("pilots", pilot, "service_area", "beats", index),
+                            f"beat {beat!r} is not in known_beats",
+                        )
+                    )
+        return problems
+
+    def _precompute(self) -> None:
+        self._zone = ZoneInfo(self.timezone)
+        aliases: dict[str, str] = {}
+        for category, names in self.categories.items():
+            for text in (category, *names):
+                aliases[normalize(text)] = category
+        self._aliases = aliases
+        self._known_beats = frozenset(map(normalize, self.known_beats)) or None
+        rules = []
+        for pilot in RESPONDERS:
+            spec: ResponsePilot = getattr(self.pilots, pilot)
+            area = spec.service_area
+            rules.append(
+                PilotRule(
+                    pilot=pilot,
+                    enabled=spec.enabled,
+                    call_types=frozenset(spec.call_types),
+                    takes_flagged=spec.includes_behavioral_health_flag,
+                    beats=frozenset(map(normalize, area.beats)) if area else None,
+                    week=_week(spec.hours),
+                    excluded_by_weapon=pilot in self.risk.excluded_by_weapon,
+                    excluded_by_violence=pilot in self.risk.excluded_by_violence,
+                    requires_weapon_or_violence=pilot in self.risk.requires_weapon_or_violence,
+                )
+            )
+        self._rules = tuple(rules)
+        # Hash the validated content, not the file bytes: comments and layout do not
+        # change what the policy decides, so they must not change the version either.
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+        self._version_id = f"{self.name}@{self.version}+{digest}"
+
+    # --- lookups used per event ---------------------------------------------------------
+
+    @property
+    def version_id(self) -> str:
+        """``name@version+<8 hex of the content's sha256>``; decisions carry it."""
+        return self._version_id
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self._zone
+
+    @property
+    def rules(self) -> tuple[PilotRule, ...]:
+        """The responding pilots' rules, in decision order (ccd, crt, cor)."""
+        return self._rules
+
+    @property
+    def known_beat_set(self) -> frozenset[str] | None:
+        """Normalized city beats, or None when beats are not checked."""
+        return self._known_beats
+
+    @property
+    def followed_by_cn(self) -> frozenset[str]:
+        """Routes after which Care Navigation follows up (empty when CN is disabled)."""
+        cn = self.pilots.cn
+        return frozenset(cn.follows) if cn.enabled else frozenset()
+
+    def category_for(self, call_type: str) -> str | None:
+        """The category a CAD call-type text belongs to, or None."""
+        return self._aliases.get(normalize(call_type))
+
+    def rule(self, pilot: str) -> PilotRule:
+        for rule in self._rules:
+            if rule.pilot == pilot:
+                return rule
+        raise KeyError(pilot)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def default_policy_path() -> Path:
+    """The policy shipped with the package: Durham's pilots as launched in 2022."""
+    return Path(__file__).with_name("durham.toml")
+
+
+def parse_policy(data: Mapping[str, Any], *, source: str | os.PathLike[str]) -> Policy:
+    """Validate already-parsed TOML data; ``source`` names it in errors."""
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(source, _problems_from(exc)) from None
+
+
+def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
+    """Load and validate a policy file (the default Durham policy when ``path`` is None).
+
+    Raises :class:`PolicyError` naming the file, the field and the problem.
+    """
+    file = Path(path) if path is not None else default_policy_path()
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(file, [("", "file not found")]) from None
+    except OSError as exc:
+        raise PolicyError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            file, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already ends with "(at line N, column M)".
+        raise PolicyError(file, [("", f"TOML syntax error: {exc}")]) from None
+    return parse_policy(data, source=file)

@@ -1,0 +1,137 @@
+"""Real-broker helpers for integration tests: produce, read back, run stage workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import BaseModel
+
+from streams.broker import find_free_port
+from streams.codec import encode
+from streams.settings import HeartSettings
+from streams.topics import TopicSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def produce(
+    settings: HeartSettings,
+    spec: TopicSpec,
+    records: Iterable[tuple[str | None, bytes | BaseModel]],
+) -> None:
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        for key, value in records:
+            raw = encode(value) if isinstance(value, BaseModel) else value
+            await producer.send(
+                spec.full_name(settings.topic_prefix),
+                value=raw,
+                key=key.encode() if key is not None else None,
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    settings: HeartSettings,
+    spec: TopicSpec,
+    *,
+    until: Callable[[list[ConsumerRecord]], bool],
+    timeout: float = 30.0,
+    settle: float = 0.0,
+) -> list[ConsumerRecord]:
+    """Read a topic from the beginning until ``until(records)`` holds, then ``settle`` more
+    seconds so that a wrong extra record (a duplicate) has the chance to show up."""
+    consumer = AIOKafkaConsumer(
+        spec.full_name(settings.topic_prefix),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+        **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        settle_end: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            for recs in batch.values():
+                records.extend(recs)
+            if settle_end is None and until(records):
+                settle_end = time.monotonic() + settle
+            if settle_end is not None and time.monotonic() >= settle_end:
+                return records
+        raise TimeoutError(
+            f"{spec.name}: condition not met in {timeout:.0f}s; got {len(records)} records"
+        )
+    finally:
+        await consumer.stop()
+
+
+class Worker:
+    """``heart worker STAGE`` as a real subprocess, so that SIGKILL is a real crash."""
+
+    def __init__(self, stage: str, settings: HeartSettings, log_dir: Path, **env: str) -> None:
+        self.stage = stage
+        self.metrics_port = find_free_port()
+        self.log_path = log_dir / f"{stage}-{time.monotonic_ns()}.log"
+        self.env = {
+            **os.environ,
+            "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEART_TOPIC_PREFIX": settings.topic_prefix,
+            "HEART_METRICS_PORT": str(self.metrics_port),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", self.stage],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Ready once the consumer group has assigned this worker its partitions."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.stage} exited:\n{self.log()[-3000:]}")
+            if "Worker ready" in self.log() or "[^Worker]: Ready" in self.log():
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"worker {self.stage} not ready in {timeout}s:\n{self.log()[-3000:]}")
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill(signal.SIGTERM) if self.proc and self.proc.poll() is None else None
