@@ -25,7 +25,6 @@ def register(stage: Stage) -> None:
         "calls",
         default=None,
         partitions=CAD_CALLS.partitions,
-        value_serializer="json",
         help="Open calls: last decision and recent event ids, for de-duplication.",
     )
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
