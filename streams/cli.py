@@ -76,6 +76,35 @@ def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from policy import PolicyError, load_policy
+    from streams.decide_cli import run
+
+    try:
+        policy = load_policy(args.policy or settings.policy)
+    except PolicyError as exc:
+        print(f"heart decide: {exc}", file=sys.stderr)
+        return 2
+    return run(args.file, policy)
+
+
+def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.up import run_up
+
+    return asyncio.run(
+        run_up(
+            settings,
+            speed=args.speed,
+            duration=args.duration,
+            status_every=args.status_every,
+            simulate=not args.no_sim,
+            seed=args.seed,
+            log_dir=args.log_dir,
+            metrics_port=args.metrics_port,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heart",
@@ -103,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", help="the stage to run, e.g. triage")
     p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("up", help="run everything on one machine with a simulated city")
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    p.add_argument("--no-sim", action="store_true", help="run the stages without the simulator")
+    p.add_argument("--seed", type=int, default=2022)
+    p.add_argument("--log-dir", type=Path, default=None)
+    p.add_argument("--metrics-port", type=int, default=9101, help="first stage's metrics port")
+    p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser(
+        "decide", help="decide call.received JSON lines with a policy, one decision per line"
+    )
+    p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: Durham)")
+    p.add_argument("file", nargs="?", default="-", help="JSON lines file, or - for stdin")
+    p.set_defaults(func=_cmd_decide)
 
     return parser
 

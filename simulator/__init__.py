@@ -1,0 +1,1 @@
+"""A Durham-like city for ``heart up``: CAD feed, responder apps and care navigators."""

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from schemas import TriageDecision
+from streams.cli import main
+from tests.factories import call_received
+from tests.kafka import ROOT
+
+
+def heart(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_decide_reports_invalid_lines_and_still_decides_valid_ones() -> None:
+    lines = b"\n".join(
+        [
+            call_received(call_id="1", call_type=" TRESPASS ").model_dump_json().encode(),
+            b"not json",
+            b'{"event_type":"call.received","call_id":"3","call_type":"x",'
+            b'"occurred_at":"2024-07-15T10:00:00"}',
+            call_received(call_id="4", weapon_involved=True).model_dump_json().encode(),
+        ]
+    )
+    result = heart("decide", "-", stdin=lines)
+    assert result.returncode == 1
+    decisions = [TriageDecision.model_validate_json(x) for x in result.stdout.splitlines()]
+    assert [(d.call_id, d.route) for d in decisions] == [("1", "crt"), ("4", "police")]
+    err = result.stderr.decode()
+    assert "line 2: invalid_json" in err
+    assert "line 3: naive_timestamp: occurred_at" in err
+    assert "Jordan" not in result.stdout.decode(), "caller data never reaches a decision"
+
+
+def test_decide_with_a_bad_policy_names_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "policy" / "durham.toml").read_text().replace('"fri"', '"fir"', 1))
+    result = heart("decide", "--policy", str(bad), "-", stdin=b"")
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "bad.toml" in err and "days" in err and "fir" in err
+
+
+def test_decide_clean_input_exits_zero(tmp_path: Path) -> None:
+    src = tmp_path / "calls.jsonl"
+    src.write_bytes(call_received().model_dump_json().encode() + b"\n")
+    result = heart("decide", str(src))
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["route"] == "crt"
+
+
+def test_unknown_stage_names_the_stages(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "triag"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown stage 'triag'; the stages are:" in err and "triage" in err
+
+
+def test_typo_in_a_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["topcs", "create"])
+    assert "invalid choice: 'topcs'" in capsys.readouterr().err
+
+
+def test_schemas_export(tmp_path: Path) -> None:
+    assert main(["schemas", "export", str(tmp_path)]) == 0
+    assert (tmp_path / "CallReceived.schema.json").exists()
