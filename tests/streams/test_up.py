@@ -1,0 +1,89 @@
+"""``heart up`` end to end: its own embedded broker, every stage, the simulator, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from streams.broker import find_free_port
+from tests.kafka import ROOT
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    marker = f"HEART_TEST_MARKER={uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if k != "HEART_KAFKA_BOOTSTRAP"}
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    first_port = find_free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "up",
+            "--speed",
+            "1200",
+            "--status-every",
+            "1",
+            "--log-dir",
+            str(tmp_path),
+            "--metrics-port",
+            str(first_port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    metrics_urls: list[str] = []
+    decided = 0
+    deadline = time.monotonic() + 90
+    assert proc.stdout is not None
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if m := re.search(r"metrics (http://\S+/metrics)", line):
+                metrics_urls.append(m.group(1))
+            if m := re.search(r"decisions: ccd=(\d+) crt=(\d+) cor=(\d+) police=(\d+)", line):
+                decided = sum(int(x) for x in m.groups())
+                if decided >= 20:
+                    break
+        assert decided >= 20, "".join(lines[-30:])
+        assert metrics_urls
+        for url in metrics_urls:
+            body = urllib.request.urlopen(url, timeout=5).read().decode()
+            assert "heart_events_consumed_total" in body
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(lines)
+    assert proc.returncode == 0, output[-3000:]
+    assert "stopped: no stage or broker process left running" in output
+    assert processes_with(marker) == [], "a stage or broker outlived heart up"
