@@ -16,6 +16,7 @@ from schemas.deadletter import DeadLetter
 from streams import metrics
 from streams.clock import Clock
 from streams.codec import DecodeError, decode
+from streams.lag import note_processed
 from streams.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ async def decoded(
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
     async for event in stream.events():
         consumed.inc()
+        message = event.message
+        note_processed(message.tp, message.timestamp)
         try:
             model = decode(adapter, event.value)
         except DecodeError as exc:

@@ -8,13 +8,13 @@ from functools import cached_property
 from faust.types import TopicT
 from pydantic import BaseModel
 
-from streams import metrics
+from streams import lag, metrics
 from streams.app import create_app
 from streams.clock import Clock, make_clock
 from streams.codec import encode
 from streams.deadletter import DeadLetterSink
 from streams.settings import HeartSettings
-from streams.topics import DEADLETTER, TopicSpec
+from streams.topics import CATALOG, DEADLETTER, TopicSpec
 from streams.transport import HeartApp
 
 
@@ -47,10 +47,26 @@ class Stage:
         metrics.EVENTS_PRODUCED.labels(self.name, spec.name).inc()
 
 
+    def topic_label(self, full_name: str) -> str | None:
+        """Catalog name of a subscribed topic, for metric labels; None for internal ones."""
+        prefix = self.settings.topic_prefix
+        name = full_name[len(prefix) :] if full_name.startswith(prefix) else full_name
+        return name if name in CATALOG else None
+
+
+LAG_SAMPLE_INTERVAL_S = 5.0
+
+
 def create_stage(name: str, settings: HeartSettings, clock: Clock | None = None) -> Stage:
-    return Stage(
+    stage = Stage(
         name=name,
         settings=settings,
         clock=clock or make_clock(settings.clock),
         app=create_app(name, settings),
     )
+
+    @stage.app.timer(LAG_SAMPLE_INTERVAL_S, name=f"{name}-lag")
+    async def _sample_lag() -> None:
+        lag.sample(stage.app, name, stage.topic_label)
+
+    return stage
