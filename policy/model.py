@@ -377,6 +377,12 @@ class FollowupPilot(_PilotBase):
     follows: list[Responder] = Field(min_length=1)
     followup_within_hours: int = Field(gt=0)
     unable_to_reach_retries: int = Field(ge=0)
+    #: Staffed minutes between an unable-to-reach attempt and the retry's release.
+    retry_after_minutes: int = Field(120, gt=0)
+    #: A case with fewer staffed minutes than this before its deadline is flagged at risk.
+    at_risk_below_staffed_minutes: int = Field(120, ge=0)
+    #: Most cases one timer sweep changes, so that a restart drains in batches, not a storm.
+    sweep_batch_limit: int = Field(100, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> FollowupPilot:

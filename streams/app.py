@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import faust
-
 from streams.settings import HeartSettings
-from streams.transport import HeartApp
+from streams.transport import HeartApp, faust_credentials
 
 
 def app_id(stage: str, settings: HeartSettings) -> str:
     return f"{settings.topic_prefix}heart-{stage}"
-
-
-def broker_credentials(settings: HeartSettings) -> Any:
-    protocol = settings.kafka_security_protocol
-    if protocol.startswith("SASL_"):
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=settings.ssl_context() if protocol == "SASL_SSL" else None,
-        )
-    if protocol == "SSL":
-        return faust.SSLCredentials(settings.ssl_context())
-    return None
 
 
 def create_app(stage: str, settings: HeartSettings) -> HeartApp:
@@ -39,7 +21,7 @@ def create_app(stage: str, settings: HeartSettings) -> HeartApp:
         app_id(stage, settings),
         heart_settings=settings,
         broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
-        broker_credentials=broker_credentials(settings),
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         processing_guarantee="at_least_once",
         autodiscover=False,

@@ -23,9 +23,7 @@ def note_processed(tp: TP, timestamp: float | None) -> None:
         _last_timestamp[tp] = timestamp
 
 
-def sample(
-    app: AppT, stage: str, topic_names: Callable[[str], str | None] = lambda n: n
-) -> None:
+def sample(app: AppT, stage: str, topic_names: Callable[[str], str | None] = lambda n: n) -> None:
     """Set the lag gauges for every partition this worker is assigned."""
     consumer = app.consumer
     now = time.time()

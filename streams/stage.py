@@ -46,7 +46,6 @@ class Stage:
         await self.topic(spec).send(key=key.encode(), value=encode(event))
         metrics.EVENTS_PRODUCED.labels(self.name, spec.name).inc()
 
-
     def topic_label(self, full_name: str) -> str | None:
         """Catalog name of a subscribed topic, for metric labels; None for internal ones."""
         prefix = self.settings.topic_prefix

@@ -66,6 +66,10 @@ async def true_end_offsets(
 
     ``settings_or_kwargs`` is either the settings or ready aiokafka connection kwargs
     (as from :meth:`HeartSettings.aiokafka_kwargs`).
+
+    The topics must already exist: on the embedded broker the probe's metadata request
+    auto-creates a missing topic with 4 partitions, which breaks a changelog Faust has
+    yet to declare.
     """
     wanted = list(dict.fromkeys(tps))
     if not wanted:

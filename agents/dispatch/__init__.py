@@ -1,0 +1,30 @@
+"""Dispatch stage: turns crt and cor decisions into exactly one team on its way, or a fallback."""
+
+from agents.dispatch.area import (
+    AreaState,
+    AuditRecord,
+    Rejection,
+    Result,
+    Tick,
+    apply,
+    event_key,
+)
+from agents.dispatch.roster import Roster, RosterError, Team, default_roster_path, load_roster
+from agents.dispatch.units import IllegalTransition, transition
+
+__all__ = [
+    "AreaState",
+    "AuditRecord",
+    "IllegalTransition",
+    "Rejection",
+    "Result",
+    "Roster",
+    "RosterError",
+    "Team",
+    "Tick",
+    "apply",
+    "default_roster_path",
+    "event_key",
+    "load_roster",
+    "transition",
+]

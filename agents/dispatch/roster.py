@@ -131,9 +131,7 @@ def _team_id(value: str) -> str:
 
 def _name(value: str) -> str:
     if not _NAME.match(value):
-        raise _Problems.one(
-            f"invalid name {value!r} (lower-case letters, digits, '_' and '-')"
-        )
+        raise _Problems.one(f"invalid name {value!r} (lower-case letters, digits, '_' and '-')")
     return value
 
 
@@ -164,7 +162,9 @@ class Area(_Strict):
         problems: list[tuple[Loc, str]] = []
         owner: dict[str, str] = {}
         for district, beats in self.districts.items():
-            problems += [(("districts", district, *loc), p) for loc, p in _no_duplicates(beats, "beat")]
+            problems += [
+                (("districts", district, *loc), p) for loc, p in _no_duplicates(beats, "beat")
+            ]
             if not beats:
                 problems.append((("districts", district), "a district needs at least one beat"))
             for index, beat in enumerate(beats):

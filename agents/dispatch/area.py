@@ -1,0 +1,619 @@
+"""One service area's dispatch state and its pure step: commands in, state and events out.
+
+The dispatch agent keeps an :class:`AreaState` per service area in one Faust table entry
+(all of an area's teams live in one partition, so one agent applies that area's commands
+one at a time and no two decisions can take the same team). It feeds :func:`apply` three
+kinds of command: a :class:`~schemas.triage.TriageDecision`, a
+:class:`~schemas.dispatch.UnitStatusReport` and a periodic :class:`Tick`. No Faust, no I/O,
+no clock here: the agent passes ``now``, so replaying the same commands at the same times
+gives the same state and the same events, with the same event ids.
+
+Assignment
+    A free team is ``available`` and on shift at ``now`` (shift windows in the policy's
+    zone), of the decision's kind (``crt`` -> CRT team, ``cor`` -> CoR pair). Preference,
+    most important first: same beat as the call, then same district (the decision's
+    district, else the roster's district of its beat), then any; within a tier a team that
+    speaks the caller's language (primary subtag: ``es-MX`` matches ``es``); then the team
+    idle longest; then the team id. Assignment moves the team to ``dispatched``.
+
+Queue
+    A call no free team can take waits, ordered by priority (lower number first, none
+    last), then by when it was decided, then by call id. After every command the queue is
+    drained in that order: each call takes the best free team of its kind, so a team that
+    clears (or comes back in service, or starts its shift) takes the first call it can
+    serve. A new decision joins the queue before the drain, so it never jumps ahead of an
+    older call of the same priority.
+
+Release (``dispatch.fallback``, route = the pilot whose team was wanted)
+    - ``no_team_free``: waited ``policy.dispatch.max_queue_wait_minutes`` or longer since
+      the decision (the seed's "eligible, missed: no team free");
+    - ``no_team_on_shift``: no team of that kind is on shift now, so waiting cannot help;
+    - ``no_team_of_kind``: the roster has no team of that kind in the area;
+    - ``superseded``: a newer decision routes a queued call elsewhere (ccd or police). The
+      wire has no ``dispatch.cancelled`` yet; the fallback is the queued call's terminal
+      event.
+    Releases are checked after every command, so a decision that arrives late is released
+    at once rather than queued. A Tick is the command that does only that.
+
+Exactly one assignment per call
+    Each call's record keeps the latest decision's id and revision. A redelivered decision,
+    or an older one arriving late, is a duplicate. A newer decision for a queued call
+    updates it in place (kind, priority, place, notes) and keeps its age; for an assigned
+    call it never brings a second team: the assigned team stays on and reports. A call
+    released to police stays released. Records are forgotten :data:`CALL_MEMORY` after the
+    call is finished; a decision older than that for an unknown call is refused
+    (``stale_decision``), so a very late redelivery cannot dispatch a forgotten call again.
+
+Unit status reports
+    Checked in this order; a refused report leaves the state exactly as it was:
+    ``unknown_team`` (not in the roster for this area), duplicate event id (ignored, not
+    refused), ``stale_report`` (older than the team's last accepted report),
+    ``call_mismatch`` (names a call other than the one the team holds),
+    ``illegal_transition`` (see :mod:`agents.dispatch.units`), ``backup_without_call``.
+    ``cleared`` frees the team at once (``cleared -> available``). ``transporting`` has no
+    dispatch event type; it is audited only. ``backup_requested`` emits
+    ``dispatch.backup_requested`` once per call (the counted outcome is per call).
+
+Timings
+    - ``decision_to_assignment_s``: assignment time minus the first decision's
+      ``occurred_at``. Measured from the decision, not from ``call_received_at``: it is the
+      dispatch stage's own share, queue wait included; triage latency is measured there.
+    - ``assignment_to_on_scene_s``: the team's on-scene report time minus assignment time.
+    - ``time_on_scene_s``: cleared report time minus on-scene report time (transport
+      included), None when the team cleared before arriving.
+    Report times are the responder app's ``occurred_at``; negative spans from clock skew
+    are reported as 0.
+
+Event ids are uuid5 names, so an event re-emitted after a crash keeps its id: queued,
+assigned and fallback are once per call and named by the decision that opened the call;
+en route, on scene, cleared and backup requested are named by the report that caused them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from agents.dispatch.roster import Roster, Team
+from agents.dispatch.units import ON_CALL, IllegalTransition, assign, transition
+from policy.model import Policy, normalize
+from schemas.calls import Location
+from schemas.dispatch import DispatchEvent, DispatchEventType, UnitStatus, UnitStatusReport
+from schemas.triage import TriageDecision
+
+#: Routes that ask for a team; the route names the team kind.
+TEAM_ROUTES: frozenset[str] = frozenset({"crt", "cor"})
+#: How long a finished call is remembered, against redelivered and superseding decisions.
+CALL_MEMORY = timedelta(hours=6)
+#: Report event ids remembered per team; apps retry recent reports, not old ones.
+RECENT_REPORTS = 16
+
+_EVENT_NS = uuid.UUID("0b7e3c52-5d1e-4b8e-9a57-2f6c4d9e1a38")
+
+TeamKind = Literal["crt", "cor"]
+CallStatus = Literal["queued", "assigned", "released", "cleared"]
+Outcome = Literal["applied", "duplicate", "ignored", "rejected"]
+RejectionReason = Literal[
+    "unknown_team",
+    "stale_report",
+    "call_mismatch",
+    "illegal_transition",
+    "backup_without_call",
+    "stale_decision",
+]
+FINISHED: frozenset[str] = frozenset({"released", "cleared"})
+
+
+# --- commands and results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Periodic maintenance: release calls waited too long, hand queued calls to teams
+    whose shift started, forget old calls. ``now`` is when the timer fired; :func:`apply`
+    judges by its own ``now`` argument, which the agent takes from the same clock."""
+
+    now: datetime
+
+
+Command = TriageDecision | UnitStatusReport | Tick
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a command was refused; the agent sends the original record to the dead letters."""
+
+    reason: RejectionReason
+    message: str
+
+
+class AuditRecord(BaseModel):
+    """One change of one team's status: who, from, to, when, and which event caused it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    call_id: str | None
+    from_status: UnitStatus
+    to_status: UnitStatus
+    at: AwareDatetime
+    #: ``assigned`` by the dispatcher, ``reported`` by the team, ``freed`` on clearing.
+    cause: Literal["assigned", "reported", "freed"]
+    #: The decision or report that caused it, or None when a Tick did.
+    cause_event_id: str | None
+
+
+# --- state --------------------------------------------------------------------------------
+
+
+class CallInfo(BaseModel):
+    """What a team needs to respond. The caller's personal data is never here."""
+
+    call_type: str
+    category: str | None = None
+    location: Location | None = None
+    language: str = "en"
+    interpreter: str | None = None
+    safety_notes: str | None = None
+
+
+class CallRecord(BaseModel):
+    """A call dispatch was asked to staff: queued, assigned, or finished and remembered."""
+
+    call_id: str
+    kind: TeamKind
+    status: CallStatus
+    #: The decision that opened the call here; names its once-per-call events.
+    opened_by: str
+    #: The latest decision applied, and its revision.
+    decision_id: str
+    revision: int
+    #: The first decision's ``occurred_at``: queue age and decision-to-assignment from it.
+    decided_at: AwareDatetime
+    priority: int | None = None
+    beat: str | None = None
+    district: str | None = None
+    info: CallInfo
+    team_id: str | None = None
+    assigned_at: AwareDatetime | None = None
+    en_route_at: AwareDatetime | None = None
+    on_scene_at: AwareDatetime | None = None
+    backup_requested_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    #: Why it was released, for released calls.
+    reason: str | None = None
+
+
+class TeamState(BaseModel):
+    status: UnitStatus = "available"
+    call_id: str | None = None
+    #: When the team entered its status; for an available team, how long it has been idle.
+    since: AwareDatetime
+    last_report_at: AwareDatetime | None = None
+    recent_reports: list[str] = Field(default_factory=list)
+
+
+class AreaState(BaseModel):
+    """Everything dispatch keeps for one service area; one Faust table value.
+
+    Round-trips through ``model_dump(mode="json")`` and ``model_validate``.
+    """
+
+    area: str
+    teams: dict[str, TeamState] = Field(default_factory=dict)
+    calls: dict[str, CallRecord] = Field(default_factory=dict)
+    #: Queued call ids in dispatch order.
+    queue: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did. ``state`` is the very object passed in when nothing changed,
+    so the agent writes the table only when ``result.state is not state``."""
+
+    state: AreaState
+    events: list[DispatchEvent] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    audit: list[AuditRecord] = field(default_factory=list)
+    outcome: Outcome = "applied"
+
+
+def event_key(event: DispatchEvent) -> str:
+    """The Kafka key: the team, so a team's events stay in order; the call when no team."""
+    return event.team_id or event.call_id
+
+
+# --- the step -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    state: AreaState
+    roster: Roster
+    policy: Policy
+    now: datetime
+    #: The command's event id (None for a Tick), named as the cause in audit records.
+    cause: str | None = None
+    events: list[DispatchEvent] = field(default_factory=list)
+    audit: list[AuditRecord] = field(default_factory=list)
+
+
+def apply(
+    state: AreaState,
+    command: Command,
+    *,
+    roster: Roster,
+    policy: Policy,
+    now: datetime,
+) -> Result:
+    """Apply one command to one area's state (see the module docstring for the rules)."""
+    step = _Step(state.model_copy(deep=True), roster, policy, now)
+    _sync_teams(step)
+    outcome: Outcome | Rejection
+    new_call: str | None = None
+    if isinstance(command, TriageDecision):
+        step.cause = command.event_id
+        outcome = _on_decision(step, command)
+        if outcome == "applied" and command.call_id in step.state.queue:
+            new_call = command.call_id if command.call_id not in state.calls else None
+    elif isinstance(command, UnitStatusReport):
+        step.cause = command.event_id
+        outcome = _on_report(step, command)
+    elif isinstance(command, Tick):
+        outcome = "applied"
+    else:
+        raise TypeError(f"not a dispatch command: {type(command).__name__}")
+
+    if isinstance(outcome, Rejection):
+        return Result(state, rejections=[outcome], outcome="rejected")
+    if outcome != "applied":
+        return Result(state, outcome=outcome)
+
+    _prune(step)
+    _drain(step)
+    _release(step)
+    if new_call is not None and step.state.calls[new_call].status == "queued":
+        _emit(step, "dispatch.queued", step.state.calls[new_call], reason="no_team_free")
+    if step.state == state:
+        return Result(state)
+    return Result(step.state, step.events, [], step.audit)
+
+
+def _sync_teams(step: _Step) -> None:
+    # A team added to the roster starts available; one removed keeps its entry (it may
+    # hold a call) but is no longer a candidate and its reports are refused.
+    for team in step.roster.teams_in(step.state.area):
+        if team.id not in step.state.teams:
+            step.state.teams[team.id] = TeamState(since=step.now)
+
+
+# --- decisions ----------------------------------------------------------------------------
+
+
+def _on_decision(step: _Step, decision: TriageDecision) -> Outcome | Rejection:
+    record = step.state.calls.get(decision.call_id)
+    if record is not None:
+        if decision.event_id == record.decision_id or decision.revision <= record.revision:
+            return "duplicate"
+        return _supersede(step, record, decision)
+    if decision.route not in TEAM_ROUTES:
+        return "ignored"
+    if decision.occurred_at < step.now - CALL_MEMORY:
+        return Rejection(
+            "stale_decision",
+            f"decision for call {decision.call_id} made at {decision.occurred_at.isoformat()}"
+            f" is older than {CALL_MEMORY} and the call is not remembered",
+        )
+    record = CallRecord(
+        call_id=decision.call_id,
+        kind=_kind(decision),
+        status="queued",
+        opened_by=decision.event_id,
+        decision_id=decision.event_id,
+        revision=decision.revision,
+        decided_at=decision.occurred_at,
+        **_details(decision),
+    )
+    step.state.calls[record.call_id] = record
+    step.state.queue.append(record.call_id)
+    return "applied"
+
+
+def _kind(decision: TriageDecision) -> TeamKind:
+    return "cor" if decision.route == "cor" else "crt"
+
+
+def _details(decision: TriageDecision) -> dict[str, Any]:
+    return {
+        "priority": decision.priority,
+        "beat": decision.beat,
+        "district": decision.district,
+        "info": CallInfo(
+            call_type=decision.call_type,
+            category=decision.category,
+            location=decision.location,
+            language=decision.language,
+            interpreter=decision.interpreter,
+            safety_notes=decision.safety_notes,
+        ),
+    }
+
+
+def _supersede(step: _Step, record: CallRecord, decision: TriageDecision) -> Outcome:
+    record.decision_id = decision.event_id
+    record.revision = decision.revision
+    if record.status in FINISHED:
+        # Gone to police or cleared: a newer decision does not reopen it.
+        return "applied"
+    # Keep the newest place, notes and language for later events (a backup request
+    # should carry the updated safety notes).
+    for name, value in _details(decision).items():
+        setattr(record, name, value)
+    if record.status == "assigned":
+        # Never a second team: the assigned team stays on and reports.
+        return "applied"
+    if decision.route in TEAM_ROUTES:
+        record.kind = _kind(decision)
+        return "applied"
+    _finish_release(step, record, "superseded")
+    return "applied"
+
+
+# --- unit status reports ------------------------------------------------------------------
+
+
+def _on_report(step: _Step, report: UnitStatusReport) -> Outcome | Rejection:
+    area = step.state.area
+    team = step.roster.team(report.team_id)
+    if team is None or team.area != area:
+        where = f"area {team.area!r}" if team is not None else "no area"
+        return Rejection(
+            "unknown_team", f"team {report.team_id!r} is not on area {area!r}'s roster ({where})"
+        )
+    current = step.state.teams[team.id]
+    if report.event_id in current.recent_reports:
+        return "duplicate"
+    if current.last_report_at is not None and report.occurred_at < current.last_report_at:
+        return Rejection(
+            "stale_report",
+            f"team {team.id} report at {report.occurred_at.isoformat()} is older than its "
+            f"last accepted report at {current.last_report_at.isoformat()}",
+        )
+    if (
+        report.call_id is not None
+        and current.call_id is not None
+        and report.call_id != current.call_id
+    ):
+        return Rejection(
+            "call_mismatch",
+            f"team {team.id} reported on call {report.call_id} but holds call {current.call_id}",
+        )
+    try:
+        transition(current.status, report.status)
+    except IllegalTransition as exc:
+        return Rejection("illegal_transition", f"team {team.id}: {exc}")
+    record = step.state.calls.get(current.call_id) if current.call_id else None
+    if report.backup_requested and record is None:
+        return Rejection(
+            "backup_without_call", f"team {team.id} requested backup but holds no call"
+        )
+
+    at = report.occurred_at
+    current.last_report_at = at
+    current.recent_reports = [*current.recent_reports, report.event_id][-RECENT_REPORTS:]
+    if record is not None and report.backup_requested and record.backup_requested_at is None:
+        record.backup_requested_at = at
+        _emit(step, "dispatch.backup_requested", record, team_id=team.id, at=at)
+    if report.status == current.status:
+        return "applied"
+
+    _set_status(step, team.id, report.status, at, "reported")
+    if record is None:
+        return "applied"
+    if report.status == "en_route":
+        record.en_route_at = at
+        _emit(step, "dispatch.en_route", record, team_id=team.id, at=at, full=False)
+    elif report.status == "on_scene":
+        record.on_scene_at = at
+        _emit(
+            step,
+            "dispatch.on_scene",
+            record,
+            team_id=team.id,
+            at=at,
+            full=False,
+            assignment_to_on_scene_s=_span(record.assigned_at, at),
+        )
+    elif report.status == "cleared":
+        record.status = "cleared"
+        record.finished_at = at
+        _emit(
+            step,
+            "dispatch.cleared",
+            record,
+            team_id=team.id,
+            at=at,
+            full=False,
+            time_on_scene_s=_span(record.on_scene_at, at),
+            followup_declined=report.followup_declined,
+        )
+        # Clearing frees the team; the drain that follows hands it the queue's head.
+        _set_status(step, team.id, "available", at, "freed")
+    return "applied"
+
+
+def _set_status(
+    step: _Step,
+    team_id: str,
+    status: UnitStatus,
+    at: datetime,
+    cause: Literal["assigned", "reported", "freed"],
+    call_id: str | None = None,
+) -> None:
+    team = step.state.teams[team_id]
+    step.audit.append(
+        AuditRecord(
+            team_id=team_id,
+            call_id=call_id or team.call_id,
+            from_status=team.status,
+            to_status=status,
+            at=at,
+            cause=cause,
+            cause_event_id=step.cause,
+        )
+    )
+    team.status = status
+    team.since = at
+    if status == "dispatched":
+        team.call_id = call_id
+    elif status not in ON_CALL and status != "cleared":
+        team.call_id = None
+
+
+# --- queue --------------------------------------------------------------------------------
+
+
+def _queue_order(record: CallRecord) -> tuple[bool, int, datetime, str]:
+    return (record.priority is None, record.priority or 0, record.decided_at, record.call_id)
+
+
+def _free(step: _Step, team: Team) -> bool:
+    state = step.state.teams.get(team.id)
+    return (
+        state is not None
+        and state.status == "available"
+        and team.on_shift(step.now, step.policy.zone)
+    )
+
+
+def _pick(step: _Step, record: CallRecord) -> str | None:
+    area = step.state.area
+    beat = normalize(record.beat) if record.beat else None
+    district = record.district or step.roster.district_of(area, record.beat)
+    district = normalize(district) if district else None
+
+    def preference(team: Team) -> tuple[int, int, datetime, str]:
+        if beat is not None and team.home_beat is not None and normalize(team.home_beat) == beat:
+            tier = 0
+        elif district is not None and normalize(step.roster.home_district(team.id)) == district:
+            tier = 1
+        else:
+            tier = 2
+        language = 0 if team.speaks(record.info.language) else 1
+        return (tier, language, step.state.teams[team.id].since, team.id)
+
+    candidates = [
+        team
+        for team in step.roster.teams_in(area)
+        if team.kind == record.kind and _free(step, team)
+    ]
+    return min(candidates, key=preference).id if candidates else None
+
+
+def _drain(step: _Step) -> None:
+    queue = step.state.queue
+    queue.sort(key=lambda call_id: _queue_order(step.state.calls[call_id]))
+    for call_id in list(queue):
+        record = step.state.calls[call_id]
+        team_id = _pick(step, record)
+        if team_id is None:
+            continue
+        assign(step.state.teams[team_id].status)
+        _set_status(step, team_id, "dispatched", step.now, "assigned", call_id=call_id)
+        record.status = "assigned"
+        record.team_id = team_id
+        record.assigned_at = step.now
+        queue.remove(call_id)
+        _emit(
+            step,
+            "dispatch.assigned",
+            record,
+            team_id=team_id,
+            decision_to_assignment_s=_span(record.decided_at, step.now),
+        )
+
+
+def _release(step: _Step) -> None:
+    max_wait = timedelta(minutes=step.policy.dispatch.max_queue_wait_minutes)
+    teams = step.roster.teams_in(step.state.area)
+    for call_id in list(step.state.queue):
+        record = step.state.calls[call_id]
+        kind = [team for team in teams if team.kind == record.kind]
+        if not kind:
+            reason = "no_team_of_kind"
+        elif not any(team.on_shift(step.now, step.policy.zone) for team in kind):
+            reason = "no_team_on_shift"
+        elif step.now - record.decided_at >= max_wait:
+            reason = "no_team_free"
+        else:
+            continue
+        _finish_release(step, record, reason)
+
+
+def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
+    record.status = "released"
+    record.reason = reason
+    record.finished_at = step.now
+    step.state.queue.remove(record.call_id)
+    _emit(step, "dispatch.fallback", record, reason=reason)
+
+
+def _prune(step: _Step) -> None:
+    horizon = step.now - CALL_MEMORY
+    calls = step.state.calls
+    for call_id in [
+        c for c, r in calls.items() if r.finished_at is not None and r.finished_at < horizon
+    ]:
+        del calls[call_id]
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def _span(start: datetime | None, end: datetime) -> float | None:
+    return None if start is None else max(0.0, (end - start).total_seconds())
+
+
+_ONCE_PER_CALL = frozenset({"dispatch.queued", "dispatch.assigned", "dispatch.fallback"})
+
+
+def _emit(
+    step: _Step,
+    kind: DispatchEventType,
+    record: CallRecord,
+    *,
+    team_id: str | None = None,
+    at: datetime | None = None,
+    full: bool = True,
+    **extra: Any,
+) -> None:
+    # Once-per-call events are named by the call's opening decision, whichever command
+    # triggered them, so a replay after a crash re-emits the same id even if a Tick, not
+    # the same report, triggers it this time. Report-driven events are named by the report.
+    cause = record.opened_by if kind in _ONCE_PER_CALL else step.cause
+    event_id = uuid.uuid5(_EVENT_NS, f"{cause}|{kind}|{record.call_id}").hex
+    info = record.info
+    # En route, on scene and cleared go to a team that already has the call's details.
+    details: dict[str, Any] = (
+        info.model_dump(exclude={"call_type", "category", "language"}) if full else {}
+    )
+    step.events.append(
+        DispatchEvent(
+            event_id=event_id,
+            event_type=kind,
+            occurred_at=at or step.now,
+            call_id=record.call_id,
+            route=record.kind,
+            team_id=team_id,
+            service_area=step.state.area,
+            call_type=info.call_type,
+            category=info.category,
+            language=info.language,
+            **details,
+            **extra,
+        )
+    )

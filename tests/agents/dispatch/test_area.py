@@ -1,0 +1,700 @@
+"""The dispatch core of one service area: assignment, queue, fallback, unit status, audit.
+
+A small hand-made roster keeps each preference visible: team ids are chosen so that the
+id tie-break would pick a different team than the rule under test.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agents.dispatch.area import (
+    CALL_MEMORY,
+    AreaState,
+    Result,
+    Tick,
+    apply,
+    event_key,
+)
+from agents.dispatch.roster import Roster, load_roster, parse_roster
+from policy import Policy, load_policy
+from schemas.dispatch import UnitStatusReport
+from schemas.triage import TriageDecision
+
+T0 = datetime(2024, 7, 15, 14, 0, tzinfo=UTC)  # Monday 10:00 in Durham, inside every shift
+SATURDAY = datetime(2024, 7, 20, 14, 0, tzinfo=UTC)
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+AREA = "city"
+DISTRICTS = {"D1": ["111", "112", "113"], "D2": ["211", "212"], "D3": ["311"]}
+ROLES = {"crt": ["clinician", "peer_support", "emt"], "cor": ["clinician", "police_officer"]}
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+# --- factories ----------------------------------------------------------------------------
+
+
+def team(
+    team_id: str,
+    kind: str = "crt",
+    *,
+    beat: str | None = None,
+    district: str | None = None,
+    languages: tuple[str, ...] = ("en",),
+    days: list[str] = WEEKDAYS,
+    start: str = "08:30",
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "id": team_id,
+        "kind": kind,
+        "area": AREA,
+        "roles": ROLES[kind],
+        "languages": list(languages),
+        "shift": [{"days": days, "start": start, "end": "16:30"}],
+    }
+    if beat is not None:
+        spec["home_beat"] = beat
+    if district is not None or beat is None:
+        spec["home_district"] = district or "D3"
+    return spec
+
+
+def roster(*teams: dict[str, Any]) -> Roster:
+    return parse_roster(
+        {
+            "name": "test",
+            "version": "1",
+            "areas": {AREA: {"districts": DISTRICTS}, "elsewhere": {"districts": {"E": ["9"]}}},
+            "teams": [*teams, {**team("FAR-1"), "area": "elsewhere", "home_district": "E"}],
+        },
+        source="test",
+    )
+
+
+def decision(
+    call_id: str = "C-1",
+    route: str = "crt",
+    *,
+    at: datetime = T0,
+    revision: int = 1,
+    **overrides: Any,
+) -> TriageDecision:
+    fields: dict[str, Any] = {
+        "event_id": f"decision-{call_id}-{revision}",
+        "call_id": call_id,
+        "route": route,
+        "occurred_at": at,
+        "call_received_at": at - timedelta(seconds=30),
+        "policy_version": "durham@test",
+        "source_event_id": f"call-{call_id}-{revision}",
+        "revision": revision,
+        "call_type": "TRESPASS",
+        "category": "Trespass",
+        "beat": "111",
+        "location": {"address": "101 City Hall Plaza", "lat": 35.994, "lon": -78.898},
+        "safety_notes": "dog in yard",
+    }
+    fields.update(overrides)
+    return TriageDecision.model_validate(fields)
+
+
+_report_ids = iter(range(10**9))
+
+
+def report(team_id: str, status: str, at: datetime, **overrides: Any) -> UnitStatusReport:
+    fields: dict[str, Any] = {
+        "event_id": f"report-{next(_report_ids)}",
+        "team_id": team_id,
+        "status": status,
+        "occurred_at": at,
+    }
+    fields.update(overrides)
+    return UnitStatusReport.model_validate(fields)
+
+
+class Desk:
+    """One area's state fed command by command, as the agent would, at an injected time."""
+
+    def __init__(self, roster: Roster, policy: Policy, area: str = AREA) -> None:
+        self.roster = roster
+        self.policy = policy
+        self.state = AreaState(area=area)
+        self.now = T0
+
+    def send(self, command: Any, at: datetime | None = None) -> Result:
+        if at is not None:
+            self.now = at
+        result = apply(self.state, command, roster=self.roster, policy=self.policy, now=self.now)
+        self.state = result.state
+        return result
+
+    def status(self, team_id: str) -> tuple[str, str | None]:
+        current = self.state.teams[team_id]
+        return current.status, current.call_id
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy()
+
+
+@pytest.fixture
+def desk(policy: Policy) -> Any:
+    def make(*teams: dict[str, Any]) -> Desk:
+        return Desk(roster(*teams), policy)
+
+    return make
+
+
+def types(result: Result) -> list[str]:
+    return [event.event_type for event in result.events]
+
+
+def assigned(result: Result) -> dict[str, str]:
+    """call id -> team id of the result's assignments."""
+    return {
+        e.call_id: e.team_id or "" for e in result.events if e.event_type == "dispatch.assigned"
+    }
+
+
+# --- assignment preferences ---------------------------------------------------------------
+
+
+def test_same_beat_then_same_district_then_any(desk: Any) -> None:
+    d = desk(team("A-far", beat="211"), team("B-district", beat="112"), team("C-beat", beat="111"))
+    assert assigned(d.send(decision("C-1", beat="111"))) == {"C-1": "C-beat"}
+    assert assigned(d.send(decision("C-2", beat="111"))) == {"C-2": "B-district"}
+    assert assigned(d.send(decision("C-3", beat="111"))) == {"C-3": "A-far"}
+    result = d.send(decision("C-4", beat="111"))
+    assert types(result) == ["dispatch.queued"]
+    assert d.state.queue == ["C-4"]
+
+
+def test_district_comes_from_the_decision_else_from_the_roster(desk: Any) -> None:
+    d = desk(team("A-one", beat="111"), team("B-two", beat="212"))
+    # Beat not in the roster's map: the decision's district decides.
+    assert assigned(d.send(decision("C-1", beat="999", district="D2"))) == {"C-1": "B-two"}
+    d = desk(team("A-two", beat="212"), team("B-one", beat="113"))
+    # No district on the decision: the roster maps beat 112 to D1.
+    assert assigned(d.send(decision("C-1", beat="112", district=None))) == {"C-1": "B-one"}
+
+
+def test_caller_language_within_a_tier(desk: Any) -> None:
+    d = desk(team("A-en", beat="112"), team("B-es", beat="113", languages=("en", "es")))
+    assert assigned(d.send(decision("C-1", beat="111", language="es-MX"))) == {"C-1": "B-es"}
+    d = desk(team("A-en", beat="112"), team("B-es", beat="113", languages=("en", "es")))
+    assert assigned(d.send(decision("C-1", beat="111", language="en"))) == {"C-1": "A-en"}
+
+
+def test_tier_outranks_language(desk: Any) -> None:
+    d = desk(team("A-en", beat="112"), team("B-es", beat="211", languages=("es",)))
+    assert assigned(d.send(decision("C-1", beat="111", language="es"))) == {"C-1": "A-en"}
+
+
+def test_longest_idle_then_team_id(desk: Any) -> None:
+    d = desk(team("A", beat="112"), team("B", beat="113"))
+    assert assigned(d.send(decision("C-1"))) == {"C-1": "A"}
+    assert assigned(d.send(decision("C-2"))) == {"C-2": "B"}
+    d.send(report("B", "cleared", T0 + minutes(5), call_id="C-2"), at=T0 + minutes(5))
+    d.send(report("A", "cleared", T0 + minutes(9), call_id="C-1"), at=T0 + minutes(9))
+    assert assigned(d.send(decision("C-3", at=T0 + minutes(10)))) == {"C-3": "B"}
+
+
+def test_a_crt_call_never_gets_a_cor_pair_and_back(desk: Any) -> None:
+    d = desk(team("A-cor", "cor", beat="111"), team("Z-crt", beat="311"))
+    assert assigned(d.send(decision("C-1", "crt"))) == {"C-1": "Z-crt"}
+    result = d.send(decision("C-2", "crt"))
+    assert types(result) == ["dispatch.queued"]
+    assert assigned(d.send(decision("C-3", "cor"))) == {"C-3": "A-cor"}
+
+
+def test_decisions_for_other_routes_are_ignored(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    for route in ("ccd", "police"):
+        result = d.send(decision("C-1", route))
+        assert result.outcome == "ignored"
+        assert result.events == []
+    assert d.state.calls == {}
+
+
+# --- never a team that is not free --------------------------------------------------------
+
+
+def test_busy_and_out_of_service_teams_are_never_sent(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    d.send(decision("C-1"))
+    d.send(report("B", "out_of_service", T0))
+    result = d.send(decision("C-2"))
+    assert types(result) == ["dispatch.queued"]
+    assert d.status("A") == ("dispatched", "C-1")
+    assert d.status("B") == ("out_of_service", None)
+
+
+def test_off_shift_team_is_never_sent(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B-weekend", beat="112", days=["sat", "sun"]))
+    d.send(decision("C-1"))
+    result = d.send(decision("C-2"))
+    assert types(result) == ["dispatch.queued"]
+    assert d.status("B-weekend") == ("available", None)
+
+
+def test_no_team_on_shift_releases_at_once(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.now = SATURDAY
+    result = d.send(decision("C-1", at=SATURDAY))
+    assert types(result) == ["dispatch.fallback"]
+    assert result.events[0].reason == "no_team_on_shift"
+    assert d.state.queue == []
+
+
+def test_no_team_of_the_kind_releases_at_once(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    result = d.send(decision("C-1", "cor"))
+    assert [(e.event_type, e.reason, e.route) for e in result.events] == [
+        ("dispatch.fallback", "no_team_of_kind", "cor")
+    ]
+
+
+def test_shift_end_releases_a_waiting_call(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    late = datetime(2024, 7, 15, 20, 25, tzinfo=UTC)  # 16:25 in Durham
+    d.send(decision("C-1", at=late), at=late)
+    d.send(decision("C-2", at=late), at=late)
+    result = d.send(Tick(late + minutes(5)), at=late + minutes(5))
+    assert [(e.call_id, e.reason) for e in result.events] == [("C-2", "no_team_on_shift")]
+
+
+def test_a_team_starting_its_shift_takes_the_queue(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B-late", beat="112", start="10:30"))
+    d.send(decision("C-1"))
+    d.send(decision("C-2", at=T0 + minutes(25)), at=T0 + minutes(25))
+    assert d.state.queue == ["C-2"]
+    assert d.send(Tick(T0 + minutes(29)), at=T0 + minutes(29)).events == []
+    result = d.send(Tick(T0 + minutes(30)), at=T0 + minutes(30))  # 10:30 in Durham
+    assert assigned(result) == {"C-2": "B-late"}
+    assert result.audit[0].cause_event_id is None  # a Tick caused it
+
+
+# --- exactly one assignment per call ------------------------------------------------------
+
+
+def test_redelivered_decision_assigns_nobody_else(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    first = d.send(decision("C-1"))
+    before = d.state
+    again = d.send(decision("C-1"), at=T0 + minutes(1))
+    assert again.outcome == "duplicate"
+    assert again.events == [] and again.audit == [] and again.rejections == []
+    assert again.state is before
+    assert d.status("B") == ("available", None)
+    assert assigned(first) == {"C-1": "A"}
+
+
+def test_redelivery_after_restart_from_the_changelog(desk: Any, policy: Policy) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    d.send(decision("C-1"))
+    restored = AreaState.model_validate(json.loads(json.dumps(d.state.model_dump(mode="json"))))
+    result = apply(restored, decision("C-1"), roster=d.roster, policy=policy, now=T0)
+    assert result.outcome == "duplicate"
+    assert result.state is restored
+
+
+def test_superseding_decision_for_an_assigned_call_keeps_the_one_team(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"), team("P", "cor", beat="113"))
+    d.send(decision("C-1"))
+    for revision, route in ((2, "crt"), (3, "cor"), (4, "police")):
+        result = d.send(
+            decision(
+                "C-1",
+                route,
+                revision=revision,
+                supersedes=f"decision-C-1-{revision - 1}",
+                safety_notes=f"update {revision}",
+            ),
+            at=T0 + minutes(revision),
+        )
+        assert result.outcome == "applied"
+        assert result.events == []
+    assert d.status("A") == ("dispatched", "C-1")
+    assert d.status("B") == ("available", None)
+    assert d.status("P") == ("available", None)
+    # The latest notes travel with later events, e.g. a backup request.
+    backup = d.send(report("A", "dispatched", T0 + minutes(5), backup_requested=True))
+    assert backup.events[0].safety_notes == "update 4"
+
+
+def test_an_older_decision_arriving_late_is_a_duplicate(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1"))
+    d.send(decision("C-1", "police", revision=2))
+    result = d.send(decision("C-1", revision=1, event_id="decision-C-1-1-again"))
+    assert result.outcome == "duplicate"
+
+
+def test_superseded_queued_call_leaves_the_queue(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1"))
+    result = d.send(decision("C-1", "police", revision=2, supersedes="decision-C-1-1"))
+    assert [(e.event_type, e.reason, event_key(e)) for e in result.events] == [
+        ("dispatch.fallback", "superseded", "C-1")
+    ]
+    assert d.state.queue == []
+    cleared = d.send(report("A", "cleared", T0 + minutes(3)), at=T0 + minutes(3))
+    assert assigned(cleared) == {}
+    assert d.status("A") == ("available", None)
+
+
+def test_superseded_queued_call_keeps_its_age_and_takes_new_priority(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1", priority=3))
+    d.send(decision("C-2", priority=2, at=T0 + minutes(1)), at=T0 + minutes(1))
+    assert d.state.queue == ["C-2", "C-1"]
+    d.send(decision("C-1", priority=1, revision=2, at=T0 + minutes(2)), at=T0 + minutes(2))
+    assert d.state.queue == ["C-1", "C-2"]
+    assert d.state.calls["C-1"].decided_at == T0
+    # A re-decision to CoR is now served by the pair, still measured from the first decision.
+    d2 = desk(team("A", beat="111"), team("P", "cor", beat="311"))
+    d2.send(decision("C-0"))
+    d2.send(decision("C-1"))
+    result = d2.send(decision("C-1", "cor", revision=2), at=T0 + minutes(1))
+    assert assigned(result) == {"C-1": "P"}
+    assert result.events[0].decision_to_assignment_s == 60.0
+
+
+# --- queue --------------------------------------------------------------------------------
+
+
+def test_queue_order_priority_then_age_then_unprioritised(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("P", "cor", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("K-0", "cor"))
+    d.send(decision("C-1", priority=3, at=T0 + minutes(1)), at=T0 + minutes(1))
+    d.send(decision("C-2", priority=None, at=T0 + minutes(1.5)), at=T0 + minutes(2))
+    d.send(decision("C-3", priority=1, at=T0 + minutes(3)), at=T0 + minutes(3))
+    d.send(decision("C-4", priority=3, at=T0 + minutes(0.5)), at=T0 + minutes(4))
+    d.send(decision("K-1", "cor", priority=0, at=T0 + minutes(4)), at=T0 + minutes(4))
+    assert d.state.queue == ["K-1", "C-3", "C-4", "C-1", "C-2"]
+
+    # The CRT team that clears takes the first CRT call, not the CoR call ahead of it.
+    at = T0 + minutes(5)
+    result = d.send(report("A", "cleared", at, call_id="C-0"), at=at)
+    assert types(result) == ["dispatch.cleared", "dispatch.assigned"]
+    assert assigned(result) == {"C-3": "A"}
+    assert result.events[1].decision_to_assignment_s == 120.0
+    assert d.state.queue == ["K-1", "C-4", "C-1", "C-2"]
+
+
+def test_queued_event_carries_what_police_or_a_team_needs(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    result = d.send(decision("C-1", language="es", interpreter="es"))
+    [queued] = result.events
+    assert queued.event_type == "dispatch.queued"
+    assert queued.reason == "no_team_free"
+    assert queued.team_id is None and event_key(queued) == "C-1"
+    assert queued.service_area == AREA
+    assert queued.location is not None and queued.location.address == "101 City Hall Plaza"
+    assert (queued.language, queued.interpreter, queued.safety_notes) == ("es", "es", "dog in yard")
+    assert "caller" not in queued.model_dump()
+
+
+def test_a_team_back_in_service_takes_the_queue(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(report("A", "out_of_service", T0))
+    d.send(decision("C-1"))
+    result = d.send(report("A", "available", T0 + minutes(2)), at=T0 + minutes(2))
+    assert assigned(result) == {"C-1": "A"}
+
+
+# --- fallback -----------------------------------------------------------------------------
+
+
+def test_fallback_after_the_maximum_wait(desk: Any, policy: Policy) -> None:
+    assert policy.dispatch.max_queue_wait_minutes == 10
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1", at=T0 + minutes(1)), at=T0 + minutes(1))
+    before = d.state
+    quiet = d.send(Tick(T0 + minutes(10.99)), at=T0 + minutes(10.99))
+    assert quiet.events == [] and quiet.state is before
+    result = d.send(Tick(T0 + minutes(11)), at=T0 + minutes(11))
+    [fallback] = result.events
+    assert (fallback.event_type, fallback.reason, fallback.route) == (
+        "dispatch.fallback",
+        "no_team_free",
+        "crt",
+    )
+    assert event_key(fallback) == "C-1"
+    assert fallback.location is not None
+    assert d.state.queue == [] and d.state.calls["C-1"].status == "released"
+    # Released means released: the team that clears later does not go.
+    later = d.send(report("A", "cleared", T0 + minutes(12)), at=T0 + minutes(12))
+    assert assigned(later) == {}
+    # And a re-decision does not reopen it.
+    again = d.send(decision("C-1", revision=2), at=T0 + minutes(13))
+    assert again.events == []
+    assert d.status("A") == ("available", None)
+
+
+def test_a_decision_arriving_after_the_maximum_wait_is_released_at_once(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    result = d.send(decision("C-1", at=T0), at=T0 + minutes(12))
+    assert [(e.event_type, e.reason) for e in result.events] == [
+        ("dispatch.fallback", "no_team_free")
+    ]
+
+
+def test_a_late_decision_still_gets_a_free_team(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    result = d.send(decision("C-1", at=T0), at=T0 + minutes(12))
+    assert assigned(result) == {"C-1": "A"}
+    assert result.events[0].decision_to_assignment_s == 720.0
+
+
+# --- unit status reports ------------------------------------------------------------------
+
+
+def test_full_call_timings_and_audit(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1"))
+    d.send(decision("C-9", at=T0), at=T0 + timedelta(seconds=3))
+    assert d.state.queue == ["C-9"]
+    events = []
+    audit = []
+    steps = [
+        ("en_route", 1),
+        ("on_scene", 8),
+        ("transporting", 30),
+        ("cleared", 50),
+    ]
+    d.send(report("A", "cleared", T0 + minutes(0.05), call_id="C-0"), at=T0 + minutes(0.05))
+    assert d.status("A") == ("dispatched", "C-9")
+    reports = []
+    for status, minute in steps:
+        r = report("A", status, T0 + minutes(minute), call_id="C-9")
+        reports.append(r)
+        result = d.send(r, at=T0 + minutes(minute) + timedelta(seconds=1))
+        events += result.events
+        audit += result.audit
+    assert [e.event_type for e in events] == [
+        "dispatch.en_route",
+        "dispatch.on_scene",
+        "dispatch.cleared",
+    ]
+    on_scene, cleared = events[1], events[2]
+    assert on_scene.assignment_to_on_scene_s == 8 * 60 - 3
+    assert on_scene.occurred_at == T0 + minutes(8)
+    assert cleared.time_on_scene_s == 42 * 60
+    assert all(event_key(e) == "A" for e in events)
+    # Later events go to a team that already has the details.
+    assert on_scene.location is None and on_scene.safety_notes is None
+    assert [(a.from_status, a.to_status, a.cause, a.cause_event_id, a.call_id) for a in audit] == [
+        ("dispatched", "en_route", "reported", reports[0].event_id, "C-9"),
+        ("en_route", "on_scene", "reported", reports[1].event_id, "C-9"),
+        ("on_scene", "transporting", "reported", reports[2].event_id, "C-9"),
+        ("transporting", "cleared", "reported", reports[3].event_id, "C-9"),
+        ("cleared", "available", "freed", reports[3].event_id, "C-9"),
+    ]
+    assert d.status("A") == ("available", None)
+    assert d.state.calls["C-9"].status == "cleared"
+
+
+def test_assignment_is_audited_with_its_decision(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    result = d.send(decision("C-1"), at=T0 + timedelta(seconds=4))
+    [record] = result.audit
+    assert (record.team_id, record.call_id, record.from_status, record.to_status) == (
+        "A",
+        "C-1",
+        "available",
+        "dispatched",
+    )
+    assert (record.cause, record.cause_event_id, record.at) == (
+        "assigned",
+        "decision-C-1-1",
+        T0 + timedelta(seconds=4),
+    )
+    [event] = result.events
+    assert event.decision_to_assignment_s == 4.0
+    assert event.team_id == "A" and event_key(event) == "A"
+    assert event.location is not None and event.safety_notes == "dog in yard"
+
+
+def test_cleared_before_arrival_has_no_time_on_scene(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    result = d.send(
+        report("A", "cleared", T0 + minutes(4), followup_declined=True), at=T0 + minutes(4)
+    )
+    [cleared] = result.events
+    assert cleared.time_on_scene_s is None
+    assert cleared.followup_declined
+
+
+def test_dispatched_straight_to_on_scene_is_accepted(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    result = d.send(report("A", "on_scene", T0 + minutes(6)), at=T0 + minutes(6))
+    assert types(result) == ["dispatch.on_scene"]
+    assert result.events[0].assignment_to_on_scene_s == 360.0
+
+
+@pytest.mark.parametrize(
+    ("make_report", "reason"),
+    [
+        (lambda: report("NOBODY", "en_route", T0 + minutes(2)), "unknown_team"),
+        (lambda: report("FAR-1", "out_of_service", T0 + minutes(2)), "unknown_team"),
+        (lambda: report("A", "available", T0 + minutes(2)), "illegal_transition"),
+        (lambda: report("A", "dispatched", T0 + minutes(2)), "illegal_transition"),
+        (lambda: report("A", "out_of_service", T0 + minutes(2)), "illegal_transition"),
+        (lambda: report("B", "on_scene", T0 + minutes(2)), "illegal_transition"),
+        (lambda: report("A", "on_scene", T0 + minutes(0.5)), "stale_report"),
+        (lambda: report("A", "on_scene", T0 + minutes(2), call_id="C-OLD"), "call_mismatch"),
+        (
+            lambda: report("B", "available", T0 + minutes(2), backup_requested=True),
+            "backup_without_call",
+        ),
+    ],
+)
+def test_refused_reports_leave_state_unchanged(desk: Any, make_report: Any, reason: str) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    d.send(decision("C-1"))
+    d.send(report("A", "en_route", T0 + minutes(1)), at=T0 + minutes(1))
+    before = d.state
+    snapshot = before.model_dump(mode="json")
+    result = d.send(make_report(), at=T0 + minutes(3))
+    assert result.outcome == "rejected"
+    assert [r.reason for r in result.rejections] == [reason]
+    assert result.rejections[0].message
+    assert result.events == [] and result.audit == []
+    assert result.state is before
+    assert before.model_dump(mode="json") == snapshot
+
+
+def test_duplicate_report_is_ignored_silently(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    en_route = report("A", "en_route", T0 + minutes(1))
+    assert types(d.send(en_route, at=T0 + minutes(1))) == ["dispatch.en_route"]
+    before = d.state
+    again = d.send(en_route, at=T0 + minutes(2))
+    assert again.outcome == "duplicate"
+    assert again.rejections == [] and again.events == []
+    assert again.state is before
+
+
+def test_repeating_the_current_status_changes_nothing(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(report("A", "on_scene", T0 + minutes(5)), at=T0 + minutes(5))
+    result = d.send(report("A", "on_scene", T0 + minutes(6)), at=T0 + minutes(6))
+    assert result.outcome == "applied"
+    assert result.events == [] and result.audit == []
+    assert d.state.teams["A"].last_report_at == T0 + minutes(6)
+
+
+def test_backup_request_is_an_event_once_per_call(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    first = d.send(
+        report("A", "on_scene", T0 + minutes(7), backup_requested=True), at=T0 + minutes(7)
+    )
+    assert types(first) == ["dispatch.backup_requested", "dispatch.on_scene"]
+    backup = first.events[0]
+    assert (backup.team_id, backup.call_id, backup.route) == ("A", "C-1", "crt")
+    assert backup.location is not None  # police need to know where to go
+    assert d.state.calls["C-1"].backup_requested_at == T0 + minutes(7)
+    second = d.send(
+        report("A", "on_scene", T0 + minutes(8), backup_requested=True), at=T0 + minutes(8)
+    )
+    assert second.outcome == "applied" and second.events == []
+
+
+def test_an_off_shift_team_can_still_finish_its_call(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    late = datetime(2024, 7, 15, 20, 20, tzinfo=UTC)  # 16:20 in Durham
+    d.send(decision("C-1", at=late), at=late)
+    after = late + minutes(40)
+    result = d.send(report("A", "cleared", after), at=after)
+    assert types(result) == ["dispatch.cleared"]
+    assert d.status("A") == ("available", None)
+
+
+# --- determinism, persistence, memory -----------------------------------------------------
+
+
+def test_replay_from_the_changelog_reemits_the_same_event_ids(desk: Any, policy: Policy) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0"))
+    d.send(decision("C-1"))
+    snapshot = json.dumps(d.state.model_dump(mode="json"))
+    clear = report("A", "cleared", T0 + minutes(2))
+    first = d.send(clear, at=T0 + minutes(2))
+    restored = AreaState.model_validate(json.loads(snapshot))
+    replay = apply(restored, clear, roster=d.roster, policy=policy, now=T0 + minutes(2))
+    assert [e.event_id for e in replay.events] == [e.event_id for e in first.events]
+    assert replay.state == first.state
+    assert len({e.event_id for e in first.events}) == 2
+
+
+def test_state_round_trips_through_json(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("P", "cor", beat="112"))
+    d.send(decision("C-0", language="es-MX", priority=2))
+    d.send(decision("C-1", priority=1))
+    d.send(decision("K-1", "cor"))
+    d.send(report("P", "on_scene", T0 + minutes(4), backup_requested=True), at=T0 + minutes(4))
+    d.send(report("P", "cleared", T0 + minutes(9)), at=T0 + minutes(9))
+    d.send(decision("K-2", "cor", at=T0 + minutes(9)))
+    d.send(decision("K-3", "cor", at=T0 + minutes(9)))
+    wire = json.dumps(d.state.model_dump(mode="json"))
+    restored = AreaState.model_validate(json.loads(wire))
+    assert restored == d.state
+    assert restored.calls["K-1"].on_scene_at == T0 + minutes(4)
+    assert restored.calls["K-1"].decided_at.tzinfo is not None
+
+
+def test_finished_calls_are_forgotten_and_ancient_decisions_refused(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(report("A", "cleared", T0 + minutes(30)), at=T0 + minutes(30))
+    d.send(Tick(T0 + minutes(30) + CALL_MEMORY), at=T0 + minutes(30) + CALL_MEMORY)
+    assert "C-1" in d.state.calls
+    late = T0 + minutes(31) + CALL_MEMORY
+    d.send(Tick(late), at=late)
+    assert "C-1" not in d.state.calls
+    result = d.send(decision("C-1"), at=late)
+    assert [r.reason for r in result.rejections] == ["stale_decision"]
+    assert d.status("A") == ("available", None)
+
+
+def test_tick_without_anything_to_do_returns_the_same_state(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(Tick(T0))
+    before = d.state
+    assert d.send(Tick(T0 + minutes(1)), at=T0 + minutes(1)).state is before
+
+
+def test_new_roster_teams_start_available(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(Tick(T0))
+    assert set(d.state.teams) == {"A"}  # FAR-1 is another area's
+    assert d.status("A") == ("available", None)
+
+
+def test_the_durham_default_pool_dispatches(policy: Policy) -> None:
+    d = Desk(load_roster(), policy, area="durham")
+    spanish = d.send(decision("C-1", beat="413", district="D4", language="es"))
+    assert assigned(spanish) == {"C-1": "CRT-3"}
+    risky = d.send(decision("C-2", "cor", beat="214", weapon_involved=True))
+    assert assigned(risky) == {"C-2": "COR-1"}
