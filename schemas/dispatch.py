@@ -27,6 +27,8 @@ DispatchEventType = Literal[
     "dispatch.on_scene",
     "dispatch.cleared",
     "dispatch.fallback",
+    "dispatch.cancelled",
+    "dispatch.updated",
     "dispatch.backup_requested",
 ]
 
@@ -58,8 +60,11 @@ class DispatchEvent(Event):
     language: str = "en"
     interpreter: str | None = None
     safety_notes: str | None = None
+    weapon_involved: bool = False
+    violence_reported: bool = False
     reason: str | None = Field(None, description="Why, for fallback and queued events.")
     decision_to_assignment_s: float | None = Field(None, ge=0)
     assignment_to_on_scene_s: float | None = Field(None, ge=0)
     time_on_scene_s: float | None = Field(None, ge=0)
+    queue_wait_s: float | None = Field(None, ge=0, description="On assigned and fallback.")
     followup_declined: bool = False

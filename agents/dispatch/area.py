@@ -159,6 +159,8 @@ class CallInfo(BaseModel):
     language: str = "en"
     interpreter: str | None = None
     safety_notes: str | None = None
+    weapon_involved: bool = False
+    violence_reported: bool = False
 
 
 class CallRecord(BaseModel):
@@ -339,6 +341,8 @@ def _details(decision: TriageDecision) -> dict[str, Any]:
             language=decision.language,
             interpreter=decision.interpreter,
             safety_notes=decision.safety_notes,
+            weapon_involved=decision.weapon_involved,
+            violence_reported=decision.violence_reported,
         ),
     }
 
@@ -354,12 +358,24 @@ def _supersede(step: _Step, record: CallRecord, decision: TriageDecision) -> Out
     for name, value in _details(decision).items():
         setattr(record, name, value)
     if record.status == "assigned":
-        # Never a second team: the assigned team stays on and reports.
+        # Never a second team: the assigned team stays on and reports. But it must hear
+        # what changed (a weapon now reported) before it arrives unprepared.
+        _emit(
+            step,
+            "dispatch.updated",
+            record,
+            team_id=record.team_id,
+            reason=f"redecided:{decision.route}",
+        )
         return "applied"
     if decision.route in TEAM_ROUTES:
         record.kind = _kind(decision)
         return "applied"
-    _finish_release(step, record, "superseded")
+    record.status = "released"
+    record.reason = "superseded"
+    record.finished_at = step.now
+    step.state.queue.remove(record.call_id)
+    _emit(step, "dispatch.cancelled", record, reason=f"superseded:{decision.route}")
     return "applied"
 
 
@@ -559,7 +575,13 @@ def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
     record.reason = reason
     record.finished_at = step.now
     step.state.queue.remove(record.call_id)
-    _emit(step, "dispatch.fallback", record, reason=reason)
+    _emit(
+        step,
+        "dispatch.fallback",
+        record,
+        reason=reason,
+        queue_wait_s=_span(record.decided_at, step.now),
+    )
 
 
 def _prune(step: _Step) -> None:
@@ -578,7 +600,9 @@ def _span(start: datetime | None, end: datetime) -> float | None:
     return None if start is None else max(0.0, (end - start).total_seconds())
 
 
-_ONCE_PER_CALL = frozenset({"dispatch.queued", "dispatch.assigned", "dispatch.fallback"})
+_ONCE_PER_CALL = frozenset(
+    {"dispatch.queued", "dispatch.assigned", "dispatch.fallback", "dispatch.cancelled"}
+)
 
 
 def _emit(

@@ -320,7 +320,10 @@ def test_superseding_decision_for_an_assigned_call_keeps_the_one_team(desk: Any)
             at=T0 + minutes(revision),
         )
         assert result.outcome == "applied"
-        assert result.events == []
+        # The team on its way hears what changed, and no other team is sent.
+        assert [(e.event_type, e.team_id, e.reason, e.safety_notes) for e in result.events] == [
+            ("dispatch.updated", "A", f"redecided:{route}", f"update {revision}")
+        ]
     assert d.status("A") == ("dispatched", "C-1")
     assert d.status("B") == ("available", None)
     assert d.status("P") == ("available", None)
@@ -344,7 +347,7 @@ def test_superseded_queued_call_leaves_the_queue(desk: Any) -> None:
     d.send(decision("C-1"))
     result = d.send(decision("C-1", "police", revision=2, supersedes="decision-C-1-1"))
     assert [(e.event_type, e.reason, event_key(e)) for e in result.events] == [
-        ("dispatch.fallback", "superseded", "C-1")
+        ("dispatch.cancelled", "superseded:police", "C-1")
     ]
     assert d.state.queue == []
     cleared = d.send(report("A", "cleared", T0 + minutes(3)), at=T0 + minutes(3))
