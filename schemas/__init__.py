@@ -3,7 +3,7 @@
 from schemas.base import SCHEMA_VERSION, Event
 from schemas.calls import CallClosed, CallReceived, CallUpdated
 from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from schemas.triage import PilotEligibility, TriageDecision
 
@@ -21,5 +21,6 @@ __all__ = [
     "FollowupScheduled",
     "PilotEligibility",
     "TriageDecision",
+    "UnitAudit",
     "UnitStatusReport",
 ]

@@ -46,6 +46,18 @@ class UnitStatusReport(Event):
     )
 
 
+class UnitAudit(Event):
+    """One change of one team's status, kept for the audit trail on ``units.audit``."""
+
+    event_type: Literal["unit.audit"] = "unit.audit"
+    team_id: str = Field(min_length=1, max_length=64)
+    call_id: str | None = None
+    from_status: UnitStatus
+    to_status: UnitStatus
+    cause: Literal["assigned", "reported", "freed"]
+    cause_event_id: str | None = Field(None, description="Decision or report; None for a tick.")
+
+
 class DispatchEvent(Event):
     """What a team needs to respond, and the timings analysts measure; never the CAD record."""
 

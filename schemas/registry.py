@@ -12,7 +12,7 @@ from pydantic import Field, TypeAdapter
 from schemas.base import SCHEMA_VERSION, Event
 from schemas.calls import CallClosed, CallReceived, CallUpdated
 from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from schemas.triage import TriageDecision
 
@@ -23,6 +23,7 @@ MODELS: tuple[type[Event], ...] = (
     TriageDecision,
     DispatchEvent,
     UnitStatusReport,
+    UnitAudit,
     FollowupScheduled,
     FollowupDue,
     FollowupOutcome,

@@ -17,7 +17,9 @@ from streams import metrics
 from streams.clock import Clock
 from streams.codec import DecodeError, decode
 from streams.lag import note_processed
-from streams.topics import TopicSpec
+from streams.topics import DEADLETTER, TopicSpec
+
+DEADLETTER_NAME = DEADLETTER.name
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,32 @@ class DeadLetterSink:
         self.clock = clock
 
     async def send(self, event: EventT, error: Exception, reason: str | None = None) -> DeadLetter:
+        """Dead-letter the record a stream is processing now."""
         message = event.message
+        return await self.send_record(
+            key=message.key,
+            value=message.value,
+            headers=_header_list(message.headers),
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error=error,
+            reason=reason,
+        )
+
+    async def send_record(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        topic: str,
+        partition: int,
+        offset: int,
+        error: Exception,
+        reason: str | None = None,
+    ) -> DeadLetter:
+        """Dead-letter a record by its coordinates (e.g. one a command carried along)."""
         if isinstance(error, DecodeError):
             reason = reason or error.reason
             error_class, error_message = error.error_class, error.detail
@@ -45,27 +72,23 @@ class DeadLetterSink:
             error_class, error_message = type(error).__name__, str(error)
         letter = DeadLetter(
             occurred_at=self.clock.now(),
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
             stage=self.stage,
             reason=reason,
             error_class=error_class,
             error_message=error_message[:2000],
         )
-        await self.topic.send(
-            key=message.key,
-            value=message.value,
-            headers=_header_list(message.headers) + letter.headers(),
-        )
+        await self.topic.send(key=key, value=value, headers=headers + letter.headers())
         metrics.DEADLETTERS.labels(self.stage, reason).inc()
-        metrics.EVENTS_PRODUCED.labels(self.stage, self.topic.get_topic_name()).inc()
+        metrics.EVENTS_PRODUCED.labels(self.stage, DEADLETTER_NAME).inc()
         # The error text names fields, never values, so it is safe to log.
         log.warning(
             "dead-lettered %s[%d]@%d stage=%s reason=%s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
+            topic,
+            partition,
+            offset,
             self.stage,
             reason,
             error_message[:300],

@@ -66,3 +66,41 @@ def serve(port: int = 0, host: str = "0.0.0.0", registry: CollectorRegistry = RE
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound
+
+
+# Dispatch.
+SPAN_BUCKETS = (30, 60, 120, 300, 450, 600, 900, 1200, 1800, 3600, 7200)
+DECISION_TO_ASSIGNMENT_SECONDS = Histogram(
+    "heart_decision_to_assignment_seconds",
+    "From triage decision to a team assigned, queue wait included.",
+    ["route"],
+    buckets=(0.05, 0.1, 0.5, 1, 5, 30, 60, 120, 300, 600),
+)
+ASSIGNMENT_TO_ON_SCENE_SECONDS = Histogram(
+    "heart_assignment_to_on_scene_seconds",
+    "From assignment to the team on scene (the seed's pilots averaged 7.6 minutes).",
+    ["route"],
+    buckets=SPAN_BUCKETS,
+)
+TIME_ON_SCENE_SECONDS = Histogram(
+    "heart_time_on_scene_seconds", "Time a team spent on scene.", ["route"], buckets=SPAN_BUCKETS
+)
+DISPATCH_EVENTS = Counter(
+    "heart_dispatch_events_total", "Dispatch events by type and route.", ["event", "route"]
+)
+FALLBACKS = Counter(
+    "heart_fallbacks_total", "Calls released to police by dispatch, by why.", ["route", "reason"]
+)
+BACKUP_REQUESTS = Counter(
+    "heart_backup_requests_total", "Police backup requested by a team.", ["route"]
+)
+QUEUE_LENGTH = Gauge("heart_queue_length", "Calls waiting for a free team.", ["area", "kind"])
+QUEUE_OLDEST_WAIT_SECONDS = Gauge(
+    "heart_queue_longest_wait_seconds", "Wait of the oldest queued call.", ["area", "kind"]
+)
+TEAMS = Gauge("heart_teams", "Teams by kind and status.", ["area", "kind", "status"])
+TEAM_UTILISATION = Gauge(
+    "heart_team_utilisation_ratio",
+    "Share of on-shift teams on a call.",
+    ["area", "kind"],
+)

@@ -51,6 +51,7 @@ class HeartSettings(BaseModel):
 
     clock: Literal["wall", "event"] = "wall"
     policy: str | None = Field(None, description="Path to a policy TOML file.")
+    roster: str | None = Field(None, description="Path to a team roster TOML file.")
     metrics_port: int = Field(0, ge=0, le=65535, description="0 picks a free port.")
     topic_replication: int = Field(1, ge=1)
     # Lets several cities, or parallel test runs, share one cluster without crosstalk.

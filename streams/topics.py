@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from schemas.commands import DispatchCommand
 from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from schemas.registry import CadEvent
 from schemas.triage import TriageDecision
@@ -75,6 +76,14 @@ UNITS_STATUS = TopicSpec(
     description="Unit status reports from responder apps.",
     config=_retention(30),
 )
+UNITS_AUDIT = TopicSpec(
+    "units.audit",
+    key="team_id",
+    value=UnitAudit,
+    partitions=6,
+    description="Audit trail: every change of every team's status, and its cause.",
+    config=_retention(365),
+)
 FOLLOWUP_TIMERS = TopicSpec(
     "followup.timers",
     key="case_id",
@@ -108,6 +117,15 @@ DEADLETTER = TopicSpec(
     config=_retention(90),
 )
 
+DISPATCH_COMMANDS = TopicSpec(
+    "heart.dispatch.commands",
+    key="service area",
+    value=DispatchCommand,
+    partitions=6,
+    description="Internal: dispatch inputs re-keyed by service area.",
+    config=_retention(7),
+)
+
 CATALOG: dict[str, TopicSpec] = {
     spec.name: spec
     for spec in (
@@ -115,9 +133,11 @@ CATALOG: dict[str, TopicSpec] = {
         TRIAGE_DECISIONS,
         DISPATCH_EVENTS,
         UNITS_STATUS,
+        UNITS_AUDIT,
         FOLLOWUP_TIMERS,
         FOLLOWUP_TASKS,
         FOLLOWUP_OUTCOMES,
         DEADLETTER,
+        DISPATCH_COMMANDS,
     )
 }

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 #: Stage name -> module exposing ``register(stage: Stage) -> None``.
 STAGES: dict[str, str] = {
     "triage": "agents.triage.agent",
+    "dispatch": "agents.dispatch.agent",
 }
 
 

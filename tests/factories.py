@@ -16,6 +16,7 @@ from schemas import (
     FollowupOverdue,
     FollowupScheduled,
     TriageDecision,
+    UnitAudit,
     UnitStatusReport,
 )
 
@@ -59,6 +60,14 @@ def every_event() -> list[Any]:
             event_type="dispatch.assigned", call_id="C-1001", occurred_at=T0, route="crt"
         ),
         UnitStatusReport(team_id="CRT-1", status="en_route", occurred_at=T0, call_id="C-1001"),
+        UnitAudit(
+            team_id="CRT-1",
+            occurred_at=T0,
+            from_status="available",
+            to_status="dispatched",
+            cause="assigned",
+            call_id="C-1001",
+        ),
         FollowupScheduled(
             case_id="K-1",
             call_id="C-1001",

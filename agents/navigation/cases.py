@@ -261,16 +261,17 @@ def on_outcome(
     cn = policy.pilots.cn
     seen = (*case.outcome_event_ids, outcome.event_id)
     attempts = case.attempts_made + 1
+    # When the navigator acted, capped at now: a fast clock cannot claim the future.
+    acted_at = min(_utc(outcome.occurred_at), _utc(now))
     if outcome.outcome in CLOSING:
-        reached_at = min(_utc(outcome.occurred_at), _utc(now))
         closed = case.model_copy(
             update={
                 "status": "declined" if outcome.outcome == "declined" else "completed",
                 "attempts_made": attempts,
                 "last_outcome": outcome.outcome,
                 "care_kind": outcome.care_kind,
-                "closed_at": reached_at,
-                "completed_within_deadline": reached_at <= case.deadline,
+                "closed_at": acted_at,
+                "completed_within_deadline": acted_at <= case.deadline,
                 "outcome_event_ids": seen,
             }
         )
@@ -293,7 +294,7 @@ def on_outcome(
             "status": "exhausted",
             "attempts_made": attempts,
             "last_outcome": outcome.outcome,
-            "closed_at": _utc(now),
+            "closed_at": acted_at,
             "completed_within_deadline": False,
             "outcome_event_ids": seen,
         }

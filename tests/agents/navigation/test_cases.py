@@ -25,7 +25,7 @@ from agents.navigation.cases import (
     skip_reason,
     sweep,
 )
-from policy import Policy, default_policy_path, load_policy
+from policy import Policy, PolicyError, default_policy_path, load_policy
 from policy.model import parse_policy
 from schemas.calls import CallClosed
 from schemas.dispatch import DispatchEvent
@@ -262,14 +262,19 @@ def test_case_round_trips_through_json(durham: Policy) -> None:
     stages = [case]
     case, _ = advance(case, at(FRIDAY, "15:00"))
     stages.append(case)
-    case, _ = on_outcome(case, outcome(case, "unable_to_reach", at(FRIDAY, "15:30")), durham,
-                         at(FRIDAY, "15:30"))
+    case, _ = on_outcome(
+        case, outcome(case, "unable_to_reach", at(FRIDAY, "15:30")), durham, at(FRIDAY, "15:30")
+    )
     assert case is not None
     stages.append(case)
     case, _ = advance(case, at(SUNDAY, "16:00"))
     stages.append(case)
-    case, _ = on_outcome(case, outcome(case, "connected_to_care", at(NEXT_MONDAY, "09:00"),
-                                       care_kind="outpatient"), durham, at(NEXT_MONDAY, "09:00"))
+    case, _ = on_outcome(
+        case,
+        outcome(case, "connected_to_care", at(NEXT_MONDAY, "09:00"), care_kind="outpatient"),
+        durham,
+        at(NEXT_MONDAY, "09:00"),
+    )
     assert case is not None
     stages.append(case)
     for stage in stages:
@@ -334,7 +339,7 @@ def test_unable_to_reach_retries_three_times_then_exhausts(durham: Policy) -> No
     case, events = advance(new_case(durham), at(TUESDAY, "10:00"))
     fired = [e.timer_id for e in dues(events)]
     attempts_at = [at(TUESDAY, "10:30"), at(TUESDAY, "12:45"), at(TUESDAY, "15:30")]
-    expected_due = [at(TUESDAY, "12:30"), at(TUESDAY, "14:45"), at("2024-07-17", "09:00")]
+    expected_due = [at(TUESDAY, "12:30"), at(TUESDAY, "14:45"), at("2024-07-17", "09:30")]
     for when, due_at in zip(attempts_at, expected_due, strict=True):
         retried, events = on_outcome(case, outcome(case, "unable_to_reach", when), durham, when)
         assert retried is not None and events == []
@@ -346,7 +351,7 @@ def test_unable_to_reach_retries_three_times_then_exhausts(durham: Policy) -> No
         fired += [e.timer_id for e in dues(events)]
         assert dues(events)[0].attempt == case.attempt
     assert fired == ["C-1:1", "C-1:2", "C-1:3", "C-1:4"]
-    when = at("2024-07-17", "09:10")
+    when = at("2024-07-17", "09:40")
     exhausted, events = on_outcome(case, outcome(case, "unable_to_reach", when), durham, when)
     assert exhausted is not None and events == []
     assert exhausted.status == "exhausted" and exhausted.attempts_made == 4
@@ -389,7 +394,8 @@ def test_retries_keep_firing_after_the_deadline_and_overdue_fires_once(
     now = when
     while now < at(NEXT_MONDAY, "12:00"):
         now += timedelta(minutes=15)
-        for case, events in sweep([case], now, 10):
+        for changed, events in sweep([case], now, 10):
+            case = changed
             all_events += events
     assert [type(e) for e in all_events] == [FollowupOverdue, FollowupDue]
     assert all_events[0].occurred_at == at(SUNDAY, "15:00")
@@ -438,7 +444,8 @@ def test_overdue_fires_exactly_once(durham: Policy) -> None:
     fired: list[TimerEvent] = []
     now = case.deadline
     for _ in range(20):
-        for case, events in sweep([case], now, 5):
+        for changed, events in sweep([case], now, 5):
+            case = changed
             fired += events
         now += timedelta(hours=1)
     assert len(fired) == 1
@@ -451,12 +458,17 @@ def test_overdue_fires_exactly_once(durham: Policy) -> None:
 
 def test_sweep_takes_the_oldest_due_first_in_bounded_batches(durham: Policy) -> None:
     cases = [
-        new_case(durham, call_id=f"C-{n}", source_event_id=f"s-{n}",
-                 ended_at=at(TUESDAY, "09:00") + timedelta(minutes=n))
+        new_case(
+            durham,
+            call_id=f"C-{n}",
+            source_event_id=f"s-{n}",
+            ended_at=at(TUESDAY, "09:00") + timedelta(minutes=n),
+        )
         for n in (5, 3, 9, 1, 7)
     ]
-    later = new_case(durham, call_id="C-late", source_event_id="s-late",
-                     ended_at=at(TUESDAY, "15:00"))
+    later = new_case(
+        durham, call_id="C-late", source_event_id="s-late", ended_at=at(TUESDAY, "15:00")
+    )
     now = at(TUESDAY, "12:00")
     batch = sweep([*cases, later], now, 2)
     assert [case.case_id for case, _ in batch] == ["C-1", "C-3"]
@@ -516,12 +528,18 @@ def test_a_three_day_outage_fires_every_missed_timer_once_in_bounded_batches(
         while batch := sweep(table.values(), now, limit):
             assert len(batch) <= limit
             sizes.append(len(batch))
-            pendings = [case.pending_at() for case in table.values() if case.pending_at()]
+            taken = {case.case_id for case, _ in batch}
+            taken_at = [table[cid].pending_at() for cid in taken]
+            left_at = [
+                pending
+                for case in table.values()
+                if case.case_id not in taken and (pending := case.pending_at()) and pending <= now
+            ]
+            # Oldest first: nothing left behind was due before what this batch took.
+            assert not left_at or max(filter(None, taken_at)) <= min(left_at)
             for case, events in batch:
                 table[case.case_id] = case
                 downstream.send(events)
-            # Whatever is still due now is no older than what this batch released.
-            assert all(p is not None for p in pendings)
         return sizes
 
     contacts = _contacts_over_two_days(360)
@@ -538,6 +556,15 @@ def test_a_three_day_outage_fires_every_missed_timer_once_in_bounded_batches(
             if case is not None:
                 table[case.case_id] = case
         tick(now)
+        if now == at(MONDAY, "11:00"):
+            # Navigators miss every third person released so far: retries due at 13:00.
+            for case in list(table.values())[::3]:
+                reported = outcome(case, "unable_to_reach", now)
+                retried, _ = on_outcome(case, reported, durham, now)
+                assert retried is not None and retried.next_due_at == at(MONDAY, "13:00")
+                table[case.case_id] = retried
+    retried_ids = {case.case_id for case in table.values() if case.attempt == 2}
+    assert retried_ids
     before = len(downstream.sent)
     # Contacts ended during the outage are read from the topic on restart.
     for made in pending:
@@ -550,14 +577,22 @@ def test_a_three_day_outage_fires_every_missed_timer_once_in_bounded_batches(
 
     due = [e for e in downstream.sent if isinstance(e, FollowupDue)]
     late = [e for e in downstream.sent if isinstance(e, FollowupOverdue)]
-    # Every case's first task fired exactly once, and every passed deadline once.
-    assert Counter(e.timer_id for e in due) == {f"{c.call_id}:1": 1 for c in contacts}
+    # Every task fired exactly once (first attempts and retries), every passed deadline once.
+    expected = {f"{c.call_id}:1": 1 for c in contacts} | {f"{cid}:2": 1 for cid in retried_ids}
+    assert Counter(e.timer_id for e in due) == expected
     overdue_cases = {c.case_id for c in table.values() if c.deadline <= outage_end}
     assert Counter(e.case_id for e in late) == dict.fromkeys(overdue_cases, 1)
     assert len(downstream.unique()) == len(downstream.sent)
     assert len(downstream.sent) > before
-    # Later ticks find nothing left from the outage.
-    assert tick(outage_end + timedelta(minutes=10)) == []
+    # Ticks go on until every deadline has passed: nothing fires twice.
+    now = outage_end
+    while now < at(SATURDAY, "00:00"):
+        now += timedelta(minutes=10)
+        assert all(size <= limit for size in tick(now))
+    due = [e for e in downstream.sent if isinstance(e, FollowupDue)]
+    late = [e for e in downstream.sent if isinstance(e, FollowupOverdue)]
+    assert Counter(e.timer_id for e in due) == expected
+    assert Counter(e.case_id for e in late) == {c.call_id: 1 for c in contacts}
 
 
 def test_a_crash_mid_drain_refires_only_what_was_not_written(durham: Policy) -> None:
@@ -624,3 +659,44 @@ def test_contacts_from_call_closed_and_dispatch_cleared() -> None:
         cleared.model_copy(update={"route": "police"}),
     ):
         assert contact_from_dispatch(other) is None
+
+
+# --- policy additions ---------------------------------------------------------------------
+
+
+def test_durham_sets_the_navigation_operating_choices(durham: Policy) -> None:
+    cn = durham.pilots.cn
+    assert (cn.retry_after_minutes, cn.at_risk_below_staffed_minutes, cn.sweep_batch_limit) == (
+        120,
+        120,
+        100,
+    )
+
+
+def test_navigation_operating_choices_default_when_absent() -> None:
+    data = tomllib.loads(default_policy_path().read_text(encoding="utf-8"))
+    for key in ("retry_after_minutes", "at_risk_below_staffed_minutes", "sweep_batch_limit"):
+        del data["pilots"]["cn"][key]
+    cn = parse_policy(data, source="test").pilots.cn
+    assert (cn.retry_after_minutes, cn.at_risk_below_staffed_minutes, cn.sweep_batch_limit) == (
+        120,
+        120,
+        100,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("retry_after_minutes", "120", "must be an integer, got string"),
+        ("retry_after_minutes", 0, "greater than 0"),
+        ("at_risk_below_staffed_minutes", -1, "greater than or equal to 0"),
+        ("sweep_batch_limit", True, "must be an integer, got boolean"),
+        ("sweep_batch_limit", 0, "greater than 0"),
+    ],
+)
+def test_navigation_operating_choices_are_validated_strictly(
+    policy_with: Callable[..., Policy], key: str, value: object, problem: str
+) -> None:
+    with pytest.raises(PolicyError, match=f"pilots.cn.{key}: .*{problem}"):
+        policy_with(**{key: value})

@@ -1,0 +1,204 @@
+"""The dispatch stage: decisions and unit reports in, exactly one team (or a fallback) out.
+
+Inputs are re-keyed by service area onto ``heart.dispatch.commands`` so that one partition
+owns a whole area: one agent applies that area's commands one at a time, and no two
+decisions can take the same team.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime
+
+from faust.types import EventT, StreamT
+
+from agents.dispatch.area import TEAM_ROUTES, AreaState, Tick, apply, event_key
+from agents.dispatch.roster import Roster, load_roster
+from agents.dispatch.units import ON_CALL, STATUSES
+from policy import Policy, load_policy
+from schemas.commands import DispatchCommand, SourceRef
+from schemas.dispatch import DispatchEvent, UnitAudit
+from streams import metrics
+from streams.deadletter import decoded
+from streams.stage import Stage
+from streams.topics import (
+    DISPATCH_COMMANDS,
+    DISPATCH_EVENTS,
+    TRIAGE_DECISIONS,
+    UNITS_AUDIT,
+    UNITS_STATUS,
+)
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 1.0
+_AUDIT_NS = uuid.UUID("0b7d7c57-7a53-4b8e-9a55-2f3c7e0c1d2a")
+
+
+def _source(event: EventT) -> SourceRef:
+    m = event.message
+    return SourceRef(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key.decode("utf-8", "replace") if m.key else None,
+        raw=m.value.decode("utf-8"),
+    )
+
+
+def register(stage: Stage) -> None:
+    policy = load_policy(stage.settings.policy)
+    roster = load_roster(stage.settings.roster)
+    log.info("dispatch roster %s, policy %s", roster.version_id, policy.version_id)
+    areas = stage.app.Table(
+        "areas",
+        default=None,
+        partitions=DISPATCH_COMMANDS.partitions,
+        help="Each service area's teams, calls and queue.",
+    )
+    latency = metrics.PROCESSING_SECONDS.labels(stage.name)
+    duplicates = metrics.DUPLICATES.labels(stage.name, DISPATCH_COMMANDS.name)
+
+    @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="dispatch-decisions")
+    async def take_decisions(stream: StreamT) -> None:
+        async for decision, event in decoded(stream, TRIAGE_DECISIONS, stage.deadletters):
+            # A superseding decision matters even when its route is police: it may
+            # cancel a queued call or warn a team on its way.
+            if decision.route not in TEAM_ROUTES and decision.supersedes is None:
+                continue
+            area = roster.area_for(decision.beat, decision.district)
+            if area is None:
+                await stage.deadletters.send(
+                    event, LookupError("no service area covers this call"), "no_service_area"
+                )
+                continue
+            command = DispatchCommand(
+                kind="decision", area=area, decision=decision, source=_source(event)
+            )
+            await stage.send(DISPATCH_COMMANDS, area, command)
+
+    @stage.app.agent(stage.topic(UNITS_STATUS), name="dispatch-status")
+    async def take_reports(stream: StreamT) -> None:
+        async for report, event in decoded(stream, UNITS_STATUS, stage.deadletters):
+            team = roster.team(report.team_id)
+            if team is None:
+                await stage.deadletters.send(
+                    event,
+                    LookupError(f"team {report.team_id!r} is not on the roster"),
+                    "unknown_team",
+                )
+                continue
+            command = DispatchCommand(
+                kind="status", area=team.area, status=report, source=_source(event)
+            )
+            await stage.send(DISPATCH_COMMANDS, team.area, command)
+
+    @stage.app.timer(TICK_INTERVAL_S, name="dispatch-tick")
+    async def tick() -> None:
+        # Every replica ticks every area: a Tick only releases what waited too long, so a
+        # second one is harmless, and a lost one is made up by the next.
+        now = stage.clock.now()
+        for area in roster.areas:
+            await stage.send(
+                DISPATCH_COMMANDS, area, DispatchCommand(kind="tick", area=area, tick_at=now)
+            )
+
+    @stage.app.agent(stage.topic(DISPATCH_COMMANDS), name="dispatch")
+    async def dispatch(stream: StreamT) -> None:
+        async for command, _event in decoded(stream, DISPATCH_COMMANDS, stage.deadletters):
+            started = time.perf_counter()
+            stored = areas.get(command.area)
+            state = (
+                AreaState.model_validate(stored)
+                if stored is not None
+                else AreaState(area=command.area)
+            )
+            # Time advances here, in command order, not in the intake agents: on event
+            # time a report read ahead must not age the queue before its turn.
+            payload = command.decision or command.status
+            if payload is not None:
+                stage.clock.observe(payload.occurred_at)
+            now = stage.clock.now()
+            payload = payload or Tick(now)
+            result = apply(state, payload, roster=roster, policy=policy, now=now)
+            if result.outcome == "duplicate":
+                duplicates.inc()
+            for rejection in result.rejections:
+                await _dead_letter(stage, command, rejection.reason, rejection.message)
+            for out in result.events:
+                await stage.send(DISPATCH_EVENTS, event_key(out), out)
+                _count(out)
+            for record in result.audit:
+                audit = UnitAudit(
+                    event_id=uuid.uuid5(
+                        _AUDIT_NS,
+                        f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}",
+                    ).hex,
+                    occurred_at=record.at,
+                    team_id=record.team_id,
+                    call_id=record.call_id,
+                    from_status=record.from_status,
+                    to_status=record.to_status,
+                    cause=record.cause,
+                    cause_event_id=record.cause_event_id,
+                )
+                await stage.send(UNITS_AUDIT, record.team_id, audit)
+            if result.state is not state:
+                areas[command.area] = result.state.model_dump(mode="json")
+            _gauge(result.state, roster, policy, now)
+            latency.observe(time.perf_counter() - started)
+
+
+async def _dead_letter(stage: Stage, command: DispatchCommand, reason: str, message: str) -> None:
+    source = command.source
+    if source is None:
+        log.error("dispatch refused a tick: %s (%s)", reason, message)
+        return
+    await stage.deadletters.send_record(
+        key=source.key.encode() if source.key is not None else None,
+        value=source.raw.encode(),
+        headers=[],
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        error=ValueError(message),
+        reason=reason,
+    )
+
+
+def _count(event: DispatchEvent) -> None:
+    route = event.route
+    metrics.DISPATCH_EVENTS.labels(event.event_type, route).inc()
+    if event.event_type == "dispatch.assigned" and event.decision_to_assignment_s is not None:
+        metrics.DECISION_TO_ASSIGNMENT_SECONDS.labels(route).observe(event.decision_to_assignment_s)
+    elif event.event_type == "dispatch.on_scene" and event.assignment_to_on_scene_s is not None:
+        metrics.ASSIGNMENT_TO_ON_SCENE_SECONDS.labels(route).observe(event.assignment_to_on_scene_s)
+    elif event.event_type == "dispatch.cleared" and event.time_on_scene_s is not None:
+        metrics.TIME_ON_SCENE_SECONDS.labels(route).observe(event.time_on_scene_s)
+    elif event.event_type == "dispatch.fallback":
+        reason = event.reason or "unknown"
+        metrics.FALLBACKS.labels(route, reason).inc()
+        if reason in ("no_team_free", "no_team_on_shift", "no_team_of_kind"):
+            metrics.ELIGIBLE_MISSED.labels(route, "no_team_free").inc()
+    elif event.event_type == "dispatch.backup_requested":
+        metrics.BACKUP_REQUESTS.labels(route).inc()
+
+
+def _gauge(state: AreaState, roster: Roster, policy: Policy, now: datetime) -> None:
+    for kind in ("crt", "cor"):
+        queued = [c for c in state.queue if state.calls[c].kind == kind]
+        metrics.QUEUE_LENGTH.labels(state.area, kind).set(len(queued))
+        oldest = min((state.calls[c].decided_at for c in queued), default=None)
+        wait = (now - oldest).total_seconds() if oldest else 0.0
+        metrics.QUEUE_OLDEST_WAIT_SECONDS.labels(state.area, kind).set(max(0.0, wait))
+        teams = [t for t in roster.teams_in(state.area) if t.kind == kind]
+        on_shift = [t for t in teams if t.on_shift(now, policy.zone)]
+        statuses = [state.teams[t.id].status for t in teams if t.id in state.teams]
+        for status in STATUSES:
+            metrics.TEAMS.labels(state.area, kind, status).set(statuses.count(status))
+        busy = sum(1 for status in statuses if status in ON_CALL)
+        metrics.TEAM_UTILISATION.labels(state.area, kind).set(
+            min(1.0, busy / len(on_shift)) if on_shift else 0.0
+        )

@@ -1,0 +1,539 @@
+"""A city's CAD export described as data: columns, clock, and what its call types mean.
+
+A mapping file (TOML) is all it takes to plug a new city's calls-for-service export into
+HEART Stream: which columns hold the call id, time, type, beat or district and priority;
+how its timestamps are written and in which zone; which local call types are which policy
+category (by exact alias or by regular expression); and which local types imply a weapon,
+violence or a behavioural-health concern. The file also names a demo policy document (in
+the format of ``policy/durham.toml``, with a service area in the city's own beats or
+districts) so that the pilots have something to work with there.
+
+Validation is as strict as the policy loader's, and for the same reason: a mapping misread
+silently turns an export into the wrong calls. Problems come back as
+:class:`MappingError`, naming the file, the dotted field path and the problem, formatted by
+the policy loader's helpers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from policy.model import (
+    _KEY_MARKER,
+    Loc,
+    Policy,
+    Text,
+    _describe,
+    _field_path,
+    _Problems,
+    _Strict,
+    _timezone,
+    _toml_type,
+    _unwrap,
+    load_policy,
+    normalize,
+)
+from schemas.calls import LANGUAGE_PATTERN
+
+#: Shipped mappings (and their demo policies and the APCO table) live here.
+MAPPINGS_DIR = Path(__file__).with_name("mappings")
+
+#: Flags a mapping can infer from a local call type, as named on ``CallReceived``.
+FLAGS: tuple[str, ...] = ("weapon", "violence", "behavioral_health")
+
+_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+# Fields chosen so that a format which drops or confuses one of them cannot round-trip:
+# day 3 and month 2 differ, and 16h catches %I without %p.
+_SAMPLE_TIME = datetime(2001, 2, 3, 16, 5, 0, tzinfo=UTC)
+_CLASSIFY_CACHE_LIMIT = 10_000
+
+
+class MappingError(ValueError):
+    """A mapping file that cannot be used. The message names the file, each field, the problem.
+
+    ``problems`` holds ``(field_path, problem)`` pairs with the policy loader's path syntax
+    (``categories."Welfare Check".patterns[0]``), or ``""`` for the file as a whole.
+    """
+
+    def __init__(self, source: str | os.PathLike[str], problems: Sequence[tuple[str, str]]):
+        self.source = str(source)
+        self.problems = list(problems)
+        lines = [f"{field}: {problem}" if field else problem for field, problem in self.problems]
+        if len(lines) == 1:
+            message = f"mapping file {self.source}: {lines[0]}"
+        else:
+            body = "\n".join(f"  {line}" for line in lines)
+            message = f"mapping file {self.source} has {len(lines)} problems:\n{body}"
+        super().__init__(message)
+
+
+# --- field types --------------------------------------------------------------------------
+
+
+def _columns(value: object) -> object:
+    # One column, or several joined with a space before parsing (a date and a time column).
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise _Problems.one(
+        f"must be a column name or an array of column names, got {_toml_type(value)} {value!r}"
+    )
+
+
+def _time_format(value: str) -> str:
+    try:
+        back = datetime.strptime(_SAMPLE_TIME.strftime(value), value)
+    except ValueError as exc:
+        raise _Problems.one(f"invalid time format {value!r}: {exc}") from None
+    expected = (_SAMPLE_TIME.year, _SAMPLE_TIME.month, _SAMPLE_TIME.day, 16, 5)
+    if (back.year, back.month, back.day, back.hour, back.minute) != expected:
+        raise _Problems.one(
+            f"time format {value!r} does not read back a date and time to the minute "
+            "(it needs the year, month, day, hour and minute, e.g. %Y-%m-%d %H:%M:%S)"
+        )
+    return value
+
+
+def _compile(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise _Problems.one(f"invalid regular expression {value!r}: {exc}") from None
+
+
+def _pattern(value: str) -> str:
+    _compile(value)
+    return value
+
+
+def _extract(value: str) -> str:
+    if _compile(value).groups == 0:
+        raise _Problems.one(
+            f"regular expression {value!r} has no (group): groups mark the time text to keep"
+        )
+    return value
+
+
+def _encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise _Problems.one(f"unknown text encoding {value!r} (e.g. utf-8-sig, cp1252)") from None
+    return value
+
+
+ColumnList = Annotated[list[Text], BeforeValidator(_columns), Field(min_length=1, max_length=4)]
+TimeFormat = Annotated[str, AfterValidator(_time_format)]
+Pattern = Annotated[str, AfterValidator(_pattern)]
+Extract = Annotated[str, AfterValidator(_extract)]
+Slug = Annotated[str, Field(pattern=_SLUG, max_length=32)]
+
+
+def _duplicates(values: Sequence[str], what: str) -> list[tuple[Loc, str]]:
+    seen: set[str] = set()
+    problems: list[tuple[Loc, str]] = []
+    for index, value in enumerate(values):
+        key = normalize(value)
+        if key in seen:
+            problems.append(((index,), f"{what} {value!r} listed twice"))
+        seen.add(key)
+    return problems
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+class Columns(_Strict):
+    """Header names of the export's columns. Only the first three are required."""
+
+    call_id: Text
+    #: Several columns are joined with single spaces, then parsed as one timestamp.
+    time: ColumnList
+    call_type: Text
+    #: The unit a policy's service area lists. A city with districts and no beats names
+    #: its district column here (and usually in ``district`` as well).
+    beat: Text | None = None
+    district: Text | None = None
+    priority: Text | None = None
+    address: Text | None = None
+    lat: Text | None = None
+    lon: Text | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Columns:
+        if (self.lat is None) != (self.lon is None):
+            missing = "lon" if self.lon is None else "lat"
+            raise _Problems.one("lat and lon go together: name both columns or neither", missing)
+        return self
+
+
+class TimeSpec(_Strict):
+    """How the export writes a call's time."""
+
+    #: The export's zone: naive local timestamps are placed in it.
+    timezone: Annotated[str, AfterValidator(_timezone)]
+    #: ``strptime`` formats, tried in order.
+    formats: list[TimeFormat] = Field(min_length=1)
+    #: Optional regular expression searched in the time text; its groups, joined with
+    #: spaces, are what the formats parse (drops agency suffixes, placeholder times).
+    extract: Extract | None = None
+
+
+class Matcher(_Strict):
+    """Local call types, by exact text (case and spacing ignored) or regular expression.
+
+    Patterns are searched (``re.search``, case-insensitive) in the type with its whitespace
+    collapsed; anchor them with ``^``/``$`` to match the whole type.
+    """
+
+    aliases: list[Text] = Field(default_factory=list)
+    patterns: list[Pattern] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Matcher:
+        problems = [(("aliases", *loc), p) for loc, p in _duplicates(self.aliases, "alias")]
+        if not self.aliases and not self.patterns:
+            problems.append(((), "matches nothing: list aliases or patterns"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class Flags(_Strict):
+    """Local types that imply a flag the export does not carry as a column."""
+
+    weapon: Matcher | None = None
+    violence: Matcher | None = None
+    behavioral_health: Matcher | None = None
+
+
+class Defaults(_Strict):
+    """Values for fields a calls-for-service export does not have."""
+
+    #: Exports rarely say whether someone must go; True keeps in-person pilots in play.
+    needs_in_person: bool = True
+    language: Annotated[str, Field(pattern=LANGUAGE_PATTERN, max_length=35)] = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a mapping makes of one local call type."""
+
+    #: The policy category, or None when the mapping does not cover the type.
+    category: str | None
+    weapon: bool
+    violence: bool
+    behavioral_health: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledMatcher:
+    aliases: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+
+    @classmethod
+    def of(cls, matcher: Matcher | None) -> _CompiledMatcher:
+        if matcher is None:
+            return cls(frozenset(), ())
+        return cls(
+            frozenset(map(normalize, matcher.aliases)), tuple(map(_compile, matcher.patterns))
+        )
+
+    def __call__(self, key: str) -> bool:
+        return key in self.aliases or any(p.search(key) for p in self.patterns)
+
+
+class CadMapping(_Strict):
+    """One city's CAD export. Build it with :func:`load_mapping`, not by hand."""
+
+    #: This mapping, e.g. ``milwaukee-2018``.
+    name: Slug
+    #: The city, e.g. ``milwaukee``: with the call id it makes event ids, so that a
+    #: later export of the same calls (another mapping version) re-imports idempotently.
+    city: Slug
+    title: Text | None = None
+    source: Text | None = None
+    #: Demo policy document for the city, relative to this file.
+    policy: Text
+    encoding: Annotated[str, AfterValidator(_encoding)] = "utf-8-sig"
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    columns: Columns
+    time: TimeSpec
+    defaults: Defaults = Field(default_factory=Defaults)
+    #: Policy category -> the local types that mean it. The category name always matches.
+    categories: dict[Text, Matcher] = Field(min_length=1)
+    flags: Flags = Field(default_factory=Flags)
+
+    _zone: ZoneInfo = PrivateAttr()
+    _extract: re.Pattern[str] | None = PrivateAttr()
+    _aliases: dict[str, str] = PrivateAttr()
+    _patterns: tuple[tuple[re.Pattern[str], str], ...] = PrivateAttr()
+    _flags: dict[str, _CompiledMatcher] = PrivateAttr()
+    _cache: dict[str, Classification] = PrivateAttr(default_factory=dict)
+    _source: str = PrivateAttr(default="<mapping>")
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> CadMapping:
+        problems: list[tuple[Loc, str]] = []
+        owner: dict[str, str] = {}
+        for category in self.categories:
+            key = normalize(category)
+            if key in owner:
+                problems.append(
+                    (("categories", category), f"category {category!r} duplicates {owner[key]!r}")
+                )
+            owner[key] = category
+        for category, matcher in self.categories.items():
+            for index, alias in enumerate(matcher.aliases):
+                mapped = owner.setdefault(normalize(alias), category)
+                if mapped != category:
+                    problems.append(
+                        (
+                            ("categories", category, "aliases", index),
+                            f"alias {alias!r} already maps to {mapped!r}",
+                        )
+                    )
+        if problems:
+            raise _Problems(problems)
+        self._precompute(owner)
+        return self
+
+    def _precompute(self, aliases: dict[str, str]) -> None:
+        self._zone = ZoneInfo(self.time.timezone)
+        self._extract = _compile(self.time.extract) if self.time.extract else None
+        self._aliases = aliases
+        self._patterns = tuple(
+            (_compile(pattern), category)
+            for category, matcher in self.categories.items()
+            for pattern in matcher.patterns
+        )
+        self._flags = {flag: _CompiledMatcher.of(getattr(self.flags, flag)) for flag in FLAGS}
+
+    # --- use ----------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self._zone
+
+    @property
+    def source_file(self) -> str:
+        """Where this mapping was read from, for messages."""
+        return self._source
+
+    @property
+    def policy_path(self) -> Path:
+        """The demo policy document, resolved against the mapping file's directory."""
+        path = Path(self.policy)
+        if path.is_absolute() or self._base_dir is None:
+            return path
+        return self._base_dir / path
+
+    def load_policy(self) -> Policy:
+        """The mapping's demo policy (raises :class:`policy.PolicyError` if it is bad)."""
+        return load_policy(self.policy_path)
+
+    def unknown_categories(self, policy: Policy) -> list[str]:
+        """Categories this mapping produces that ``policy`` does not know (in file order).
+
+        Calls of such a category would silently never reach a pilot under that policy,
+        so commands should refuse or warn when this is not empty.
+        """
+        return [name for name in self.categories if policy.category_for(name) != name]
+
+    def classify(self, local_type: str) -> Classification:
+        """The category and flags ``local_type`` implies. Exact aliases win over patterns;
+        among patterns the first in file order wins."""
+        key = normalize(local_type)
+        known = self._cache.get(key)
+        if known is not None:
+            return known
+        category = self._aliases.get(key)
+        if category is None:
+            category = next((c for pattern, c in self._patterns if pattern.search(key)), None)
+        result = Classification(
+            category=category,
+            weapon=self._flags["weapon"](key),
+            violence=self._flags["violence"](key),
+            behavioral_health=self._flags["behavioral_health"](key),
+        )
+        # Exports have a few hundred distinct types; the cap only guards against a feed of
+        # free text growing the cache without bound.
+        if len(self._cache) < _CLASSIFY_CACHE_LIMIT:
+            self._cache[key] = result
+        return result
+
+    def time_text(self, text: str) -> str | None:
+        """The part of a time cell the formats parse, or None when ``extract`` finds nothing."""
+        if self._extract is None:
+            return text.strip()
+        found = self._extract.search(text)
+        if found is None:
+            return None
+        return " ".join(group for group in found.groups() if group is not None)
+
+    def parse_time(self, text: str) -> datetime | None:
+        """The time a cell holds (naive unless a format carries ``%z``), or None."""
+        core = self.time_text(text)
+        if not core:
+            return None
+        for fmt in self.time.formats:
+            try:
+                return datetime.strptime(core, fmt)
+            except ValueError:
+                continue
+        return None
+
+
+# --- problems -----------------------------------------------------------------------------
+
+
+def _known_keys(root: type[BaseModel], loc: Loc) -> list[str] | None:
+    """Keys the model at ``loc`` under ``root`` accepts, to suggest beside an unknown key."""
+    annotation: Any = root
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif typing.get_origin(annotation) in (list, dict):
+            annotation = typing.get_args(annotation)[-1]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return None
+
+
+def problems_from(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
+    """``(field_path, problem)`` pairs for a validation error of ``root``.
+
+    The policy loader's helpers describe each error; only unknown keys are handled here,
+    because their suggestions must come from this file's models, not the policy's.
+    """
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors():
+        loc: Loc = tuple(error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _Problems):
+            found = [(loc + sub, problem) for sub, problem in cause.items]
+        elif error["type"] == "extra_forbidden":
+            known = _known_keys(root, loc[:-1])
+            hint = f" (known: {', '.join(known)})" if known else ""
+            found = [(loc, f"unknown key {loc[-1]!r}{hint}")]
+        else:
+            found = [(loc, _describe(error))]
+        for where, problem in found:
+            if _KEY_MARKER in where:
+                where = tuple(part for part in where if part != _KEY_MARKER)
+                problem = f"key {problem}"
+            problems.append((_field_path(where), problem))
+    return problems
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a TOML file, raising :class:`MappingError` naming it on any failure."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise MappingError(file, [("", "file not found")]) from None
+    except OSError as exc:
+        raise MappingError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise MappingError(
+            file, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(file, [("", f"TOML syntax error: {exc}")]) from None
+
+
+def parse_mapping(
+    data: Mapping[str, Any],
+    *,
+    source: str | os.PathLike[str],
+    base_dir: str | os.PathLike[str] | None = None,
+) -> CadMapping:
+    """Validate already-parsed TOML; ``source`` names it in errors, ``base_dir`` anchors
+    the relative policy path."""
+    try:
+        mapping = CadMapping.model_validate(data)
+    except ValidationError as exc:
+        raise MappingError(source, problems_from(exc, CadMapping)) from None
+    mapping._source = str(source)
+    mapping._base_dir = Path(base_dir) if base_dir is not None else None
+    return mapping
+
+
+def shipped_mapping(name: str) -> Path:
+    """Path of a mapping shipped with the package, e.g. ``shipped_mapping("milwaukee-2018")``."""
+    return MAPPINGS_DIR / f"{name}.toml"
+
+
+def resolve_mapping_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """A file path as given, or a shipped mapping's name (``milwaukee-2018``) when no such
+    file exists, so commands accept ``--mapping milwaukee-2018``."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    shipped = shipped_mapping(str(name_or_path))
+    return shipped if shipped.exists() else path
+
+
+def load_mapping(path: str | os.PathLike[str], *, check_policy: bool = True) -> CadMapping:
+    """Load and validate a mapping file (a path, or the name of a shipped mapping).
+
+    With ``check_policy`` the demo policy must exist, load, and know every category the
+    mapping produces. Raises :class:`MappingError` naming the file, field and problem; a
+    broken policy document raises its own ``policy.PolicyError``, which names that file.
+    """
+    file = resolve_mapping_path(path)
+    mapping = parse_mapping(read_toml(file), source=file, base_dir=file.parent)
+    if check_policy:
+        policy_file = mapping.policy_path
+        if not policy_file.is_file():
+            raise MappingError(file, [("policy", f"policy file not found: {policy_file}")])
+        policy = mapping.load_policy()
+        unknown = mapping.unknown_categories(policy)
+        if unknown:
+            known = ", ".join(repr(name) for name in policy.categories)
+            raise MappingError(
+                file,
+                [
+                    (
+                        _field_path(("categories", name)),
+                        f"not a category of policy {policy_file.name} (known: {known})",
+                    )
+                    for name in unknown
+                ],
+            )
+    return mapping

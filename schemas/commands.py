@@ -1,0 +1,31 @@
+"""Internal command topics: a stage re-keys its inputs so that one partition owns a whole
+piece of state (a service area, a follow-up case). Not part of the public contract."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.base import WireModel
+from schemas.dispatch import UnitStatusReport
+from schemas.triage import TriageDecision
+
+
+class SourceRef(WireModel):
+    """Where the command's original record came from, so a refusal names it exactly."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    raw: str = Field(description="The original record value, unchanged.")
+
+
+class DispatchCommand(WireModel):
+    kind: Literal["decision", "status", "tick"]
+    area: str = Field(min_length=1, max_length=64)
+    decision: TriageDecision | None = None
+    status: UnitStatusReport | None = None
+    tick_at: AwareDatetime | None = None
+    source: SourceRef | None = None

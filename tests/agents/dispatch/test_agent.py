@@ -1,0 +1,177 @@
+"""The dispatch stage as a real worker process on the embedded broker, on event time."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from agents.triage.decide import decide
+from policy import load_policy
+from schemas import DeadLetter, DispatchEvent, TriageDecision, UnitStatusReport
+from streams.admin import create_topics
+from streams.codec import decode
+from streams.settings import HeartSettings
+from streams.topics import DEADLETTER, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
+from tests.factories import T0, call_received
+from tests.kafka import Worker, produce, read_topic
+
+pytestmark = pytest.mark.broker
+POLICY = load_policy()
+# Event time: the stage's clock follows the events, so Monday 10:00 EDT is "now".
+EVENT_CLOCK = {"HEART_CLOCK": "event"}
+
+
+def decision(call_id: str, beat: str, at=T0, **call: object) -> TriageDecision:
+    received = call_received(
+        call_id=call_id, beat=beat, occurred_at=at, event_id=f"e-{call_id}", **call
+    )
+    return decide(received, POLICY, event_id=f"d-{call_id}", now=at)
+
+
+def report(team: str, status: str, at, call_id: str | None = None, **extra: object):
+    return UnitStatusReport(
+        team_id=team,
+        status=status,
+        occurred_at=at,
+        call_id=call_id,
+        event_id=f"r-{team}-{status}-{at.isoformat()}",
+        **extra,
+    )
+
+
+def dispatch_events(records) -> list[DispatchEvent]:
+    return [decode(DispatchEvent, r.value) for r in records]
+
+
+def kinds(records, kind: str) -> list[DispatchEvent]:
+    return [e for e in dispatch_events(records) if e.event_type == kind]
+
+
+@pytest.fixture
+async def scoped(settings: HeartSettings, unique: str) -> HeartSettings:
+    scoped = settings.model_copy(update={"topic_prefix": f"dsp{unique}."})
+    await create_topics(scoped)
+    return scoped
+
+
+@pytest.fixture
+async def dispatcher(scoped: HeartSettings, tmp_path: Path) -> AsyncIterator[Worker]:
+    worker = Worker("dispatch", scoped, tmp_path, **EVENT_CLOCK).start()
+    try:
+        await worker.wait_ready()
+        yield worker
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+async def test_assign_prefer_beat_queue_release_and_refusals(
+    scoped: HeartSettings, dispatcher: Worker
+) -> None:
+    # Four calls in the four CRT teams' home beats: each goes to the team at home.
+    homes = {"C-111": "111", "C-214": "214", "C-411": "411", "C-512": "512"}
+    first = [decision(c, b) for c, b in homes.items()]
+    await produce(scoped, TRIAGE_DECISIONS, [(d.call_id, d) for d in first] + [("C-111", first[0])])
+    out = await read_topic(
+        scoped, DISPATCH_EVENTS, until=lambda r: len(kinds(r, "dispatch.assigned")) >= 4, settle=1.5
+    )
+    assigned = {e.call_id: e.team_id for e in kinds(out, "dispatch.assigned")}
+    assert assigned == {"C-111": "CRT-1", "C-214": "CRT-2", "C-411": "CRT-3", "C-512": "CRT-4"}
+    assert all(r.key.decode() == dispatch_events([r])[0].team_id for r in out)
+
+    # A fifth call finds every team busy and waits; CRT-3 clears and takes it.
+    queued = decision("C-Q", "113", at=T0 + timedelta(minutes=1))
+    await produce(scoped, TRIAGE_DECISIONS, [("C-Q", queued)])
+    await read_topic(
+        scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.queued"), timeout=20
+    )
+    t = T0 + timedelta(minutes=2)
+    await produce(
+        scoped,
+        UNITS_STATUS,
+        [
+            ("CRT-3", report("CRT-3", "en_route", t, "C-411")),
+            ("CRT-3", report("CRT-3", "on_scene", t + timedelta(minutes=3), "C-411")),
+            ("CRT-1", report("CRT-1", "dispatched", t, "C-111", backup_requested=True)),
+            ("CRT-2", report("CRT-2", "transporting", t, "C-214")),  # illegal from dispatched
+            ("NOPE-9", report("NOPE-9", "en_route", t)),  # unknown team
+            ("CRT-3", report("CRT-3", "cleared", t + timedelta(minutes=6), "C-411")),
+        ],
+    )
+    out = await read_topic(
+        scoped,
+        DISPATCH_EVENTS,
+        until=lambda r: any(e.call_id == "C-Q" for e in kinds(r, "dispatch.assigned")),
+        settle=1.0,
+    )
+    [late] = [e for e in kinds(out, "dispatch.assigned") if e.call_id == "C-Q"]
+    assert late.team_id == "CRT-3"
+    assert late.decision_to_assignment_s == pytest.approx(7 * 60)
+    [on_scene] = kinds(out, "dispatch.on_scene")
+    assert on_scene.assignment_to_on_scene_s == pytest.approx(5 * 60)
+    [cleared] = kinds(out, "dispatch.cleared")
+    assert cleared.time_on_scene_s == pytest.approx(3 * 60)
+    [backup] = kinds(out, "dispatch.backup_requested")
+    assert backup.team_id == "CRT-1"
+    assert len(kinds(out, "dispatch.assigned")) == 5, "the redelivered decision assigned nobody"
+    assert all(e.location is None or e.location.address for e in dispatch_events(out))
+
+    dead = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 2, settle=1.0)
+    reasons = sorted(DeadLetter.from_headers(r.headers).reason for r in dead)
+    assert reasons == ["illegal_transition", "unknown_team"]
+    [illegal] = [
+        r for r in dead if DeadLetter.from_headers(r.headers).reason == "illegal_transition"
+    ]
+    assert decode(UnitStatusReport, illegal.value).status == "transporting"
+
+
+async def test_fallback_to_police_after_the_maximum_wait(
+    scoped: HeartSettings, dispatcher: Worker
+) -> None:
+    cor_calls = [
+        decision(f"W-{i}", beat, call_type="Mental Health Crisis", weapon_involved=True)
+        for i, beat in enumerate(("111", "214", "411"))
+    ]
+    assert {d.route for d in cor_calls} == {"cor"}
+    await produce(scoped, TRIAGE_DECISIONS, [(d.call_id, d) for d in cor_calls])
+    out = await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.queued"))
+    [waiting] = kinds(out, "dispatch.queued")
+    # Event time moves on 11 minutes with a team's report; the next tick releases the call.
+    later = T0 + timedelta(minutes=11)
+    await produce(scoped, UNITS_STATUS, [("COR-1", report("COR-1", "en_route", later))])
+    out = await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.fallback"))
+    [fallback] = kinds(out, "dispatch.fallback")
+    assert (fallback.call_id, fallback.reason) == (waiting.call_id, "no_team_free")
+    assert fallback.route == "cor"
+
+
+async def test_team_states_survive_sigkill(scoped: HeartSettings, tmp_path: Path) -> None:
+    worker = Worker("dispatch", scoped, tmp_path, **EVENT_CLOCK).start()
+    await worker.wait_ready()
+    busy = [decision(f"K-{beat}", beat) for beat in ("111", "214", "411")]
+    await produce(scoped, TRIAGE_DECISIONS, [(d.call_id, d) for d in busy])
+    await read_topic(
+        scoped, DISPATCH_EVENTS, until=lambda r: len(kinds(r, "dispatch.assigned")) >= 3, settle=1.0
+    )
+    worker.kill(signal.SIGKILL)
+
+    restarted = Worker("dispatch", scoped, tmp_path, **EVENT_CLOCK).start()
+    try:
+        await restarted.wait_ready()
+        # Two more calls in CRT-1's home beat: only CRT-4 is free, the other waits.
+        more = [decision(f"K-n{i}", "111", at=T0 + timedelta(minutes=1)) for i in range(2)]
+        await produce(scoped, TRIAGE_DECISIONS, [(d.call_id, d) for d in more])
+        out = await read_topic(
+            scoped,
+            DISPATCH_EVENTS,
+            until=lambda r: kinds(r, "dispatch.queued"),
+            settle=1.5,
+        )
+    finally:
+        restarted.kill(signal.SIGTERM)
+    teams = [e.team_id for e in kinds(out, "dispatch.assigned")]
+    assert sorted(teams) == ["CRT-1", "CRT-2", "CRT-3", "CRT-4"], "no busy team sent twice"
+    assert [e.call_id for e in kinds(out, "dispatch.queued")] == ["K-n1"]
