@@ -3,7 +3,7 @@
 Nothing here touches Kafka: the commands wire these pure translations to topics.
 """
 
-# from cad.eido import ApcoTable, EidoError, EidoTranslator, eido_to_call, load_apco_table
+from cad.eido import ApcoTable, EidoError, EidoTranslator, eido_to_call, load_apco_table
 from cad.importer import ImportResult, RejectExample, import_rows, stable_event_id
 from cad.mapping import CadMapping, Classification, MappingError, load_mapping, shipped_mapping
 

@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from schemas.base import WireModel
-from schemas.dispatch import UnitStatusReport
+from schemas.calls import CallClosed
+from schemas.dispatch import DispatchEvent, UnitStatusReport
+from schemas.followup import FollowupOutcome
 from schemas.triage import TriageDecision
 
 
@@ -27,5 +29,24 @@ class DispatchCommand(WireModel):
     area: str = Field(min_length=1, max_length=64)
     decision: TriageDecision | None = None
     status: UnitStatusReport | None = None
+    tick_at: AwareDatetime | None = None
+    source: SourceRef | None = None
+
+
+class RouteNote(WireModel):
+    """The part of a triage decision Care Navigation needs: which route a call took."""
+
+    call_id: str
+    route: str
+    revision: int
+    decided_at: AwareDatetime
+
+
+class NavigationCommand(WireModel):
+    kind: Literal["route", "closed", "cleared", "outcome", "tick"]
+    route: RouteNote | None = None
+    closed: CallClosed | None = None
+    cleared: DispatchEvent | None = None
+    outcome: FollowupOutcome | None = None
     tick_at: AwareDatetime | None = None
     source: SourceRef | None = None

@@ -21,6 +21,9 @@ class FollowupScheduled(Event):
     deadline: AwareDatetime = Field(description="48 hours after the contact ended.")
     release_at: AwareDatetime = Field(description="First staffed moment to work the case.")
     at_risk: bool = Field(False, description="The deadline cannot be met inside staffed hours.")
+    staffed_minutes_to_deadline: float | None = Field(
+        None, ge=0, description="Staffed minutes between release and deadline."
+    )
 
 
 class FollowupDue(Event):
@@ -30,6 +33,9 @@ class FollowupDue(Event):
     case_id: str = Field(min_length=1, max_length=64)
     call_id: str = Field(min_length=1, max_length=64)
     timer_id: str = Field(min_length=1, max_length=128)
+    due_at: AwareDatetime | None = Field(
+        None, description="When the timer was due; occurred_at is when it fired."
+    )
     deadline: AwareDatetime
     attempt: int = Field(1, ge=1)
     at_risk: bool = False

@@ -104,3 +104,26 @@ TEAM_UTILISATION = Gauge(
     "Share of on-shift teams on a call.",
     ["area", "kind"],
 )
+
+# Care Navigation.
+FOLLOWUPS_SCHEDULED = Counter(
+    "heart_followups_scheduled_total", "Follow-ups scheduled, by contact pilot.", ["pilot"]
+)
+FOLLOWUPS_AT_RISK = Counter(
+    "heart_followups_at_risk_total",
+    "Follow-ups whose 48-hour deadline cannot be met inside staffed hours.",
+    ["pilot"],
+)
+FOLLOWUPS_SKIPPED = Counter(
+    "heart_followups_skipped_total", "Contacts not scheduled, by why.", ["reason"]
+)
+FOLLOWUPS_DUE = Counter("heart_followups_due_total", "Follow-up tasks released.", ["pilot"])
+FOLLOWUPS_COMPLETED = Counter(
+    "heart_followups_completed_total",
+    "Follow-ups closed by an outcome, by outcome and whether within the deadline.",
+    ["pilot", "outcome", "within_deadline"],
+)
+FOLLOWUPS_OVERDUE = Counter(
+    "heart_followups_overdue_total", "Follow-ups with no outcome by the deadline.", ["pilot"]
+)
+FOLLOWUPS_OPEN = Gauge("heart_followups_open", "Open follow-up cases on this worker.")

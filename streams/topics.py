@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from schemas.commands import DispatchCommand
+from schemas.commands import DispatchCommand, NavigationCommand
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
@@ -125,6 +125,14 @@ DISPATCH_COMMANDS = TopicSpec(
     description="Internal: dispatch inputs re-keyed by service area.",
     config=_retention(7),
 )
+NAVIGATION_COMMANDS = TopicSpec(
+    "heart.navigation.commands",
+    key="case_id (= call_id); ticks carry no key and name their partition",
+    value=NavigationCommand,
+    partitions=6,
+    description="Internal: contacts, outcomes and per-partition ticks for Care Navigation.",
+    config=_retention(7),
+)
 
 CATALOG: dict[str, TopicSpec] = {
     spec.name: spec
@@ -139,5 +147,6 @@ CATALOG: dict[str, TopicSpec] = {
         FOLLOWUP_OUTCOMES,
         DEADLETTER,
         DISPATCH_COMMANDS,
+        NAVIGATION_COMMANDS,
     )
 }

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 STAGES: dict[str, str] = {
     "triage": "agents.triage.agent",
     "dispatch": "agents.dispatch.agent",
+    "navigation": "agents.navigation.agent",
 }
 
 

@@ -231,6 +231,7 @@ def schedule(
         deadline=deadline,
         release_at=release_at,
         at_risk=at_risk,
+        staffed_minutes_to_deadline=staffed,
     )
     return case, event
 
@@ -324,6 +325,7 @@ def advance(case: Case, now: datetime) -> tuple[Case, list[TimerEvent]]:
                 case_id=case.case_id,
                 call_id=case.call_id,
                 timer_id=timer_id,
+                due_at=case.next_due_at,
                 deadline=case.deadline,
                 attempt=case.attempt,
                 at_risk=case.at_risk,

@@ -1,0 +1,246 @@
+"""The Care Navigation stage as real worker processes on the embedded broker, on event time."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from agents.triage.decide import decide
+from policy import load_policy
+from schemas import CallClosed, DeadLetter, DispatchEvent, FollowupOutcome, FollowupScheduled
+from schemas.registry import ANY_EVENT
+from streams.admin import create_topics
+from streams.codec import decode
+from streams.settings import HeartSettings
+from streams.topics import (
+    CAD_CALLS,
+    DEADLETTER,
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    FOLLOWUP_TIMERS,
+    NAVIGATION_COMMANDS,
+    TRIAGE_DECISIONS,
+)
+from tests.factories import call_received
+from tests.kafka import Worker, produce, read_topic
+
+pytestmark = pytest.mark.broker
+NY = ZoneInfo("America/New_York")
+POLICY = load_policy()
+EVENT_CLOCK = {"HEART_CLOCK": "event"}
+
+
+def local(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=NY)
+
+
+THURSDAY_10 = local(2024, 7, 18, 10)  # a weekday inside staffed hours
+FRIDAY_10 = local(2024, 7, 19, 10)
+FRIDAY_15 = local(2024, 7, 19, 15)  # 90 staffed minutes before the deadline
+SATURDAY_22 = local(2024, 7, 20, 22)  # outside staffed hours
+
+
+def cleared(call_id: str, at: datetime, route: str = "crt", **extra: object) -> DispatchEvent:
+    extra.setdefault("event_id", f"cleared-{call_id}")
+    return DispatchEvent(
+        event_type="dispatch.cleared",
+        occurred_at=at,
+        call_id=call_id,
+        route=route,
+        team_id="CRT-1",
+        **extra,
+    )
+
+
+def clock_pulses(at: datetime, tag: str) -> list[tuple[str, DispatchEvent]]:
+    """One police-route event into every partition: no follow-up, but time moves on
+    wherever a case may live."""
+    partitioner = DefaultPartitioner()
+    parts = list(range(NAVIGATION_COMMANDS.partitions))
+    chosen: dict[int, str] = {}
+    i = 0
+    while len(chosen) < len(parts):
+        key = f"pulse-{tag}-{i}"
+        chosen.setdefault(partitioner(key.encode(), parts, parts), key)
+        i += 1
+    return [
+        (k, cleared(k, at, route="police", event_id=f"{k}-{at.isoformat()}"))
+        for k in chosen.values()
+    ]
+
+
+def events(records) -> list:
+    return [decode(ANY_EVENT, r.value) for r in records]
+
+
+def of(records, kind: str) -> list:
+    return [e for e in events(records) if e.event_type == kind]
+
+
+@pytest.fixture
+async def scoped(settings: HeartSettings, unique: str) -> HeartSettings:
+    scoped = settings.model_copy(update={"topic_prefix": f"nav{unique}."})
+    await create_topics(scoped)
+    return scoped
+
+
+@pytest.fixture
+async def navigator(scoped: HeartSettings, tmp_path: Path) -> AsyncIterator[Worker]:
+    worker = Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start()
+    try:
+        await worker.wait_ready()
+        yield worker
+    finally:
+        worker.kill(signal.SIGTERM)
+
+
+async def test_contacts_schedules_retries_declines_and_overdue(
+    scoped: HeartSettings, navigator: Worker
+) -> None:
+    # Phase 1, Friday afternoon: a CCD phone contact, a weekday team contact (Thursday),
+    # a Friday 15:00 one, and two that are not scheduled (declined, redelivered).
+    ccd_call = call_received(
+        call_id="P-1",
+        call_type="Mental Health Crisis",
+        needs_in_person=False,
+        occurred_at=FRIDAY_10,
+        event_id="call-P-1",
+    )
+    ccd = decide(ccd_call, POLICY, event_id="dec-P-1")
+    assert ccd.route == "ccd"
+    declined_call = ccd_call.model_copy(update={"call_id": "P-2", "event_id": "call-P-2"})
+    await produce(
+        scoped,
+        TRIAGE_DECISIONS,
+        [("P-1", ccd), ("P-2", decide(declined_call, POLICY, event_id="dec-P-2"))],
+    )
+    await produce(
+        scoped,
+        CAD_CALLS,
+        [
+            ("P-1", CallClosed(call_id="P-1", occurred_at=FRIDAY_10 + timedelta(minutes=20))),
+            ("P-2", CallClosed(call_id="P-2", occurred_at=FRIDAY_10, followup_declined=True)),
+        ],
+    )
+    weekday = cleared("T-1", THURSDAY_10)
+    await produce(
+        scoped,
+        DISPATCH_EVENTS,
+        [
+            ("CRT-1", weekday),
+            ("CRT-1", weekday),  # redelivered: still one follow-up
+            ("CRT-1", cleared("T-4", THURSDAY_10, followup_declined=True)),
+            ("CRT-1", cleared("T-2", FRIDAY_15)),
+        ],
+    )
+    timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 3, settle=2.0)
+    scheduled = {e.case_id: e for e in events(timers)}
+    assert sorted(scheduled) == ["P-1", "T-1", "T-2"], "declined and duplicates not scheduled"
+    assert scheduled["P-1"].pilot == "ccd"
+    assert scheduled["T-1"].at_risk is False
+    assert scheduled["T-1"].deadline == THURSDAY_10 + timedelta(hours=48)
+    assert scheduled["T-2"].at_risk is True
+    assert scheduled["T-2"].staffed_minutes_to_deadline == pytest.approx(90)
+    tasks = await read_topic(
+        scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 3, settle=1.5
+    )
+    assert sorted(e.timer_id for e in of(tasks, "followup.due")) == ["P-1:1", "T-1:1", "T-2:1"]
+    assert of(tasks, "followup.overdue") == []
+
+    # Navigators: P-1 connected to care; T-1 not reached (a retry Monday 09:30); an
+    # outcome for a case that does not exist goes to the dead letters.
+    at = FRIDAY_15 + timedelta(minutes=30)
+    await produce(
+        scoped,
+        FOLLOWUP_OUTCOMES,
+        [
+            ("T-1", FollowupOutcome(case_id="T-1", outcome="unable_to_reach", occurred_at=at)),
+            (
+                "P-1",
+                FollowupOutcome(
+                    case_id="P-1",
+                    outcome="connected_to_care",
+                    care_kind="outpatient",
+                    occurred_at=at,
+                ),
+            ),
+            ("Z-9", FollowupOutcome(case_id="Z-9", outcome="reached", occurred_at=at)),
+        ],
+    )
+    # Phase 2, Saturday 22:00: a contact outside staffed hours, released Monday 08:30.
+    await produce(scoped, DISPATCH_EVENTS, [("CRT-1", cleared("T-3", SATURDAY_22))])
+    timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 4)
+    assert events(timers)[-1].release_at == local(2024, 7, 22, 8, 30)
+
+    # Phase 3, Monday 10:00: T-3 released, T-1's retry due; T-1 and T-2 passed their
+    # deadlines without a closing outcome; P-1 was reached in time.
+    await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 10), "mon"))
+    tasks = await read_topic(
+        scoped,
+        FOLLOWUP_TASKS,
+        until=lambda r: len(of(r, "followup.overdue")) >= 2 and len(of(r, "followup.due")) >= 5,
+        settle=2.5,
+    )
+    due = Counter(e.timer_id for e in of(tasks, "followup.due"))
+    assert due == Counter({"P-1:1": 1, "T-1:1": 1, "T-1:2": 1, "T-2:1": 1, "T-3:1": 1})
+    assert sorted(e.case_id for e in of(tasks, "followup.overdue")) == ["T-1", "T-2"]
+    dead = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 1, settle=0.5)
+    assert [DeadLetter.from_headers(r.headers).reason for r in dead] == ["unknown_case"]
+
+
+async def test_timers_due_during_an_outage_fire_once_after_sigkill(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    worker = Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start()
+    await worker.wait_ready()
+    contacts = [cleared(f"O-{i}", SATURDAY_22 + timedelta(minutes=i)) for i in range(30)]
+    await produce(scoped, DISPATCH_EVENTS, [("CRT-1", c) for c in contacts])
+    await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 30, settle=1.5)
+    worker.kill(signal.SIGKILL)
+
+    restarted = Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start()
+    try:
+        await restarted.wait_ready()
+        await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 9), "after"))
+        tasks = await read_topic(
+            scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 30, settle=3.0
+        )
+    finally:
+        restarted.kill(signal.SIGTERM)
+    due = Counter(e.timer_id for e in of(tasks, "followup.due"))
+    assert due == Counter({f"O-{i}:1": 1 for i in range(30)})
+    timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 30, settle=0.5)
+    assert len({e.event_id for e in events(timers)}) == 30, "no schedule was re-issued"
+
+
+async def test_two_workers_split_partitions_and_fire_each_timer_once(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    workers = [Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start() for _ in range(2)]
+    try:
+        for w in workers:
+            await w.wait_ready()
+        contacts = [cleared(f"S-{i}", SATURDAY_22 + timedelta(minutes=i)) for i in range(40)]
+        await produce(scoped, DISPATCH_EVENTS, [("CRT-1", c) for c in contacts])
+        await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 40, settle=1.0)
+        await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 9), "two"))
+        tasks = await read_topic(
+            scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 40, settle=3.0
+        )
+    finally:
+        for w in workers:
+            w.kill(signal.SIGTERM)
+    due = Counter(e.timer_id for e in of(tasks, "followup.due"))
+    assert due == Counter({f"S-{i}:1": 1 for i in range(40)})
+    assert all(
+        isinstance(e, FollowupScheduled)
+        for e in events(await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 40))
+    )
