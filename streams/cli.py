@@ -105,6 +105,20 @@ def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
     )
 
 
+def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.up import run_simulation
+
+    return asyncio.run(
+        run_simulation(
+            settings,
+            speed=args.speed,
+            duration=args.duration,
+            status_every=args.status_every,
+            seed=args.seed,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heart",
@@ -142,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", type=Path, default=None)
     p.add_argument("--metrics-port", type=int, default=9101, help="first stage's metrics port")
     p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("simulate", help="run only the simulated city against running stages")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--status-every", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=2022)
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(
         "decide", help="decide call.received JSON lines with a policy, one decision per line"

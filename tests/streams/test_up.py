@@ -57,8 +57,8 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
     )
     lines: list[str] = []
     metrics_urls: list[str] = []
-    decided = 0
-    deadline = time.monotonic() + 90
+    decided = due = outcomes = 0
+    deadline = time.monotonic() + 120
     assert proc.stdout is not None
     try:
         while time.monotonic() < deadline:
@@ -70,9 +70,13 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
                 metrics_urls.append(m.group(1))
             if m := re.search(r"decisions: ccd=(\d+) crt=(\d+) cor=(\d+) police=(\d+)", line):
                 decided = sum(int(x) for x in m.groups())
-                if decided >= 20:
-                    break
-        assert decided >= 20, "".join(lines[-30:])
+            if m := re.search(r"followups due=(\d+) outcomes=(\d+)", line):
+                due, outcomes = int(m.group(1)), int(m.group(2))
+            # Through every stage: triage decided, teams dispatched and cleared, follow-ups
+            # released to navigators, and their outcomes reported.
+            if decided >= 20 and due >= 1 and outcomes >= 1:
+                break
+        assert decided >= 20 and due >= 1 and outcomes >= 1, "".join(lines[-30:])
         assert metrics_urls
         for url in metrics_urls:
             body = urllib.request.urlopen(url, timeout=5).read().decode()

@@ -1,0 +1,212 @@
+"""The simulated city: a CAD feed, responder apps and care navigators on one sim clock.
+
+Responders and navigators react to what the stages publish, as real apps would: they read
+``dispatch.events`` and ``followup.tasks`` and answer on ``units.status`` and
+``followup.outcomes``. The CAD closes phone-resolved (``ccd``) calls on ``cad.calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
+
+from schemas.calls import CallClosed
+from schemas.dispatch import UnitStatusReport
+from schemas.followup import FollowupOutcome
+from simulator.cad_feed import CadFeed
+from streams.codec import encode
+from streams.settings import HeartSettings
+from streams.topics import (
+    CAD_CALLS,
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    TRIAGE_DECISIONS,
+    UNITS_STATUS,
+    TopicSpec,
+)
+
+#: The seed's pilots averaged 7.6 minutes from assignment to on scene.
+MEAN_TRAVEL_MIN = 7.6
+#: Peer programs report police backup in about 1% of calls (CAHOOTS 0.6-1%).
+BACKUP_SHARE = 0.01
+TRANSPORT_SHARE = 0.06
+DECLINE_FOLLOWUP_SHARE = 0.2
+OUTCOMES = (
+    ("reached", 0.42),
+    ("connected_to_care", 0.28),
+    ("declined", 0.1),
+    ("unable_to_reach", 0.2),
+)
+
+
+@dataclass
+class Status:
+    calls: int = 0
+    routes: Counter[str] = field(default_factory=Counter)
+    dispatch: Counter[str] = field(default_factory=Counter)
+    busy: set[str] = field(default_factory=set)
+    queued: set[str] = field(default_factory=set)
+    followups_due: int = 0
+    outcomes: int = 0
+
+    def line(self, sim_now: datetime, zone: ZoneInfo) -> str:
+        routes = " ".join(f"{r}={self.routes[r]}" for r in ("ccd", "crt", "cor", "police"))
+        return (
+            f"[{sim_now.astimezone(zone):%a %Y-%m-%d %H:%M}] calls={self.calls} "
+            f"decisions: {routes} | teams busy={len(self.busy)} queue={len(self.queued)} "
+            f"fallbacks={self.dispatch['dispatch.fallback']} "
+            f"backup={self.dispatch['dispatch.backup_requested']} | "
+            f"followups due={self.followups_due} outcomes={self.outcomes}"
+        )
+
+
+class City:
+    def __init__(
+        self, settings: HeartSettings, start: datetime, speed: float, seed: int = 2022
+    ) -> None:
+        self.settings = settings
+        self.start = start
+        self.speed = speed
+        self.rng = random.Random(seed + 1)
+        self.feed = CadFeed(start, seed=seed)
+        self.status = Status()
+        self._began = time.monotonic()
+        self._agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]] = []
+        self._seq = itertools.count()
+
+    def sim_now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self._began) * self.speed)
+
+    def _later(self, at: datetime, spec: TopicSpec, key: str, event: BaseModel) -> None:
+        heapq.heappush(self._agenda, (at, next(self._seq), spec, key, event))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kwargs = self.settings.aiokafka_kwargs()
+        producer = AIOKafkaProducer(linger_ms=5, **kwargs)  # type: ignore[arg-type]
+        watched = (TRIAGE_DECISIONS, DISPATCH_EVENTS, FOLLOWUP_TASKS)
+        consumer = AIOKafkaConsumer(
+            *(s.full_name(self.settings.topic_prefix) for s in watched),
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=50,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        await producer.start()
+        await consumer.start()
+        self._began = time.monotonic()
+        try:
+            while not stop.is_set():
+                now = self.sim_now()
+                for item in self.feed.events_until(now):
+                    await self._send(producer, CAD_CALLS, item.event.call_id, item.event)
+                    if item.event.event_type == "call.received":
+                        self.status.calls += 1
+                while self._agenda and self._agenda[0][0] <= now:
+                    _, _, spec, key, event = heapq.heappop(self._agenda)
+                    await self._send(producer, spec, key, event)
+                    if spec is FOLLOWUP_OUTCOMES:
+                        self.status.outcomes += 1
+                batch = await consumer.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for record in records:
+                        self._react(orjson.loads(record.value), now)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _send(
+        self, producer: AIOKafkaProducer, spec: TopicSpec, key: str, event: BaseModel
+    ) -> None:
+        await producer.send(
+            spec.full_name(self.settings.topic_prefix), encode(event), key=key.encode()
+        )
+
+    def _react(self, data: dict, now: datetime) -> None:
+        kind = data.get("event_type", "")
+        status = self.status
+        if kind == "triage.decision":
+            if data.get("revision") == 1:
+                status.routes[data["route"]] += 1
+            if data["route"] == "ccd":
+                self._close_by_phone(data["call_id"], now)
+            return
+        if kind.startswith("dispatch."):
+            status.dispatch[kind] += 1
+            team, call = data.get("team_id"), data["call_id"]
+            if kind == "dispatch.assigned" and team:
+                status.busy.add(team)
+                status.queued.discard(call)
+                self._respond(team, call, now)
+            elif kind == "dispatch.cleared" and team:
+                status.busy.discard(team)
+            elif kind == "dispatch.queued":
+                status.queued.add(call)
+            elif kind in ("dispatch.fallback", "dispatch.cancelled"):
+                status.queued.discard(call)
+            return
+        if kind == "followup.due":
+            status.followups_due += 1
+            self._work_task(data["case_id"], now)
+
+    def _minutes(self, a: float, b: float) -> timedelta:
+        return timedelta(minutes=self.rng.uniform(a, b))
+
+    def _close_by_phone(self, call_id: str, now: datetime) -> None:
+        at = now + self._minutes(8, 35)
+        closed = CallClosed(
+            call_id=call_id,
+            occurred_at=at,
+            disposition="resolved_by_phone",
+            followup_declined=self.rng.random() < DECLINE_FOLLOWUP_SHARE,
+        )
+        self._later(at, CAD_CALLS, call_id, closed)
+
+    def _respond(self, team: str, call: str, now: datetime) -> None:
+        rng = self.rng
+        ack = now + self._minutes(0.3, 1.5)
+        travel = timedelta(minutes=rng.lognormvariate(1.9, 0.45))  # mean about 7.6 min
+        arrive = now + travel
+        clear = arrive + self._minutes(15, 55)
+        reports = [(ack, "en_route", False), (arrive, "on_scene", False)]
+        if rng.random() < BACKUP_SHARE:
+            reports.append((arrive + self._minutes(2, 10), "on_scene", True))
+        if rng.random() < TRANSPORT_SHARE:
+            reports.append((clear - self._minutes(5, 12), "transporting", False))
+        reports.append((clear, "cleared", False))
+        for at, status, backup in reports:
+            report = UnitStatusReport(
+                team_id=team,
+                status=status,  # type: ignore[arg-type]
+                call_id=call,
+                occurred_at=at,
+                backup_requested=backup,
+                followup_declined=status == "cleared" and rng.random() < DECLINE_FOLLOWUP_SHARE,
+            )
+            self._later(at, UNITS_STATUS, team, report)
+
+    def _work_task(self, case_id: str, now: datetime) -> None:
+        at = now + self._minutes(20, 180)
+        outcome = self.rng.choices([o for o, _ in OUTCOMES], [w for _, w in OUTCOMES])[0]
+        self._later(
+            at,
+            FOLLOWUP_OUTCOMES,
+            case_id,
+            FollowupOutcome(
+                case_id=case_id,
+                outcome=outcome,  # type: ignore[arg-type]
+                care_kind="community mental health" if outcome == "connected_to_care" else None,
+                navigator_id=f"CN-{self.rng.randint(1, 4)}",
+                occurred_at=at,
+            ),
+        )
