@@ -3,23 +3,46 @@
 Nothing here touches Kafka: the commands wire these pure translations to topics.
 """
 
-from cad.eido import ApcoTable, EidoError, EidoTranslator, eido_to_call, load_apco_table
-from cad.importer import ImportResult, RejectExample, import_rows, stable_event_id
-from cad.mapping import CadMapping, Classification, MappingError, load_mapping, shipped_mapping
+from cad.eido import (
+    REASONS,
+    ApcoTable,
+    EidoCall,
+    EidoError,
+    EidoTranslator,
+    call_update,
+    eido_to_call,
+    load_apco_table,
+    translate_eido,
+)
+from cad.importer import ImportResult, RejectExample, import_rows, localise, stable_event_id
+from cad.mapping import (
+    CadMapping,
+    Classification,
+    MappingError,
+    load_mapping,
+    resolve_mapping_path,
+    shipped_mapping,
+)
 
 __all__ = [
+    "REASONS",
     "ApcoTable",
     "CadMapping",
     "Classification",
+    "EidoCall",
     "EidoError",
     "EidoTranslator",
     "ImportResult",
     "MappingError",
     "RejectExample",
+    "call_update",
     "eido_to_call",
     "import_rows",
     "load_apco_table",
     "load_mapping",
+    "localise",
+    "resolve_mapping_path",
     "shipped_mapping",
     "stable_event_id",
+    "translate_eido",
 ]

@@ -19,6 +19,7 @@ piece of state needed to turn a later EIDO for the same incident into a ``CallUp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -167,14 +168,9 @@ def load_apco_table(path: str | os.PathLike[str] | None = None) -> ApcoTable:
         raise MappingError(file, problems_from(exc, ApcoTable)) from None
 
 
-_DEFAULT_APCO: ApcoTable | None = None
-
-
+@functools.cache
 def _default_apco() -> ApcoTable:
-    global _DEFAULT_APCO
-    if _DEFAULT_APCO is None:
-        _DEFAULT_APCO = load_apco_table()
-    return _DEFAULT_APCO
+    return load_apco_table()
 
 
 # --- reading the JSON ---------------------------------------------------------------------
@@ -258,7 +254,9 @@ def _last_update(obj: Mapping[str, Any]) -> datetime | None:
 
 def _incident(eido: Mapping[str, Any]) -> Mapping[str, Any]:
     incident = eido.get("incidentComponent")
-    if isinstance(incident, list) and len(incident) >= 1:
+    # The standard has one incident object; a list of one is a common serialisation, a
+    # longer list is ambiguous and not guessed at.
+    if isinstance(incident, list) and len(incident) == 1:
         incident = incident[0]
     if not isinstance(incident, Mapping):
         raise EidoError("unknown_structure", "no incidentComponent object")
@@ -501,9 +499,9 @@ def translate_eido(
     call_type = category or code or local or ""
 
     occurred_at = _call_time(incident, calls)
+    # An update is never dated before the call it updates, whatever a sender's clock says.
     updated_at = max(
-        (t for t in (_last_update(incident), _last_update(doc)) if t is not None),
-        default=occurred_at,
+        t for t in (occurred_at, _last_update(incident), _last_update(doc)) if t is not None
     )
 
     priority = incident.get("incidentCommonPriorityNumber")

@@ -189,7 +189,7 @@ def _short(text: str, limit: int = 40) -> str:
 class _Columns:
     """Header positions of the mapped columns."""
 
-    def __init__(self, header: list[str], mapping: CadMapping) -> None:
+    def __init__(self, header: list[str], mapping: CadMapping, file: Path) -> None:
         spec = mapping.columns
         names = [name.strip() for name in header]
         position = {name: index for index, name in reversed(list(enumerate(names)))}
@@ -214,7 +214,10 @@ class _Columns:
             raise MappingError(
                 mapping.source_file,
                 [
-                    (f"columns.{key}", f"column {column!r} is not in the file's header ({shown})")
+                    (
+                        f"columns.{key}",
+                        f"column {column!r} is not in the header of {file.name} ({shown})",
+                    )
                     for key, column in missing
                 ],
             )
@@ -273,7 +276,7 @@ def import_rows(
                 ) from None
             if not header:
                 raise MappingError(mapping.source_file, [("", f"{file}: empty file, no header")])
-            columns = _Columns(header, mapping)
+            columns = _Columns(header, mapping, file)
             reader_state = _RowReader(mapping, columns, result)
             while True:
                 try:

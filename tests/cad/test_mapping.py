@@ -194,10 +194,13 @@ def test_sanjose_types(
 
 
 def test_exact_alias_beats_any_pattern(write: Callable[..., Path]) -> None:
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 [categories."Trespass"]
 aliases = ["WELFARE TRESPASS"]
 """
+    )
     mapping = load_mapping(write(text, "ok.toml"))
     # The Welfare Check pattern matches too, but an exact alias is the author's intent.
     assert mapping.classify("welfare trespass").category == "Trespass"
@@ -274,18 +277,53 @@ def test_nested_unknown_key_names_its_path(write: Callable[..., Path]) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "field", "problem"),
     [
-        ('call_id = "id"', "call_id = 5", "columns.call_id", 'must be a string, got integer 5 (quote it: "5")'),
-        ('time = "time"', "time = 5", "columns.time", "must be a column name or an array of column names, got integer 5"),
+        (
+            'call_id = "id"',
+            "call_id = 5",
+            "columns.call_id",
+            'must be a string, got integer 5 (quote it: "5")',
+        ),
+        (
+            'time = "time"',
+            "time = 5",
+            "columns.time",
+            "must be a column name or an array of column names, got integer 5",
+        ),
         ('time = "time"', "time = []", "columns.time", "must not be empty"),
-        ('formats = ["%Y-%m-%d %H:%M:%S"]', 'formats = ["%H:%M"]', "time.formats[0]", "time format '%H:%M' does not read back a date and time to the minute"),
-        ('formats = ["%Y-%m-%d %H:%M:%S"]', 'formats = ["%Y-%m-%d %I:%M"]', "time.formats[0]", "does not read back"),
-        ('timezone = "America/Chicago"', 'timezone = "Mars/Olympus"', "time.timezone", "unknown time zone 'Mars/Olympus'"),
-        ("patterns = ['\\bwelfare\\b']", "patterns = ['(welfare']", 'categories."Welfare Check".patterns[0]', "invalid regular expression '(welfare'"),
-        ('aliases = ["WELFARE CITIZEN"]', 'aliases = ["WELFARE CITIZEN", "welfare  citizen"]', 'categories."Welfare Check".aliases[1]', "alias 'welfare  citizen' listed twice"),
+        (
+            'formats = ["%Y-%m-%d %H:%M:%S"]',
+            'formats = ["%H:%M"]',
+            "time.formats[0]",
+            "time format '%H:%M' does not read back a date and time to the minute",
+        ),
+        (
+            'formats = ["%Y-%m-%d %H:%M:%S"]',
+            'formats = ["%Y-%m-%d %I:%M"]',
+            "time.formats[0]",
+            "does not read back",
+        ),
+        (
+            'timezone = "America/Chicago"',
+            'timezone = "Mars/Olympus"',
+            "time.timezone",
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            "patterns = ['\\bwelfare\\b']",
+            "patterns = ['(welfare']",
+            'categories."Welfare Check".patterns[0]',
+            "invalid regular expression '(welfare'",
+        ),
+        (
+            'aliases = ["WELFARE CITIZEN"]',
+            'aliases = ["WELFARE CITIZEN", "welfare  citizen"]',
+            'categories."Welfare Check".aliases[1]',
+            "alias 'welfare  citizen' listed twice",
+        ),
         ('name = "testcity-2024"', 'name = "Test City"', "name", "String should match pattern"),
         ('city = "testcity"', "", "city", "required key is missing"),
     ],
-)  # fmt: skip
+)
 def test_bad_field_is_named_with_its_problem(
     write: Callable[..., Path], old: str, new: str, field: str, problem: str
 ) -> None:
@@ -304,7 +342,7 @@ def test_alias_under_two_categories_is_refused(write: Callable[..., Path]) -> No
     with pytest.raises(MappingError) as exc:
         load_mapping(path)
     assert problems(exc) == {
-        'categories.Trespass.aliases[0]': "alias 'Welfare Citizen' already maps to 'Welfare Check'"
+        "categories.Trespass.aliases[0]": "alias 'Welfare Citizen' already maps to 'Welfare Check'"
     }
 
 
