@@ -14,6 +14,7 @@ from faust.types import EventT, StreamT, TopicT
 
 from schemas.deadletter import DeadLetter
 from streams import metrics
+from streams.breaker import CircuitBreaker
 from streams.clock import Clock
 from streams.codec import DecodeError, decode
 from streams.lag import note_processed
@@ -32,10 +33,13 @@ def _header_list(headers: Any) -> list[tuple[str, bytes]]:
 
 
 class DeadLetterSink:
-    def __init__(self, topic: TopicT, stage: str, clock: Clock) -> None:
+    def __init__(
+        self, topic: TopicT, stage: str, clock: Clock, breaker: CircuitBreaker | None = None
+    ) -> None:
         self.topic = topic
         self.stage = stage
         self.clock = clock
+        self.breaker = breaker or CircuitBreaker(stage)
 
     async def send(self, event: EventT, error: Exception, reason: str | None = None) -> DeadLetter:
         """Dead-letter the record a stream is processing now."""
@@ -82,6 +86,7 @@ class DeadLetterSink:
         )
         await self.topic.send(key=key, value=value, headers=headers + letter.headers())
         metrics.DEADLETTERS.labels(self.stage, reason).inc()
+        self.breaker.record(reason)
         metrics.EVENTS_PRODUCED.labels(self.stage, DEADLETTER_NAME).inc()
         # The error text names fields, never values, so it is safe to log.
         log.warning(
@@ -103,7 +108,9 @@ async def decoded(
     adapter = spec.adapter
     topic_label = spec.name
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
+    breaker = sink.breaker
     async for event in stream.events():
+        await breaker.wait()
         consumed.inc()
         message = event.message
         note_processed(message.tp, message.timestamp)
@@ -112,4 +119,5 @@ async def decoded(
         except DecodeError as exc:
             await sink.send(event, exc)
             continue
+        breaker.record(None)
         yield model, event

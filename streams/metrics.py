@@ -127,3 +127,13 @@ FOLLOWUPS_OVERDUE = Counter(
     "heart_followups_overdue_total", "Follow-ups with no outcome by the deadline.", ["pilot"]
 )
 FOLLOWUPS_OPEN = Gauge("heart_followups_open", "Open follow-up cases on this worker.")
+
+# Reliability.
+CIRCUIT_OPEN = Gauge(
+    "heart_circuit_open",
+    "1 while a stage is paused because too many recent messages failed.",
+    ["stage"],
+)
+CIRCUIT_TRIPS = Counter(
+    "heart_circuit_trips_total", "Times a stage's dead-letter circuit breaker opened.", ["stage"]
+)

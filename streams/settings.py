@@ -49,6 +49,12 @@ class HeartSettings(BaseModel):
     # changelog partition at recovery and is harmless on Apache Kafka.
     correct_end_offsets: bool = True
 
+    # Dead-letter circuit breaker: pause a stage when too many recent messages fail.
+    breaker_window: int = Field(100, ge=1)
+    breaker_threshold: float = Field(0.5, gt=0, le=1)
+    breaker_min_events: int = Field(20, ge=1)
+    breaker_cooldown_s: float = Field(30.0, gt=0)
+
     clock: Literal["wall", "event"] = "wall"
     policy: str | None = Field(None, description="Path to a policy TOML file.")
     roster: str | None = Field(None, description="Path to a team roster TOML file.")

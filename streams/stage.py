@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from streams import lag, metrics
 from streams.app import create_app
+from streams.breaker import CircuitBreaker
 from streams.clock import Clock, make_clock
 from streams.codec import encode
 from streams.deadletter import DeadLetterSink
@@ -40,7 +41,15 @@ class Stage:
 
     @cached_property
     def deadletters(self) -> DeadLetterSink:
-        return DeadLetterSink(self.topic(DEADLETTER), self.name, self.clock)
+        s = self.settings
+        breaker = CircuitBreaker(
+            self.name,
+            window=s.breaker_window,
+            threshold=s.breaker_threshold,
+            min_events=s.breaker_min_events,
+            cooldown_s=s.breaker_cooldown_s,
+        )
+        return DeadLetterSink(self.topic(DEADLETTER), self.name, self.clock, breaker)
 
     async def send(self, spec: TopicSpec, key: str, event: BaseModel) -> None:
         await self.topic(spec).send(key=key.encode(), value=encode(event))
