@@ -276,6 +276,8 @@ class CadMapping(_Strict):
     source: Text | None = None
     #: Demo policy document for the city, relative to this file.
     policy: Text
+    #: Demo team roster for replays (dispatch needs teams in the city's areas).
+    roster: Text | None = None
     encoding: Annotated[str, AfterValidator(_encoding)] = "utf-8-sig"
     delimiter: str = Field(",", min_length=1, max_length=1)
     columns: Columns
@@ -346,6 +348,16 @@ class CadMapping(_Strict):
     def policy_path(self) -> Path:
         """The demo policy document, resolved against the mapping file's directory."""
         path = Path(self.policy)
+        if path.is_absolute() or self._base_dir is None:
+            return path
+        return self._base_dir / path
+
+    @property
+    def roster_path(self) -> Path | None:
+        """The demo roster, resolved against the mapping file's directory, if any."""
+        if self.roster is None:
+            return None
+        path = Path(self.roster)
         if path.is_absolute() or self._base_dir is None:
             return path
         return self._base_dir / path

@@ -119,6 +119,37 @@ def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
     )
 
 
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--speed must be 'max' or a number, not {text!r}"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"--speed must be positive, not {text!r}")
+    return value
+
+
+def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.replay import run_replay
+
+    return asyncio.run(
+        run_replay(
+            settings,
+            args.file,
+            args.mapping,
+            policy_path=args.policy,
+            roster_path=args.roster,
+            speed=args.speed,
+            out_dir=args.out,
+            log_dir=args.log_dir,
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heart",
@@ -163,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-every", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=2022)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "replay", help="send a CAD export through the pipeline on event time, then report"
+    )
+    p.add_argument("file", type=Path, help="the CAD export (CSV)")
+    p.add_argument("--mapping", required=True, help="mapping file or shipped name")
+    p.add_argument("--policy", type=Path, default=None, help="policy (default: the mapping's)")
+    p.add_argument("--roster", type=Path, default=None, help="roster (default: the mapping's)")
+    p.add_argument("--speed", type=_speed, default=None, help="'max' (default) or event s/wall s")
+    p.add_argument("--out", type=Path, default=Path("replay-out"))
+    p.add_argument("--log-dir", type=Path, default=None)
+    p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser(
         "decide", help="decide call.received JSON lines with a policy, one decision per line"

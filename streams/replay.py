@@ -1,0 +1,397 @@
+"""``heart replay``: last year's real calls through the running pipeline, on event time.
+
+Every stage runs on the event clock, so hours, queues, team availability and 48-hour
+follow-ups behave as they would have on the days the calls came in. Simulated responder
+apps and care navigators answer what the stages publish, with event times derived from the
+events they answer.
+
+Teams are the one feedback loop that event time cannot run ahead of: whether the next call
+finds a free team depends on the previous assignment and on when its team cleared. The
+replayer therefore works in lock-step only there: after a call the policy routes to a team,
+and after a team clears while calls wait, it waits until dispatch has answered before it
+sends anything later. Everything else streams as fast as the pipeline takes it (``--speed
+max``) or paced at N event seconds per wall second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
+
+from agents.triage.decide import decide
+from policy import Policy, load_policy
+from schemas.calls import CallClosed, CallReceived
+from schemas.dispatch import UnitStatusReport
+from schemas.followup import FollowupOutcome
+from streams.admin import create_topics
+from streams.broker import EmbeddedBroker, find_free_port
+from streams.codec import encode
+from streams.settings import HeartSettings
+from streams.supervisor import Supervisor
+from streams.topics import (
+    CAD_CALLS,
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    UNITS_STATUS,
+    TopicSpec,
+)
+from streams.worker import STAGES
+
+log = logging.getLogger(__name__)
+
+#: Stages a replay runs; intake adapters (EIDO) are not needed for an export.
+REPLAY_STAGES = ("triage", "dispatch", "navigation", "reporting")
+SYNC_TIMEOUT_S = 15.0
+TEAM_ROUTES = frozenset({"crt", "cor"})
+
+
+@dataclass
+class ReplayStats:
+    calls: int = 0
+    routes: Counter[str] = field(default_factory=Counter)
+    dispatch: Counter[str] = field(default_factory=Counter)
+    followups_due: int = 0
+    outcomes: int = 0
+    syncs: int = 0
+    sync_timeouts: int = 0
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "routes": dict(self.routes),
+            "dispatch": dict(self.dispatch),
+            "followups_due": self.followups_due,
+            "outcomes": self.outcomes,
+            "syncs": self.syncs,
+            "sync_timeouts": self.sync_timeouts,
+            "wall_s": round(self.wall_s, 2),
+            "calls_per_s": round(self.calls / self.wall_s, 1) if self.wall_s else None,
+        }
+
+
+class Replayer:
+    """Sends calls in event-time order and plays the city's apps around the pipeline."""
+
+    def __init__(
+        self, settings: HeartSettings, policy: Policy, speed: float | None, seed: int = 2018
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.speed = speed
+        self.rng = random.Random(seed)
+        self.stats = ReplayStats()
+        self._agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]] = []
+        self._seq = itertools.count()
+        self._waiting: dict[tuple[str, str], asyncio.Event] = {}
+        self._queued: dict[str, str] = {}  # queued call -> kind
+        self._team_kind: dict[str, str] = {}
+
+    # --- reactions ------------------------------------------------------------------------
+
+    def _later(self, at: datetime, spec: TopicSpec, key: str, event: BaseModel) -> None:
+        heapq.heappush(self._agenda, (at, next(self._seq), spec, key, event))
+
+    def _resolve(self, kind: str, ident: str) -> None:
+        waiter = self._waiting.get((kind, ident))
+        if waiter is not None:
+            waiter.set()
+
+    def _react(self, data: dict[str, Any]) -> None:
+        kind = data.get("event_type", "")
+        at = datetime.fromisoformat(data["occurred_at"])
+        if kind.startswith("dispatch."):
+            self.stats.dispatch[kind] += 1
+            call, team = data["call_id"], data.get("team_id")
+            if kind == "dispatch.assigned" and team:
+                self._queued.pop(call, None)
+                self._team_kind[team] = data["route"]
+                self._respond(team, call, at)
+                self._resolve("assigned", team)
+            elif kind == "dispatch.queued":
+                self._queued[call] = data["route"]
+            elif kind in ("dispatch.fallback", "dispatch.cancelled"):
+                self._queued.pop(call, None)
+            elif kind == "dispatch.cleared":
+                self._resolve("cleared", call)
+            if kind in ("dispatch.assigned", "dispatch.queued", "dispatch.fallback"):
+                self._resolve("dispatch", call)
+        elif kind == "followup.due":
+            self.stats.followups_due += 1
+            self._work_task(data["case_id"], at)
+
+    def _minutes(self, a: float, b: float) -> timedelta:
+        return timedelta(minutes=self.rng.uniform(a, b))
+
+    def _respond(self, team: str, call: str, at: datetime) -> None:
+        from simulator.city import BACKUP_SHARE, DECLINE_FOLLOWUP_SHARE
+
+        arrive = at + timedelta(minutes=self.rng.lognormvariate(1.9, 0.45))
+        clear = arrive + self._minutes(15, 55)
+        steps = [(at + self._minutes(0.3, 1.5), "en_route", False), (arrive, "on_scene", False)]
+        if self.rng.random() < BACKUP_SHARE:
+            steps.append((arrive + self._minutes(2, 10), "on_scene", True))
+        steps.append((clear, "cleared", False))
+        for when, status, backup in steps:
+            report = UnitStatusReport(
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{call}|{team}|{status}|{backup}").hex,
+                team_id=team,
+                status=status,  # type: ignore[arg-type]
+                call_id=call,
+                occurred_at=when,
+                backup_requested=backup,
+                followup_declined=status == "cleared"
+                and self.rng.random() < DECLINE_FOLLOWUP_SHARE,
+            )
+            self._later(when, UNITS_STATUS, team, report)
+
+    def _work_task(self, case_id: str, at: datetime) -> None:
+        from simulator.city import OUTCOMES
+
+        when = at + self._minutes(20, 180)
+        outcome = self.rng.choices([o for o, _ in OUTCOMES], [w for _, w in OUTCOMES])[0]
+        self._later(
+            when,
+            FOLLOWUP_OUTCOMES,
+            case_id,
+            FollowupOutcome(
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{case_id}|{at.isoformat()}").hex,
+                case_id=case_id,
+                outcome=outcome,  # type: ignore[arg-type]
+                occurred_at=when,
+            ),
+        )
+
+    # --- the run ------------------------------------------------------------------------
+
+    async def run(self, calls: Iterable[CallReceived]) -> ReplayStats:
+        kwargs = self.settings.aiokafka_kwargs()
+        prefix = self.settings.topic_prefix
+        producer = AIOKafkaProducer(linger_ms=2, **kwargs)  # type: ignore[arg-type]
+        consumer = AIOKafkaConsumer(
+            DISPATCH_EVENTS.full_name(prefix),
+            FOLLOWUP_TASKS.full_name(prefix),
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        await producer.start()
+        await consumer.start()
+        stop = asyncio.Event()
+        reader = asyncio.create_task(self._read(consumer, stop))
+        began = time.monotonic()
+        first: datetime | None = None
+        try:
+            for call in calls:
+                first = first or call.occurred_at
+                await self._flush_agenda(producer, call.occurred_at)
+                await self._pace(first, call.occurred_at, began)
+                await self._send(producer, CAD_CALLS, call.call_id, call)
+                self.stats.calls += 1
+                route = decide(call, self.policy).route
+                self.stats.routes[route] += 1
+                if route == "ccd":
+                    closed_at = call.occurred_at + self._minutes(8, 35)
+                    self._later(
+                        closed_at,
+                        CAD_CALLS,
+                        call.call_id,
+                        CallClosed(
+                            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{call.event_id}|closed").hex,
+                            call_id=call.call_id,
+                            occurred_at=closed_at,
+                            disposition="resolved_by_phone",
+                        ),
+                    )
+                elif route in TEAM_ROUTES:
+                    await producer.flush()
+                    await self._sync("dispatch", call.call_id)
+            # Let the last teams clear and the last follow-ups be worked.
+            if first is not None:
+                await self._flush_agenda(producer, datetime.max.replace(tzinfo=first.tzinfo))
+            await producer.flush()
+        finally:
+            self.stats.wall_s = time.monotonic() - began
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader, 5)
+            await consumer.stop()
+            await producer.stop()
+        return self.stats
+
+    async def _read(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=20)
+            for records in batch.values():
+                for record in records:
+                    self._react(orjson.loads(record.value))
+
+    async def _flush_agenda(self, producer: AIOKafkaProducer, until: datetime) -> None:
+        while self._agenda and self._agenda[0][0] <= until:
+            _, _, spec, key, event = heapq.heappop(self._agenda)
+            await self._send(producer, spec, key, event)
+            if spec is FOLLOWUP_OUTCOMES:
+                self.stats.outcomes += 1
+            if isinstance(event, UnitStatusReport) and event.status == "cleared":
+                kind = self._team_kind.get(event.team_id)
+                waiting_kind = kind in self._queued.values()
+                await producer.flush()
+                await self._sync("cleared", event.call_id or "")
+                if waiting_kind:
+                    # The team that cleared takes the head of the queue: learn its next
+                    # call before time moves on, so that its reports are on the agenda.
+                    await self._sync("assigned", event.team_id, timeout=2.0)
+
+    async def _sync(self, kind: str, ident: str, timeout: float = SYNC_TIMEOUT_S) -> None:
+        waiter = self._waiting.setdefault((kind, ident), asyncio.Event())
+        self.stats.syncs += 1
+        try:
+            await asyncio.wait_for(waiter.wait(), timeout)
+        except TimeoutError:
+            self.stats.sync_timeouts += 1
+            log.warning("replay: no %s answer for %s within %.0fs", kind, ident, timeout)
+        finally:
+            self._waiting.pop((kind, ident), None)
+
+    async def _pace(self, first: datetime, now: datetime, began: float) -> None:
+        if self.speed is None:
+            return
+        due = began + (now - first).total_seconds() / self.speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, spec: TopicSpec, key: str, event: BaseModel
+    ) -> None:
+        await producer.send(
+            spec.full_name(self.settings.topic_prefix), encode(event), key=key.encode()
+        )
+
+
+async def wait_stages_ready(supervisor: Supervisor, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = {p.stage: p for p in supervisor.processes}
+    while pending and time.monotonic() < deadline:
+        for name, proc in list(pending.items()):
+            text = proc.log_path.read_text(errors="replace") if proc.log_path.exists() else ""
+            if "[^Worker]: Ready" in text:
+                del pending[name]
+            elif not proc.alive():
+                raise RuntimeError(f"stage {name} exited at start; see {proc.log_path}")
+        await asyncio.sleep(0.2)
+    if pending:
+        raise TimeoutError(f"stages not ready after {timeout:.0f}s: {', '.join(pending)}")
+
+
+async def run_replay(
+    settings: HeartSettings,
+    file: Path,
+    mapping_name: str,
+    *,
+    policy_path: Path | None,
+    roster_path: Path | None,
+    speed: float | None,
+    out_dir: Path,
+    log_dir: Path | None = None,
+) -> int:
+    from cad.importer import import_rows
+    from cad.mapping import load_mapping
+
+    mapping = load_mapping(mapping_name)
+    policy_file = policy_path or mapping.policy_path
+    roster_file = roster_path or mapping.roster_path
+    policy = load_policy(policy_file)
+    print(f"importing {file} with mapping {mapping.city} ...", file=sys.stderr, flush=True)
+    imported = import_rows(file, mapping)
+    print(imported.summary(), file=sys.stderr, flush=True)
+    calls = imported.events
+    if not calls:
+        print("heart replay: no calls to replay", file=sys.stderr)
+        return 1
+
+    broker: EmbeddedBroker | None = None
+    if "HEART_KAFKA_BOOTSTRAP" not in os.environ:
+        broker = EmbeddedBroker(port=find_free_port()).start()
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+    # A replay writes to its own topics, never into live ones.
+    prefix = f"{settings.topic_prefix}replay-{mapping.city}-{uuid.uuid4().hex[:6]}."
+    settings = settings.model_copy(update={"topic_prefix": prefix})
+    logs = log_dir or Path(tempfile.mkdtemp(prefix="heart-replay-"))
+    logs.mkdir(parents=True, exist_ok=True)
+    supervisor: Supervisor | None = None
+    try:
+        await create_topics(settings)
+        env = {
+            **os.environ,
+            "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEART_TOPIC_PREFIX": prefix,
+            "HEART_CLOCK": "event",
+            "HEART_POLICY": str(policy_file),
+        }
+        if roster_file is not None:
+            env["HEART_ROSTER"] = str(roster_file)
+        stages = [s for s in REPLAY_STAGES if s in STAGES]
+        supervisor = Supervisor(stages, env, logs, find_free_port())
+        supervisor.start()
+        await wait_stages_ready(supervisor)
+        print(
+            f"replaying {len(calls)} calls ({calls[0].occurred_at:%Y-%m-%d} to "
+            f"{calls[-1].occurred_at:%Y-%m-%d}) at "
+            f"{'max speed' if speed is None else f'{speed:g}x'}; stage logs in {logs}",
+            file=sys.stderr,
+            flush=True,
+        )
+        stats = await Replayer(settings, policy, speed).run(calls)
+        months = sorted({c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls})
+        code = await _reports(settings, months, out_dir, stats)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"file": str(file), "mapping": mapping.city, **stats.as_dict()}
+        (out_dir / "replay-summary.json").write_bytes(
+            orjson.dumps(summary, option=orjson.OPT_INDENT_2)
+        )
+        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        return code
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if broker is not None:
+            broker.stop()
+
+
+async def _reports(
+    settings: HeartSettings, months: list[str], out_dir: Path, stats: ReplayStats
+) -> int:
+    try:
+        from streams.report_cli import wait_for_report, write_report
+    except ImportError:  # the reporting stage is optional in a minimal install
+        print("heart replay: reporting stage not available; no report written", file=sys.stderr)
+        return 0
+    for month in months:
+        report = await wait_for_report(settings, month, expected_calls=None)
+        if report is None:
+            print(f"heart replay: no report for {month}", file=sys.stderr)
+            continue
+        for path in write_report(report, out_dir):
+            print(path)
+    return 0
