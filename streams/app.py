@@ -27,6 +27,7 @@ def create_app(stage: str, settings: HeartSettings) -> HeartApp:
         autodiscover=False,
         web_enabled=False,
         topic_partitions=6,
+        topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_s,
