@@ -150,6 +150,12 @@ def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
     )
 
 
+def _cmd_report(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.report_cli import run_report
+
+    return run_report(settings, args.month, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heart",
@@ -194,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-every", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=2022)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("report", help="write the monthly pilot report (HTML + JSON) for a month")
+    p.add_argument("--month", required=True, metavar="YYYY-MM", help="in the policy's time zone")
+    p.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="default: .")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
         "replay", help="send a CAD export through the pipeline on event time, then report"

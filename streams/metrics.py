@@ -137,3 +137,8 @@ CIRCUIT_OPEN = Gauge(
 CIRCUIT_TRIPS = Counter(
     "heart_circuit_trips_total", "Times a stage's dead-letter circuit breaker opened.", ["stage"]
 )
+
+# Reporting.
+REPORT_SNAPSHOTS = Counter(
+    "heart_report_snapshots_total", "Monthly report snapshots published on reports.monthly."
+)

@@ -363,8 +363,8 @@ async def run_replay(
             flush=True,
         )
         stats = await Replayer(settings, policy, speed).run(calls)
-        months = sorted({c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls})
-        code = await _reports(settings, months, out_dir, stats)
+        months = Counter(c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls)
+        code = await _reports(settings, months, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"file": str(file), "mapping": mapping.city, **stats.as_dict()}
         (out_dir / "replay-summary.json").write_bytes(
@@ -380,18 +380,32 @@ async def run_replay(
 
 
 async def _reports(
-    settings: HeartSettings, months: list[str], out_dir: Path, stats: ReplayStats
+    settings: HeartSettings, calls_by_month: Counter[str], out_dir: Path, timeout: float = 120.0
 ) -> int:
-    try:
-        from streams.report_cli import wait_for_report, write_report
-    except ImportError:  # the reporting stage is optional in a minimal install
-        print("heart replay: reporting stage not available; no report written", file=sys.stderr)
-        return 0
-    for month in months:
-        report = await wait_for_report(settings, month, expected_calls=None)
-        if report is None:
-            print(f"heart replay: no report for {month}", file=sys.stderr)
-            continue
-        for path in write_report(report, out_dir):
-            print(path)
-    return 0
+    """Wait until the reporting stage has counted every replayed call, then write each
+    month's report. Returns 1 if a month's figures never caught up."""
+    from streams.report_cli import fetch_snapshot, summary, write_report
+
+    code = 0
+    for month, expected in sorted(calls_by_month.items()):
+        deadline = time.monotonic() + timeout
+        snapshot = None
+        while time.monotonic() < deadline:
+            snapshot = await fetch_snapshot(settings, month)
+            if snapshot is not None and snapshot.calls >= expected:
+                break
+            await asyncio.sleep(1.0)
+        if snapshot is None or snapshot.calls < expected:
+            got = snapshot.calls if snapshot else 0
+            print(
+                f"heart replay: the {month} report counts {got} of {expected} calls after "
+                f"{timeout:.0f}s; writing what there is",
+                file=sys.stderr,
+            )
+            code = 1
+            if snapshot is None:
+                continue
+        print(summary(snapshot))
+        for path in write_report(snapshot, out_dir):
+            print(f"wrote {path}")
+    return code

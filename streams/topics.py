@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from agents.reporting.aggregate import MonthReport, ReportCommand
 from schemas.commands import DispatchCommand, NavigationCommand
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
@@ -133,6 +134,23 @@ NAVIGATION_COMMANDS = TopicSpec(
     description="Internal: contacts, outcomes and per-partition ticks for Care Navigation.",
     config=_retention(7),
 )
+REPORTS_MONTHLY = TopicSpec(
+    "reports.monthly",
+    key="month (YYYY-MM, policy time zone)",
+    value=MonthReport,
+    partitions=3,
+    description="Monthly per-pilot figures; the newest snapshot of each month wins.",
+    # Compacted: a reader wants each month's latest snapshot, not the trail to it.
+    config={"cleanup.policy": "compact"},
+)
+REPORTS_COMMANDS = TopicSpec(
+    "heart.reports.commands",
+    key="call or case id (facts); month (parts); ticks carry no key and name their partition",
+    value=ReportCommand,
+    partitions=6,
+    description="Internal: report facts by call, month parts by month, publishing ticks.",
+    config=_retention(7),
+)
 
 CATALOG: dict[str, TopicSpec] = {
     spec.name: spec
@@ -148,5 +166,20 @@ CATALOG: dict[str, TopicSpec] = {
         DEADLETTER,
         DISPATCH_COMMANDS,
         NAVIGATION_COMMANDS,
+        REPORTS_MONTHLY,
+        REPORTS_COMMANDS,
     )
 }
+
+# NG911 intake. An EIDO is the sender's document, not one of our events: the stage reads it
+# as a plain JSON object and translates it (``cad.eido``); anything it cannot translate is
+# dead-lettered unchanged, so the value model stays permissive on purpose.
+CAD_EIDO = TopicSpec(
+    "cad.eido",
+    key="incident id (EIDO internalIncidentId)",
+    value=dict[str, Any],
+    partitions=6,
+    description="NENA-STA-021 EIDO JSON from NG911 CAD systems; translated onto cad.calls.",
+    config=_retention(30),
+)
+CATALOG[CAD_EIDO.name] = CAD_EIDO

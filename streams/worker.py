@@ -20,6 +20,8 @@ STAGES: dict[str, str] = {
     "triage": "agents.triage.agent",
     "dispatch": "agents.dispatch.agent",
     "navigation": "agents.navigation.agent",
+    "eido": "agents.eido.agent",
+    "reporting": "agents.reporting.agent",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -70,3 +71,9 @@ async def test_replay_runs_every_call_through_every_stage(
     assert answered == team_calls
     assert dispatch.get("dispatch.cleared", 0) == dispatch.get("dispatch.assigned", 0)
     assert summary["followups_due"] > 0
+    # The monthly report comes out at the end and counts every replayed call.
+    months = Counter(c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls)
+    for month, n in months.items():
+        report = orjson.loads((out / f"heart-report-{month}.json").read_bytes())
+        assert report["calls"] == n
+        assert (out / f"heart-report-{month}.html").read_text().lower().startswith("<!doctype html>")

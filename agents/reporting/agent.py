@@ -1,0 +1,230 @@
+"""The reporting stage: every decision, dispatch and follow-up event, summed by month and
+pilot, published as one snapshot per month on ``reports.monthly``.
+
+Two hops over one internal topic, ``heart.reports.commands``:
+
+1. Intake agents reduce each input event to a :class:`~agents.reporting.aggregate.Fact`
+   (no personal data survives this step) and send it keyed by its call (or case) id. The
+   partition owning that id keeps the call's :class:`Record` in the ``report-records``
+   table, so duplicates, superseding decisions and joins across topics (an outcome needs
+   its case's deadline) are settled per call, in one place, in any arrival order.
+2. Each record's changed :class:`Part` of a month goes out keyed by month. The partition
+   owning the month stores it in ``report-parts`` (key ``month|call``), replacing that
+   call's previous part; a part whose sequence number is not newer is a redelivery.
+
+Both tables are changelogged, one small value per call, so a month of Durham's ~30,000
+calls never becomes one large value rewritten on every event. The month's totals are an
+in-memory sum over its parts, built from the table the first time a partition is seen
+(after a start or a rebalance) and kept up to date part by part.
+
+Publishing: a timer sends a tick to every partition every ``SNAPSHOT_INTERVAL_S``; the
+partition's owner publishes each of its months that changed since the last tick. A
+rebuilt partition publishes all its months once, so a crash between storing a part and
+publishing never leaves a stale snapshot behind. Snapshots carry a ``version`` that only
+grows, so a reader takes the largest even if a former owner published late.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from faust.types import StreamT
+
+from agents.reporting.aggregate import (
+    Part,
+    Record,
+    ReportCommand,
+    Totals,
+    accept,
+    changed_parts,
+    fact_of,
+    parts_of,
+    report_from_totals,
+)
+from policy import load_policy
+from streams import metrics
+from streams.codec import encode
+from streams.deadletter import decoded
+from streams.stage import Stage
+from streams.topics import (
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    FOLLOWUP_TIMERS,
+    REPORTS_COMMANDS,
+    REPORTS_MONTHLY,
+    TRIAGE_DECISIONS,
+    TopicSpec,
+)
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL_S = 2.0
+INPUTS: tuple[TopicSpec, ...] = (
+    TRIAGE_DECISIONS,
+    DISPATCH_EVENTS,
+    FOLLOWUP_TIMERS,
+    FOLLOWUP_TASKS,
+    FOLLOWUP_OUTCOMES,
+)
+
+
+@dataclass
+class MonthCache:
+    """This worker's months: totals per month, derived from the parts table.
+
+    Never changelogged: it is rebuilt from ``report-parts`` for each partition the first
+    time a command of that partition is processed, so it cannot drift from the table.
+    """
+
+    totals: dict[str, Totals] = field(default_factory=dict)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    built: set[int] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+
+    def ensure(self, partition: int, table: Any) -> None:
+        if partition in self.built:
+            return
+        started = time.perf_counter()
+        months: dict[str, Totals] = {}
+        for stored in list(table.values()):
+            if stored is None or stored.get("p") != partition:
+                continue
+            months.setdefault(stored["month"], Totals()).add(Part.model_validate(stored["part"]))
+        for month, totals in months.items():
+            self.totals[month] = totals
+            self.partition_of[month] = partition
+        # Publish everything once: the last snapshot before a crash may be missing.
+        self.dirty |= set(months)
+        self.built.add(partition)
+        log.info(
+            "reporting: partition %d holds %d month(s), rebuilt in %.3fs",
+            partition,
+            len(months),
+            time.perf_counter() - started,
+        )
+
+    def replace(self, partition: int, month: str, old: Part | None, new: Part) -> None:
+        self.totals.setdefault(month, Totals()).replace(old, new)
+        self.partition_of[month] = partition
+        self.dirty.add(month)
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget partitions this worker no longer owns; a new owner rebuilds them."""
+        self.built -= partitions
+        for month in [m for m, p in self.partition_of.items() if p in partitions]:
+            self.totals.pop(month, None)
+            self.partition_of.pop(month, None)
+            self.dirty.discard(month)
+
+
+def register(stage: Stage) -> None:
+    policy = load_policy(stage.settings.policy)
+    zone = policy.zone
+    records = stage.app.Table(
+        "report-records",
+        default=None,
+        partitions=REPORTS_COMMANDS.partitions,
+        help="Per call or case: what the monthly report keeps of it.",
+    )
+    parts = stage.app.Table(
+        "report-parts",
+        default=None,
+        partitions=REPORTS_COMMANDS.partitions,
+        help="Per month and call: the call's contribution to the month.",
+    )
+    commands = stage.topic(REPORTS_COMMANDS)
+    cache = MonthCache()
+    latency = metrics.PROCESSING_SECONDS.labels(stage.name)
+    duplicates = metrics.DUPLICATES.labels(stage.name, REPORTS_COMMANDS.name)
+    commands_name = REPORTS_COMMANDS.full_name(stage.settings.topic_prefix)
+
+    for spec in INPUTS:
+        _intake(stage, spec, zone)
+
+    async def send_part(month: str, key: str, part: Part) -> None:
+        await stage.send(
+            REPORTS_COMMANDS, month, ReportCommand(kind="part", month=month, key=key, part=part)
+        )
+
+    async def on_fact(command: ReportCommand) -> None:
+        fact = command.fact
+        assert fact is not None
+        stored = records.get(fact.key)
+        old = Record.model_validate(stored) if stored is not None else None
+        new = accept(old, fact)
+        if new is None:
+            duplicates.inc()
+            if old is not None:
+                # The first delivery may have stored the record and lost its parts in a
+                # crash; parts are idempotent downstream, so send them again.
+                for month, part in parts_of(old).items():
+                    await send_part(month, fact.key, part)
+            return
+        records[fact.key] = new.dump()
+        for month, part in changed_parts(old, new).items():
+            await send_part(month, fact.key, part)
+
+    def on_part(command: ReportCommand, partition: int) -> None:
+        month, key, part = command.month, command.key, command.part
+        assert month is not None and key is not None and part is not None
+        table_key = f"{month}|{key}"
+        stored = parts.get(table_key)
+        if stored is not None and stored["seq"] >= part.seq:
+            duplicates.inc()
+            return
+        old = Part.model_validate(stored["part"]) if stored is not None else None
+        parts[table_key] = {
+            "p": partition,
+            "month": month,
+            "seq": part.seq,
+            "part": part.model_dump(mode="json", exclude_defaults=True),
+        }
+        cache.replace(partition, month, old, part)
+
+    async def publish(partition: int) -> None:
+        for month in sorted(m for m in cache.dirty if cache.partition_of.get(m) == partition):
+            snapshot = report_from_totals(cache.totals[month], month, policy.timezone)
+            await stage.send(REPORTS_MONTHLY, month, snapshot)
+            metrics.REPORT_SNAPSHOTS.inc()
+            cache.dirty.discard(month)
+
+    @stage.app.timer(SNAPSHOT_INTERVAL_S, name="reporting-tick")
+    async def tick() -> None:
+        # Sent to every partition: whichever worker owns a month publishes it, so
+        # publishing follows the months' partitions on rebalance.
+        raw = encode(ReportCommand(kind="tick"))
+        for partition in range(REPORTS_COMMANDS.partitions):
+            await commands.send(value=raw, partition=partition)
+
+    async def on_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
+        cache.drop({tp.partition for tp in revoked if tp.topic == commands_name})
+
+    stage.app.on_partitions_revoked.connect(on_revoked)
+
+    @stage.app.agent(commands, name="reporting")
+    async def aggregate(stream: StreamT) -> None:
+        async for command, event in decoded(stream, REPORTS_COMMANDS, stage.deadletters):
+            started = time.perf_counter()
+            partition = event.message.partition
+            cache.ensure(partition, parts)
+            if command.kind == "fact":
+                await on_fact(command)
+            elif command.kind == "part":
+                on_part(command, partition)
+            else:
+                await publish(partition)
+            latency.observe(time.perf_counter() - started)
+
+
+def _intake(stage: Stage, spec: TopicSpec, zone: ZoneInfo) -> None:
+    @stage.app.agent(stage.topic(spec), name=f"reporting-{spec.name}")
+    async def intake(stream: StreamT) -> None:
+        async for event, _raw in decoded(stream, spec, stage.deadletters):
+            fact = fact_of(event, zone)
+            if fact is not None:
+                await stage.send(REPORTS_COMMANDS, fact.key, ReportCommand(kind="fact", fact=fact))

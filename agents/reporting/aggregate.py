@@ -1,0 +1,705 @@
+"""The monthly pilot report as pure aggregation: events in, per-month per-pilot figures out.
+
+No Faust, no I/O, no clock. The same functions serve the live stage, replays and tests:
+:func:`apply` folds any mix of triage, dispatch and follow-up events (in any order,
+redelivered or not) into an :class:`AggregateState`; :func:`report` reads one month.
+
+Three layers, so that the stage can split them across partitions (see ``agent.py``):
+
+1. :func:`fact_of` reduces an event to a :class:`Fact`: what the report needs and nothing
+   personal (no location, notes, caller or language; the call id only routes the fact).
+   Events that no figure uses give None.
+2. A :class:`Record` per call (or follow-up case) keeps the facts that matter, so that
+   each figure is counted once per call whatever arrives twice: the latest decision
+   revision only, the earliest of each dispatch or follow-up event, and the digests of
+   the event ids applied. :func:`parts_of` turns a record into its :class:`Part` in each
+   month it touches.
+3. :class:`Totals` sums a month's parts; replacing a call's part subtracts the old one,
+   so a superseding decision replaces its predecessor in every count.
+
+Attribution (policy time zone): a decision counts in the month its call was received
+(``call_received_at``), every other event in the month it occurred. A call received on
+31 July at 23:55 whose team arrives at 00:05 on 1 August counts in July's decisions and
+August's response times, exactly as the Prometheus counters would.
+
+Figures, per pilot:
+
+- calls handled: ccd: calls whose effective route is ccd; crt, cor: calls a team of that
+  kind was assigned to; cn: follow-ups scheduled.
+- eligible: the decision lists the pilot as eligible, or as ineligible only for coverage
+  (``outside_hours``, ``outside_service_area``, ``unknown_beat``, ``pilot_disabled``).
+  Weapon and violence exclusions are neither eligible nor missed. cn is eligible when the
+  decision involves it, or names it ineligible for coverage.
+- missed, by reason: a coverage-only ineligibility counts under its first reason; a
+  ``dispatch.fallback`` for want of a team (``no_team_free``, ``no_team_on_shift``,
+  ``no_team_of_kind``) counts as ``no_team_free``. Reached = eligible - missed.
+- response time: ``assignment_to_on_scene_s`` of ``dispatch.on_scene``; median (mean of
+  the two middle values when even) and p90 by nearest rank.
+- follow-ups: scheduled and at risk (``followup.scheduled``), overdue
+  (``followup.overdue``), completed (the first closing outcome: reached, connected to care
+  or declined, i.e. the person was reached) and whether that was by the deadline. cn holds
+  all follow-ups; ccd, crt and cor hold those of their own contacts.
+- top call types: the policy category, else the CAD call type, of the calls handled.
+- police backup requests: ``dispatch.backup_requested``, per team pilot.
+
+Month-wide: calls decided by route, calls HEART handled (by phone or with a team), and
+the share resolved by phone (ccd-handled / HEART-handled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from math import ceil
+from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from policy import Policy, load_policy
+from schemas.base import WireModel
+from schemas.dispatch import DispatchEvent
+from schemas.followup import (
+    ContactPilot,
+    FollowupDue,
+    FollowupOutcome,
+    FollowupOverdue,
+    FollowupScheduled,
+)
+from schemas.triage import COVERAGE_REASONS, Pilot, Route, TriageDecision
+
+PILOTS: tuple[Pilot, ...] = get_args(Pilot)
+ROUTES: tuple[Route, ...] = get_args(Route)
+TEAM_PILOTS: tuple[Pilot, ...] = ("crt", "cor")
+HEART_PILOTS: frozenset[str] = frozenset({"ccd", "crt", "cor"})
+PILOT_NAMES: dict[str, str] = {
+    "ccd": "Crisis Call Diversion",
+    "crt": "Community Response Teams",
+    "cor": "Co-Response",
+    "cn": "Care Navigation",
+}
+#: Missed reasons in the order the report lists them.
+MISSED_REASONS: tuple[str, ...] = (
+    "outside_hours",
+    "outside_service_area",
+    "unknown_beat",
+    "pilot_disabled",
+    "no_team_free",
+)
+#: Dispatch fallbacks that mean "eligible, but no team could go".
+FALLBACK_MISSES: frozenset[str] = frozenset({"no_team_free", "no_team_on_shift", "no_team_of_kind"})
+#: Outcomes that close a follow-up with the person reached.
+CLOSING_OUTCOMES: frozenset[str] = frozenset({"reached", "connected_to_care", "declined"})
+TOP_CALL_TYPES = 5
+#: Event-id digests a record remembers; every fact is idempotent anyway, this only spares
+#: the work (and lets the stage re-send a record's parts when a duplicate arrives).
+SEEN_LIMIT = 32
+
+MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+FactKind = Literal[
+    "decision", "assigned", "on_scene", "fallback", "backup", "scheduled", "overdue", "outcome"
+]
+FollowupFlag = Literal[
+    "scheduled", "at_risk", "completed", "within_48h", "connected_to_care", "overdue"
+]
+FOLLOWUP_FLAGS: tuple[FollowupFlag, ...] = get_args(FollowupFlag)
+
+
+def month_of(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m")
+
+
+def is_month(text: str) -> bool:
+    return MONTH_PATTERN.match(text) is not None
+
+
+def _digest(event_id: str) -> str:
+    # Short and fixed-size: a record keeps a few dozen of them.
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+# --- facts --------------------------------------------------------------------------------
+
+
+class Fact(WireModel):
+    """One input event reduced to what the report needs. ``key`` (the call or case id) only
+    routes the fact to its record; it never reaches a report."""
+
+    event_id: str = Field(min_length=1, max_length=128)
+    kind: FactKind
+    key: str = Field(min_length=1, max_length=64)
+    month: str = Field(pattern=MONTH_PATTERN.pattern)
+    at: AwareDatetime
+    pilot: Pilot | None = None
+    revision: int = 1
+    route: Route | None = None
+    eligible: list[Pilot] = Field(default_factory=list)
+    missed: dict[Pilot, str] = Field(default_factory=dict)
+    label: str | None = None
+    policy_version: str | None = None
+    seconds: float | None = None
+    deadline: AwareDatetime | None = None
+    at_risk: bool = False
+    outcome: str | None = None
+
+
+ReportInput = (
+    TriageDecision
+    | DispatchEvent
+    | FollowupScheduled
+    | FollowupDue
+    | FollowupOverdue
+    | FollowupOutcome
+)
+
+
+def _label(category: str | None, call_type: str | None) -> str | None:
+    if category:
+        return category
+    if not call_type:
+        return None
+    text = " ".join(call_type.split())
+    # CADs shout or whisper the same type ("ASSIST PERSON", "assist person"): one label.
+    return text.title() if text.isupper() or text.islower() else text
+
+
+def _decision_fact(decision: TriageDecision, zone: ZoneInfo) -> Fact:
+    eligible: list[Pilot] = []
+    missed: dict[Pilot, str] = {}
+    for entry in decision.eligibility:
+        if entry.eligible:
+            eligible.append(entry.pilot)
+        elif entry.reasons and set(entry.reasons) <= COVERAGE_REASONS:
+            eligible.append(entry.pilot)
+            missed[entry.pilot] = entry.reasons[0]
+    if "cn" in decision.pilots:
+        eligible.append("cn")
+    else:
+        for reason in decision.reasons:
+            why = reason.removeprefix("cn_ineligible:")
+            if why != reason and why in COVERAGE_REASONS:
+                eligible.append("cn")
+                missed["cn"] = why
+                break
+    return Fact(
+        event_id=decision.event_id,
+        kind="decision",
+        key=decision.call_id,
+        month=month_of(decision.call_received_at, zone),
+        at=decision.call_received_at,
+        revision=decision.revision,
+        route=decision.route,
+        eligible=list(dict.fromkeys(eligible)),
+        missed=missed,
+        label=_label(decision.category, decision.call_type),
+        policy_version=decision.policy_version,
+    )
+
+
+_DISPATCH_KINDS: dict[str, FactKind] = {
+    "dispatch.assigned": "assigned",
+    "dispatch.on_scene": "on_scene",
+    "dispatch.fallback": "fallback",
+    "dispatch.backup_requested": "backup",
+}
+
+
+def fact_of(event: ReportInput, zone: ZoneInfo) -> Fact | None:
+    """What ``event`` contributes to a report, or None when no figure uses it."""
+    if isinstance(event, TriageDecision):
+        return _decision_fact(event, zone)
+    month = month_of(event.occurred_at, zone)
+    base = {"event_id": event.event_id, "month": month, "at": event.occurred_at}
+    if isinstance(event, DispatchEvent):
+        kind = _DISPATCH_KINDS.get(event.event_type)
+        if kind is None or event.route not in TEAM_PILOTS:
+            return None
+        if kind == "fallback" and event.reason not in FALLBACK_MISSES:
+            return None
+        if kind == "on_scene" and event.assignment_to_on_scene_s is None:
+            return None
+        return Fact(
+            **base,
+            kind=kind,
+            key=event.call_id,
+            pilot=event.route,
+            label=_label(event.category, event.call_type),
+            seconds=event.assignment_to_on_scene_s if kind == "on_scene" else None,
+        )
+    if isinstance(event, FollowupScheduled):
+        return Fact(
+            **base,
+            kind="scheduled",
+            key=event.case_id,
+            pilot=event.pilot,
+            deadline=event.deadline,
+            at_risk=event.at_risk,
+        )
+    if isinstance(event, FollowupOverdue):
+        return Fact(**base, kind="overdue", key=event.case_id)
+    if isinstance(event, FollowupOutcome):
+        if event.outcome not in CLOSING_OUTCOMES:
+            return None
+        return Fact(**base, kind="outcome", key=event.case_id, outcome=event.outcome)
+    return None
+
+
+# --- records ------------------------------------------------------------------------------
+
+
+class Mark(BaseModel):
+    """When something happened, the month it counts in, and its value if any."""
+
+    model_config = ConfigDict(frozen=True)
+
+    month: str
+    at: AwareDatetime
+    value: float | str | None = None
+
+
+def _earliest(current: Mark | None, new: Mark) -> Mark:
+    # Earliest wins, ties by value: the result does not depend on arrival order.
+    if current is None or (new.at, str(new.value)) < (current.at, str(current.value)):
+        return new
+    return current
+
+
+class Record(BaseModel):
+    """What the report keeps of one call (or follow-up case). Table value; JSON round-trip."""
+
+    seq: int = 0
+    seen: list[str] = Field(default_factory=list)
+    # The effective decision: the highest revision applied.
+    decision: str | None = None
+    revision: int = 0
+    month: str | None = None
+    route: Route | None = None
+    eligible: list[Pilot] = Field(default_factory=list)
+    missed: dict[Pilot, str] = Field(default_factory=dict)
+    label: str | None = None
+    policy_version: str | None = None
+    # Dispatch, per team pilot: the earliest event of each kind.
+    assigned: dict[Pilot, Mark] = Field(default_factory=dict)
+    on_scene: dict[Pilot, Mark] = Field(default_factory=dict)
+    fallback: dict[Pilot, Mark] = Field(default_factory=dict)
+    backup: dict[Pilot, Mark] = Field(default_factory=dict)
+    dispatch_label: str | None = None
+    # The follow-up case.
+    scheduled: Mark | None = None
+    case_pilot: ContactPilot | None = None
+    deadline: AwareDatetime | None = None
+    at_risk: bool = False
+    overdue: Mark | None = None
+    closed: Mark | None = None
+    #: Latest fact time per month, for "data through".
+    last: dict[str, AwareDatetime] = Field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def accept(record: Record | None, fact: Fact) -> Record | None:
+    """``record`` with ``fact`` applied, or None when the fact changes nothing (a duplicate,
+    or a decision older than the one applied)."""
+    current = record or Record()
+    digest = _digest(fact.event_id)
+    if digest in current.seen:
+        return None
+    update: dict[str, Any] = {}
+    if fact.kind == "decision":
+        if (fact.revision, digest) <= (current.revision, current.decision or ""):
+            return None
+        update = {
+            "decision": digest,
+            "revision": fact.revision,
+            "month": fact.month,
+            "route": fact.route,
+            "eligible": fact.eligible,
+            "missed": fact.missed,
+            "label": fact.label,
+            "policy_version": fact.policy_version,
+        }
+    elif fact.kind in ("assigned", "on_scene", "fallback", "backup"):
+        assert fact.pilot is not None
+        marks = dict(getattr(current, fact.kind))
+        mark = Mark(month=fact.month, at=fact.at, value=fact.seconds)
+        marks[fact.pilot] = _earliest(marks.get(fact.pilot), mark)
+        update[fact.kind] = marks
+        if fact.kind == "assigned" and current.dispatch_label is None:
+            update["dispatch_label"] = fact.label
+    elif fact.kind == "scheduled":
+        mark = _earliest(current.scheduled, Mark(month=fact.month, at=fact.at))
+        update = {"scheduled": mark}
+        if mark is not current.scheduled:
+            update |= {"case_pilot": fact.pilot, "deadline": fact.deadline, "at_risk": fact.at_risk}
+    elif fact.kind == "overdue":
+        update = {"overdue": _earliest(current.overdue, Mark(month=fact.month, at=fact.at))}
+    elif fact.kind == "outcome":
+        mark = Mark(month=fact.month, at=fact.at, value=fact.outcome)
+        update = {"closed": _earliest(current.closed, mark)}
+    last = current.last.get(fact.month)
+    return current.model_copy(
+        update={
+            **update,
+            "seq": current.seq + 1,
+            "seen": [*current.seen, digest][-SEEN_LIMIT:],
+            "last": {**current.last, fact.month: max(last, fact.at) if last else fact.at},
+        }
+    )
+
+
+# --- parts --------------------------------------------------------------------------------
+
+
+class Part(BaseModel):
+    """One record's contribution to one month; what the month's totals sum."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = 0
+    route: Route | None = None
+    policy_version: str | None = None
+    eligible: list[Pilot] = Field(default_factory=list)
+    missed: dict[Pilot, str] = Field(default_factory=dict)
+    handled: list[Pilot] = Field(default_factory=list)
+    label: str | None = None
+    response: dict[Pilot, float] = Field(default_factory=dict)
+    backup: list[Pilot] = Field(default_factory=list)
+    followup_pilot: ContactPilot | None = None
+    followup: list[FollowupFlag] = Field(default_factory=list)
+    last_at: AwareDatetime | None = None
+
+    def same_figures(self, other: Part | None) -> bool:
+        return other is not None and self.model_dump(exclude={"seq"}) == other.model_dump(
+            exclude={"seq"}
+        )
+
+
+def parts_of(record: Record) -> dict[str, Part]:
+    """The record's part in every month it touches."""
+    draft: dict[str, dict[str, Any]] = {}
+
+    def part(month: str) -> dict[str, Any]:
+        return draft.setdefault(
+            month,
+            {"handled": [], "missed": {}, "response": {}, "backup": [], "followup": []},
+        )
+
+    if record.month is not None:
+        p = part(record.month)
+        p |= {
+            "route": record.route,
+            "policy_version": record.policy_version,
+            "eligible": list(record.eligible),
+        }
+        p["missed"].update(record.missed)
+        if record.route == "ccd":
+            p["handled"].append("ccd")
+    for pilot, mark in record.assigned.items():
+        part(mark.month)["handled"].append(pilot)
+    for pilot, mark in record.on_scene.items():
+        if isinstance(mark.value, int | float):
+            part(mark.month)["response"][pilot] = float(mark.value)
+    for pilot, mark in record.fallback.items():
+        part(mark.month)["missed"].setdefault(pilot, "no_team_free")
+    for pilot, mark in record.backup.items():
+        part(mark.month)["backup"].append(pilot)
+    if record.scheduled is not None:
+        # Overdue and outcomes count only for a case known to be scheduled: Care
+        # Navigation refuses outcomes for cases it does not have.
+        p = part(record.scheduled.month)
+        p["handled"].append("cn")
+        p["followup"].append("scheduled")
+        if record.at_risk:
+            p["followup"].append("at_risk")
+        if record.overdue is not None:
+            part(record.overdue.month)["followup"].append("overdue")
+        if record.closed is not None:
+            flags = part(record.closed.month)["followup"]
+            flags.append("completed")
+            if record.deadline is not None and record.closed.at <= record.deadline:
+                flags.append("within_48h")
+            if record.closed.value == "connected_to_care":
+                flags.append("connected_to_care")
+    label = record.label or record.dispatch_label
+    out: dict[str, Part] = {}
+    for month, p in draft.items():
+        if p["handled"]:
+            p["label"] = label
+        if p["followup"]:
+            p["followup_pilot"] = record.case_pilot
+        p["handled"] = sorted(set(p["handled"]), key=PILOTS.index)
+        out[month] = Part(seq=record.seq, last_at=record.last.get(month), **p)
+    return out
+
+
+def changed_parts(old: Record | None, new: Record) -> dict[str, Part]:
+    """The parts of ``new`` whose figures differ from ``old``'s (new months included)."""
+    before = parts_of(old) if old is not None else {}
+    return {m: p for m, p in parts_of(new).items() if not p.same_figures(before.get(m))}
+
+
+# --- totals -------------------------------------------------------------------------------
+
+
+def _keys(part: Part) -> Iterator[tuple[Any, ...]]:
+    if part.route is not None:
+        yield ("route", part.route)
+        if part.policy_version:
+            yield ("policy", part.policy_version)
+    for pilot in part.handled:
+        yield ("handled", pilot)
+        if part.label:
+            yield ("label", pilot, part.label)
+    handled = set(part.handled)
+    if handled & HEART_PILOTS:
+        yield ("heart",)
+        if "ccd" in handled:
+            yield ("phone",)
+    for pilot in part.eligible:
+        yield ("eligible", pilot)
+    for pilot, reason in part.missed.items():
+        yield ("missed", pilot, reason)
+    for pilot, seconds in part.response.items():
+        yield ("response", pilot, seconds)
+    for pilot in part.backup:
+        yield ("backup", pilot)
+    for flag in part.followup:
+        yield ("followup", "cn", flag)
+        if part.followup_pilot is not None:
+            yield ("followup", part.followup_pilot, flag)
+
+
+@dataclass
+class Totals:
+    """One month's sums over its parts. ``version`` (the sum of the parts' record sequence
+    numbers) only grows, so of two snapshots of a month the larger version is newer."""
+
+    counts: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+    version: int = 0
+    last_at: datetime | None = None
+
+    def add(self, part: Part, sign: int = 1) -> None:
+        for key in _keys(part):
+            value = self.counts[key] + sign
+            if value:
+                self.counts[key] = value
+            else:
+                del self.counts[key]
+        self.version += sign * part.seq
+        if sign > 0 and part.last_at is not None:
+            self.last_at = part.last_at if self.last_at is None else max(self.last_at, part.last_at)
+
+    def replace(self, old: Part | None, new: Part) -> None:
+        if old is not None:
+            self.add(old, -1)
+        self.add(new, 1)
+
+    @classmethod
+    def of(cls, parts: Iterable[Part]) -> Totals:
+        totals = cls()
+        for part in parts:
+            totals.add(part)
+        return totals
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+class ResponseTimes(WireModel):
+    """Assignment to on scene, in seconds."""
+
+    calls: int
+    median_s: float
+    p90_s: float
+
+
+class FollowupFigures(WireModel):
+    scheduled: int = 0
+    at_risk: int = 0
+    completed: int = 0
+    within_48h: int = 0
+    connected_to_care: int = 0
+    overdue: int = 0
+
+
+class CallTypeCount(WireModel):
+    call_type: str
+    calls: int
+
+
+class PilotReport(WireModel):
+    pilot: Pilot
+    name: str
+    calls_handled: int
+    eligible: int
+    missed: int
+    reached: int = Field(description="Eligible calls not missed.")
+    missed_by_reason: dict[str, int]
+    response_time: ResponseTimes | None = Field(None, description="Team pilots only.")
+    backup_requests: int = 0
+    followups: FollowupFigures = Field(description="cn: all; others: their own contacts'.")
+    top_call_types: list[CallTypeCount]
+
+
+class MonthReport(WireModel):
+    """One month's figures per pilot, as published on ``reports.monthly``. Counts only:
+    no call id, person, phone number or place."""
+
+    month: str = Field(pattern=MONTH_PATTERN.pattern)
+    timezone: str
+    version: int = Field(0, ge=0, description="Grows with every change; larger is newer.")
+    data_through: AwareDatetime | None = Field(None, description="Latest event time counted.")
+    policy_versions: list[str] = Field(default_factory=list)
+    calls: int = Field(0, description="Calls decided (effective decisions).")
+    routes: dict[Route, int] = Field(default_factory=dict)
+    heart_handled: int = Field(0, description="Calls handled by phone or by a team.")
+    resolved_by_phone: int = 0
+    phone_share: float | None = None
+    followups: FollowupFigures = Field(default_factory=FollowupFigures)
+    pilots: list[PilotReport] = Field(default_factory=list)
+
+    def pilot(self, pilot: str) -> PilotReport:
+        return next(p for p in self.pilots if p.pilot == pilot)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return float(ordered[ceil(0.9 * len(ordered)) - 1])
+
+
+def _followups(counts: Counter[tuple[Any, ...]], who: str) -> FollowupFigures:
+    return FollowupFigures(**{flag: counts[("followup", who, flag)] for flag in FOLLOWUP_FLAGS})
+
+
+def report_from_totals(totals: Totals, month: str, timezone: str) -> MonthReport:
+    counts = totals.counts
+    by_kind: dict[str, list[tuple[tuple[Any, ...], int]]] = {}
+    for key, n in counts.items():
+        by_kind.setdefault(key[0], []).append((key, n))
+    pilots = []
+    for pilot in PILOTS:
+        missed = {
+            reason: counts[("missed", pilot, reason)]
+            for reason in sorted(
+                {k[2] for k, _ in by_kind.get("missed", []) if k[1] == pilot},
+                key=lambda r: (MISSED_REASONS.index(r) if r in MISSED_REASONS else 99, r),
+            )
+        }
+        eligible = counts[("eligible", pilot)]
+        missed_total = sum(missed.values())
+        samples = [
+            float(k[2]) for k, n in by_kind.get("response", []) if k[1] == pilot for _ in range(n)
+        ]
+        labels = sorted(
+            ((k[2], n) for k, n in by_kind.get("label", []) if k[1] == pilot),
+            key=lambda item: (-item[1], item[0]),
+        )
+        pilots.append(
+            PilotReport(
+                pilot=pilot,
+                name=PILOT_NAMES[pilot],
+                calls_handled=counts[("handled", pilot)],
+                eligible=eligible,
+                missed=missed_total,
+                reached=max(0, eligible - missed_total),
+                missed_by_reason=missed,
+                response_time=ResponseTimes(
+                    calls=len(samples), median_s=median(samples), p90_s=p90(samples)
+                )
+                if samples
+                else None,
+                backup_requests=counts[("backup", pilot)],
+                followups=_followups(counts, pilot),
+                top_call_types=[
+                    CallTypeCount(call_type=label, calls=n) for label, n in labels[:TOP_CALL_TYPES]
+                ],
+            )
+        )
+    heart, phone = counts[("heart",)], counts[("phone",)]
+    return MonthReport(
+        month=month,
+        timezone=timezone,
+        version=totals.version,
+        data_through=totals.last_at,
+        policy_versions=sorted(k[1] for k, _ in by_kind.get("policy", [])),
+        calls=sum(counts[("route", r)] for r in ROUTES),
+        routes={r: counts[("route", r)] for r in ROUTES},
+        heart_handled=heart,
+        resolved_by_phone=phone,
+        phone_share=phone / heart if heart else None,
+        followups=_followups(counts, "cn"),
+        pilots=pilots,
+    )
+
+
+# --- the whole fold -----------------------------------------------------------------------
+
+
+@dataclass
+class AggregateState:
+    """Every record, every month's parts and totals. :func:`apply` updates it in place (a
+    copy per event would make a month's replay quadratic) and returns it."""
+
+    timezone: str = "America/New_York"
+    records: dict[str, Record] = field(default_factory=dict)
+    parts: dict[str, dict[str, Part]] = field(default_factory=dict)
+    totals: dict[str, Totals] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.zone = ZoneInfo(self.timezone)
+
+
+def new_state(policy: Policy | None = None) -> AggregateState:
+    """An empty state in the policy's time zone (the default policy's when None)."""
+    return AggregateState(timezone=(policy or load_policy()).timezone)
+
+
+def apply_fact(state: AggregateState, fact: Fact) -> AggregateState:
+    old = state.records.get(fact.key)
+    new = accept(old, fact)
+    if new is None:
+        return state
+    state.records[fact.key] = new
+    for month, part in changed_parts(old, new).items():
+        parts = state.parts.setdefault(month, {})
+        state.totals.setdefault(month, Totals()).replace(parts.get(fact.key), part)
+        parts[fact.key] = part
+    return state
+
+
+def apply(state: AggregateState, event: ReportInput) -> AggregateState:
+    """Fold one decision, dispatch or follow-up event into ``state``."""
+    fact = fact_of(event, state.zone)
+    return apply_fact(state, fact) if fact is not None else state
+
+
+def report(state: AggregateState, month: str) -> MonthReport:
+    """The month's figures (all zero for a month without data)."""
+    if not is_month(month):
+        raise ValueError(f"month must be YYYY-MM, got {month!r}")
+    return report_from_totals(state.totals.get(month, Totals()), month, state.timezone)
+
+
+# --- the stage's internal command ---------------------------------------------------------
+
+
+class ReportCommand(WireModel):
+    """``heart.reports.commands``: facts keyed by call, parts keyed by month, ticks by
+    partition. Internal; carries no personal data."""
+
+    kind: Literal["fact", "part", "tick"]
+    fact: Fact | None = None
+    month: str | None = Field(None, pattern=MONTH_PATTERN.pattern)
+    key: str | None = Field(None, max_length=64)
+    part: Part | None = None

@@ -1,0 +1,168 @@
+"""The reporting stage as a real worker process on the embedded broker, on event time:
+a month of decisions, dispatch and follow-up events in, the month's snapshot on
+``reports.monthly`` out, the same figures after a SIGKILL, and ``heart report`` files."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from agents.reporting.aggregate import MonthReport
+from policy import load_policy
+from schemas import (
+    DispatchEvent,
+    FollowupDue,
+    FollowupOutcome,
+    FollowupOverdue,
+    FollowupScheduled,
+    TriageDecision,
+)
+from streams.admin import create_topics
+from streams.codec import decode
+from streams.report_cli import build_report_from_events, run_report
+from streams.settings import HeartSettings
+from streams.topics import (
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    FOLLOWUP_TIMERS,
+    REPORTS_MONTHLY,
+    TRIAGE_DECISIONS,
+    TopicSpec,
+)
+from tests.agents.reporting.synthetic import PERSONAL, decision, july, local, redelivered
+from tests.kafka import Worker, produce, read_topic
+
+pytestmark = pytest.mark.broker
+POLICY = load_policy()
+MONTHS = ("2024-06", "2024-07", "2024-08")
+
+
+def route(event: Any) -> tuple[TopicSpec, str]:
+    """The topic and key each producer uses for this event."""
+    if isinstance(event, TriageDecision):
+        return TRIAGE_DECISIONS, event.call_id
+    if isinstance(event, DispatchEvent):
+        return DISPATCH_EVENTS, event.team_id or event.call_id
+    if isinstance(event, FollowupScheduled):
+        return FOLLOWUP_TIMERS, event.case_id
+    if isinstance(event, FollowupDue | FollowupOverdue):
+        return FOLLOWUP_TASKS, event.case_id
+    assert isinstance(event, FollowupOutcome)
+    return FOLLOWUP_OUTCOMES, event.case_id
+
+
+async def publish(settings: HeartSettings, events: list[Any]) -> None:
+    by_topic: dict[str, tuple[TopicSpec, list[tuple[str, Any]]]] = {}
+    for event in events:
+        spec, key = route(event)
+        by_topic.setdefault(spec.name, (spec, []))[1].append((key, event))
+    await asyncio.gather(*(produce(settings, spec, recs) for spec, recs in by_topic.values()))
+
+
+def latest(records: list[ConsumerRecord]) -> dict[str, MonthReport]:
+    """Each month's newest snapshot: the largest version, as ``heart report`` takes it."""
+    out: dict[str, MonthReport] = {}
+    for record in records:
+        snapshot = decode(MonthReport, record.value)
+        assert record.key == snapshot.month.encode()
+        if snapshot.month not in out or snapshot.version >= out[snapshot.month].version:
+            out[snapshot.month] = snapshot
+    return out
+
+
+def figures(snapshot: MonthReport | None) -> dict[str, Any] | None:
+    return snapshot.model_dump(exclude={"version"}) if snapshot is not None else None
+
+
+def expected(events: list[Any]) -> dict[str, dict[str, Any] | None]:
+    return {m: figures(build_report_from_events(events, m, POLICY)) for m in MONTHS}
+
+
+async def snapshots_matching(
+    settings: HeartSettings, want: dict[str, dict[str, Any] | None], timeout: float = 20.0
+) -> dict[str, MonthReport]:
+    def done(records: list[ConsumerRecord]) -> bool:
+        have = latest(records)
+        return all(figures(have.get(m)) == w for m, w in want.items())
+
+    try:
+        records = await read_topic(settings, REPORTS_MONTHLY, until=done, timeout=timeout)
+    except TimeoutError:
+        records = await read_topic(settings, REPORTS_MONTHLY, until=lambda r: True, timeout=5)
+        have = latest(records)
+        for month, w in want.items():
+            assert figures(have.get(month)) == w, month
+        raise
+    return latest(records)
+
+
+@pytest.fixture
+async def scoped(settings: HeartSettings, unique: str) -> HeartSettings:
+    scoped = settings.model_copy(update={"topic_prefix": f"rep{unique}."})
+    await create_topics(scoped)
+    return scoped
+
+
+async def test_month_snapshot_survives_sigkill_and_heart_report_writes_it(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    month = july()
+    worker = Worker("reporting", scoped, tmp_path, HEART_CLOCK="event").start()
+    try:
+        await worker.wait_ready()
+        # Every event once, then some again: redelivery must not change a figure.
+        await publish(scoped, redelivered(month))
+        first = await snapshots_matching(scoped, expected(month))
+        assert first["2024-07"].calls == 14
+        worker.kill(signal.SIGKILL)
+
+        # A new call after the crash: the restarted worker recovers the month from its
+        # changelogs and counts on from there, without counting anything twice.
+        worker = Worker("reporting", scoped, tmp_path, HEART_CLOCK="event").start()
+        await worker.wait_ready()
+        late = decision(
+            "L1", "ccd", local(2024, 7, 20, 11), "Welfare Check",
+            eligibility={"ccd": []}, pilots=["ccd", "cn"],
+        )  # fmt: skip
+        await publish(scoped, [late, *month[:5]])
+        after = await snapshots_matching(scoped, expected([*month, late]))
+    finally:
+        worker.kill(signal.SIGTERM)
+    july_snapshot = after["2024-07"]
+    assert (july_snapshot.calls, july_snapshot.routes["ccd"]) == (15, 5)
+    assert july_snapshot.version > first["2024-07"].version
+
+    # heart report: the newest snapshot, as HTML and JSON files.
+    out, err = io.StringIO(), io.StringIO()
+    code = await asyncio.to_thread(
+        run_report, scoped, "2024-07", tmp_path / "out", out=out, err=err
+    )
+    assert code == 0, err.getvalue()
+    html_path = tmp_path / "out" / "heart-report-2024-07.html"
+    json_path = tmp_path / "out" / "heart-report-2024-07.json"
+    assert f"wrote {html_path}" in out.getvalue()
+    assert "calls decided 15" in out.getvalue()
+    page = html_path.read_text()
+    assert "Monthly pilot report: July 2024" in page
+    written = MonthReport.model_validate(orjson.loads(json_path.read_bytes()))
+    assert written == july_snapshot
+    for secret in PERSONAL:
+        assert secret not in page and secret not in json_path.read_text(), secret
+
+    # A month nobody reported on, and a month that is not one.
+    err = io.StringIO()
+    code = await asyncio.to_thread(run_report, scoped, "2023-01", tmp_path, err=err)
+    assert code == 1
+    assert "no figures for 2023-01" in err.getvalue()
+    err = io.StringIO()
+    assert await asyncio.to_thread(run_report, scoped, "July", tmp_path, err=err) == 2
+    assert "--month" in err.getvalue()
+    assert not (tmp_path / "heart-report-2023-01.html").exists()
