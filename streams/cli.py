@@ -156,6 +156,32 @@ def _cmd_report(args: argparse.Namespace, settings: HeartSettings) -> int:
     return run_report(settings, args.month, args.out)
 
 
+def _cmd_import(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.import_cli import run_import
+
+    out = "topic" if args.to_topic else ("-" if args.jsonl in (None, "-") else Path(args.jsonl))
+    return run_import(settings, args.file, args.mapping, out=out)
+
+
+def _cmd_whatif(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.whatif_cli import parse_teams, run_whatif
+
+    try:
+        teams = parse_teams(args.teams)
+    except ValueError as exc:
+        print(f"heart whatif: {exc}", file=sys.stderr)
+        return 2
+    return run_whatif(
+        args.file,
+        args.mapping,
+        args.policy,
+        out_dir=args.out,
+        travel_minutes=args.travel_minutes,
+        on_scene_minutes=args.on_scene_minutes,
+        teams=teams,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heart",
@@ -224,6 +250,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", type=Path, default=None, help="policy TOML (default: Durham)")
     p.add_argument("file", nargs="?", default="-", help="JSON lines file, or - for stdin")
     p.set_defaults(func=_cmd_decide)
+
+    p = sub.add_parser(
+        "import", help="convert a CAD export into call.received events, in time order"
+    )
+    p.add_argument("file", type=Path, help="the CAD calls-for-service export (CSV)")
+    p.add_argument(
+        "--mapping",
+        required=True,
+        help="mapping file, or a shipped mapping's name (milwaukee-2018, sanjose-2024)",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--jsonl", metavar="OUT", default=None, help="write JSON lines to OUT, or - for stdout"
+    )
+    where.add_argument(
+        "--to-topic", action="store_true", help="produce to cad.calls instead (HEART_* settings)"
+    )
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("whatif", help="compare policies on the same real calls (no broker)")
+    p.add_argument("file", type=Path, help="the CAD calls-for-service export (CSV)")
+    p.add_argument("--mapping", required=True, help="mapping file or shipped mapping name")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="policy file or shipped name; repeat to compare (default: the mapping's demo)",
+    )
+    p.add_argument("--out", type=Path, default=Path("whatif-out"), help="report directory")
+    p.add_argument("--travel-minutes", type=float, default=7.6, help="mean travel per team call")
+    p.add_argument(
+        "--on-scene-minutes", type=float, default=45.0, help="mean time on scene (assumed)"
+    )
+    p.add_argument(
+        "--teams",
+        action="append",
+        default=[],
+        metavar="PILOT=N",
+        help="teams (or seats) on shift per pilot, e.g. crt=3; 1 each by default",
+    )
+    p.set_defaults(func=_cmd_whatif)
 
     return parser
 

@@ -76,4 +76,5 @@ async def test_replay_runs_every_call_through_every_stage(
     for month, n in months.items():
         report = orjson.loads((out / f"heart-report-{month}.json").read_bytes())
         assert report["calls"] == n
-        assert (out / f"heart-report-{month}.html").read_text().lower().startswith("<!doctype html>")
+        page = (out / f"heart-report-{month}.html").read_text()
+        assert page.lower().startswith("<!doctype html>")

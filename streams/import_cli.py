@@ -1,0 +1,261 @@
+"""``heart import FILE --mapping M``: a city's CAD export as ``call.received`` events.
+
+The events come out in time order (exports often are not), as JSON lines in a file or on
+stdout, or produced to ``cad.calls``. Everything a person needs to judge the import goes to
+stderr: a progress bar while it runs, then the import's own account (rows, calls, rejects
+by reason with examples, the largest local types the mapping leaves to police). Rejected
+rows are reported, never fatal: the exit status is 0 whenever the import ran.
+
+Exit status: 0 the import ran; 1 the export or the output could not be read or written, or
+the broker could not be reached; 2 the mapping (or its demo policy) is unusable, with the
+file, the field and the problem named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+from cad.importer import ImportResult, import_rows
+from cad.mapping import CadMapping, MappingError, load_mapping
+from policy import PolicyError
+from schemas.calls import CallReceived
+from streams.codec import encode
+from streams.settings import HeartSettings
+from streams.topics import CAD_CALLS
+
+#: Where events go: ``"topic"`` for ``cad.calls``, ``"-"`` for stdout, else a file path.
+Output = Literal["topic", "-"] | Path
+
+#: Sends in flight before the producer is waited on: enough to fill its batches, few
+#: enough that a broker error surfaces within a second, not at the end of the file.
+PRODUCE_WINDOW = 2_000
+
+_BAR_WIDTH = 28
+_REDRAW_S = 0.1
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; on anything else, only the final line.
+
+    A bar redrawn into a log file or a CI transcript is noise, so when ``stream`` is not a
+    TTY nothing is drawn until :meth:`done`.
+    """
+
+    def __init__(self, label: str, stream: IO[str], *, live: bool | None = None) -> None:
+        self.label = label
+        self.stream = stream
+        self.live = _isatty(stream) if live is None else live
+        self.started = time.perf_counter()
+        self._drawn = 0.0
+
+    def update(self, done: int, total: int, count: int, unit: str) -> None:
+        now = time.perf_counter()
+        if not self.live or (now - self._drawn < _REDRAW_S and done < total):
+            return
+        self._drawn = now
+        self.stream.write("\r" + self._line(done, total, count, unit, now) + "\x1b[K")
+        self.stream.flush()
+
+    def done(self, count: int, unit: str) -> None:
+        now = time.perf_counter()
+        line = self._line(1, 1, count, unit, now)
+        self.stream.write(("\r" + line + "\x1b[K\n") if self.live else line + "\n")
+        self.stream.flush()
+
+    def _line(self, done: int, total: int, count: int, unit: str, now: float) -> str:
+        share = min(1.0, done / total) if total > 0 else 1.0
+        filled = round(share * _BAR_WIDTH)
+        elapsed = now - self.started
+        rate = count / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {share:4.0%} "
+            f"{count:,} {unit} {elapsed:5.1f}s {rate:,.0f} {unit}/s"
+        )
+
+
+def _isatty(stream: IO[str]) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def load_or_report(
+    mapping: str | os.PathLike[str], err: IO[str], command: str
+) -> CadMapping | None:
+    """The mapping, or None after printing why it cannot be used (file, field, problem)."""
+    try:
+        return load_mapping(mapping)
+    except (MappingError, PolicyError) as exc:
+        print(f"heart {command}: {exc}", file=err)
+        return None
+
+
+def read_export(
+    file: str | os.PathLike[str],
+    mapping: CadMapping,
+    err: IO[str],
+    command: str,
+    *,
+    live: bool | None = None,
+) -> ImportResult | int:
+    """Import ``file`` with a progress bar on ``err``; an exit status when it cannot run."""
+    path = Path(file)
+    bar = ProgressBar(f"import {path.name}", err, live=live)
+    rows = 0
+
+    def progress(read: int, offset: int, total: int) -> None:
+        nonlocal rows
+        rows = read
+        bar.update(offset, total, read, "rows")
+
+    try:
+        result = import_rows(path, mapping, progress=progress)
+    except MappingError as exc:
+        # The header lacks a mapped column: the mapping does not describe this export.
+        print(f"heart {command}: {exc}", file=err)
+        return 2
+    except OSError as exc:
+        print(f"heart {command}: cannot read {path}: {exc.strerror or exc}", file=err)
+        return 1
+    bar.done(result.rows, "rows")
+    return result
+
+
+def write_jsonl(events: Sequence[CallReceived], out: IO[bytes]) -> None:
+    # One write per few thousand events: a write per line costs more than encoding it.
+    chunk: list[bytes] = []
+    for event in events:
+        chunk.append(encode(event))
+        if len(chunk) >= 4_096:
+            out.write(b"\n".join(chunk) + b"\n")
+            chunk.clear()
+    if chunk:
+        out.write(b"\n".join(chunk) + b"\n")
+
+
+async def produce_calls(
+    settings: HeartSettings,
+    events: Sequence[CallReceived],
+    *,
+    progress: ProgressBar | None = None,
+) -> int:
+    """Produce ``events`` to ``cad.calls`` in order, keyed by call id; returns how many.
+
+    Creates the topic first when it is missing (a broker that auto-creates would give it
+    the wrong partition count). Sends are batched by the producer and awaited in windows,
+    then flushed, so every event is acknowledged when this returns.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    from streams.admin import create_topics
+
+    await create_topics(settings, [CAD_CALLS])
+    topic = CAD_CALLS.full_name(settings.topic_prefix)
+    producer = AIOKafkaProducer(
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+        **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
+    )
+    await producer.start()
+    sent = 0
+    try:
+        pending: list[asyncio.Future[object]] = []
+        for event in events:
+            pending.append(
+                await producer.send(topic, value=encode(event), key=event.call_id.encode())
+            )
+            if len(pending) >= PRODUCE_WINDOW:
+                await asyncio.gather(*pending)
+                sent += len(pending)
+                pending.clear()
+                if progress is not None:
+                    progress.update(sent, len(events), sent, "events")
+        await producer.flush()
+        if pending:
+            await asyncio.gather(*pending)
+            sent += len(pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def run_import(
+    settings: HeartSettings,
+    file: str | os.PathLike[str],
+    mapping: str | os.PathLike[str],
+    *,
+    out: Output = "-",
+    stdout: IO[bytes] | None = None,
+    stderr: IO[str] | None = None,
+    progress: bool | None = None,
+) -> int:
+    """``heart import``: import ``file`` with ``mapping`` and write the events to ``out``.
+
+    ``progress`` forces the live bar on or off (default: live only when stderr is a TTY).
+    Returns the exit status (see the module docstring).
+    """
+    err = stderr if stderr is not None else sys.stderr
+    loaded = load_or_report(mapping, err, "import")
+    if loaded is None:
+        return 2
+    result = read_export(file, loaded, err, "import", live=progress)
+    if isinstance(result, int):
+        return result
+
+    status = 0
+    if out == "topic":
+        status = _to_topic(settings, loaded, result, err, progress)
+    elif out == "-":
+        stream = stdout if stdout is not None else sys.stdout.buffer
+        write_jsonl(result.events, stream)
+        stream.flush()
+    else:
+        target = Path(out)
+        try:
+            with target.open("wb") as stream:
+                write_jsonl(result.events, stream)
+        except OSError as exc:
+            print(f"heart import: cannot write {target}: {exc.strerror or exc}", file=err)
+            status = 1
+        else:
+            print(f"wrote {result.accepted:,} call.received events to {target}", file=err)
+    # The account comes last so that it is what a person sees when the command ends.
+    print(result.summary(), file=err)
+    return status
+
+
+def _to_topic(
+    settings: HeartSettings,
+    mapping: CadMapping,
+    result: ImportResult,
+    err: IO[str],
+    live: bool | None,
+) -> int:
+    topic = CAD_CALLS.full_name(settings.topic_prefix)
+    bar = ProgressBar(f"produce {topic}", err, live=live)
+    try:
+        sent = asyncio.run(produce_calls(settings, result.events, progress=bar))
+    except Exception as exc:  # aiokafka's errors share no base class worth naming
+        print(
+            f"heart import: producing to {topic} at {settings.kafka_bootstrap} failed: "
+            f"{type(exc).__name__}: {exc}",
+            file=err,
+        )
+        return 1
+    bar.done(sent, "events")
+    print(f"produced {sent:,} call.received events to {topic}", file=err)
+    if settings.policy is None or Path(settings.policy).resolve() != mapping.policy_path.resolve():
+        # Triage decides with HEART_POLICY, not the mapping's demo policy: a city's calls
+        # judged by another city's hours and beats look like misses, so say which is which.
+        print(
+            f"note: the triage stage decides with HEART_POLICY "
+            f"({settings.policy or 'the Durham default'}); this mapping's demo policy is "
+            f"{mapping.policy_path}",
+            file=err,
+        )
+    return 0
