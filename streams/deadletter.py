@@ -6,6 +6,7 @@ The record goes to ``heart.deadletter`` with its key, value and headers unchange
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -99,6 +100,32 @@ class DeadLetterSink:
             error_message[:300],
         )
         return letter
+
+
+@contextlib.asynccontextmanager
+async def guarded(sink: DeadLetterSink, event: EventT) -> AsyncIterator[None]:
+    """Dead-letter the record being processed if its handling raises, and go on.
+
+    A bug or an unforeseen input must not stop the stage or silently skip the record.
+    Only the exception's class is logged here: its text may quote the input.
+    """
+    try:
+        yield
+    except Exception as exc:
+        log.error(
+            "stage %s failed on %s[%d]@%d: %s; record dead-lettered",
+            sink.stage,
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+            type(exc).__name__,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        await sink.send(event, ProcessingError(type(exc).__name__), "processing_error")
+
+
+class ProcessingError(Exception):
+    """Stands in for an unexpected exception on the dead-letter topic: class name only."""
 
 
 async def decoded(

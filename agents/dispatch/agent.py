@@ -21,7 +21,7 @@ from policy import Policy, load_policy
 from schemas.commands import DispatchCommand, SourceRef
 from schemas.dispatch import DispatchEvent, UnitAudit
 from streams import metrics
-from streams.deadletter import decoded
+from streams.deadletter import decoded, guarded
 from streams.stage import Stage
 from streams.topics import (
     DISPATCH_COMMANDS,
@@ -105,49 +105,51 @@ def register(stage: Stage) -> None:
                 DISPATCH_COMMANDS, area, DispatchCommand(kind="tick", area=area, tick_at=now)
             )
 
+    async def handle(command: DispatchCommand) -> None:
+        stored = areas.get(command.area)
+        state = (
+            AreaState.model_validate(stored) if stored is not None else AreaState(area=command.area)
+        )
+        # Time advances here, in command order, not in the intake agents: on event
+        # time a report read ahead must not age the queue before its turn.
+        payload = command.decision or command.status
+        if payload is not None:
+            stage.clock.observe(payload.occurred_at)
+        now = stage.clock.now()
+        payload = payload or Tick(now)
+        result = apply(state, payload, roster=roster, policy=policy, now=now)
+        if result.outcome == "duplicate":
+            duplicates.inc()
+        for rejection in result.rejections:
+            await _dead_letter(stage, command, rejection.reason, rejection.message)
+        for out in result.events:
+            await stage.send(DISPATCH_EVENTS, event_key(out), out)
+            _count(out)
+        for record in result.audit:
+            audit = UnitAudit(
+                event_id=uuid.uuid5(
+                    _AUDIT_NS,
+                    f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}",
+                ).hex,
+                occurred_at=record.at,
+                team_id=record.team_id,
+                call_id=record.call_id,
+                from_status=record.from_status,
+                to_status=record.to_status,
+                cause=record.cause,
+                cause_event_id=record.cause_event_id,
+            )
+            await stage.send(UNITS_AUDIT, record.team_id, audit)
+        if result.state is not state:
+            areas[command.area] = result.state.model_dump(mode="json")
+        _gauge(result.state, roster, policy, now)
+
     @stage.app.agent(stage.topic(DISPATCH_COMMANDS), name="dispatch")
     async def dispatch(stream: StreamT) -> None:
-        async for command, _event in decoded(stream, DISPATCH_COMMANDS, stage.deadletters):
+        async for command, event in decoded(stream, DISPATCH_COMMANDS, stage.deadletters):
             started = time.perf_counter()
-            stored = areas.get(command.area)
-            state = (
-                AreaState.model_validate(stored)
-                if stored is not None
-                else AreaState(area=command.area)
-            )
-            # Time advances here, in command order, not in the intake agents: on event
-            # time a report read ahead must not age the queue before its turn.
-            payload = command.decision or command.status
-            if payload is not None:
-                stage.clock.observe(payload.occurred_at)
-            now = stage.clock.now()
-            payload = payload or Tick(now)
-            result = apply(state, payload, roster=roster, policy=policy, now=now)
-            if result.outcome == "duplicate":
-                duplicates.inc()
-            for rejection in result.rejections:
-                await _dead_letter(stage, command, rejection.reason, rejection.message)
-            for out in result.events:
-                await stage.send(DISPATCH_EVENTS, event_key(out), out)
-                _count(out)
-            for record in result.audit:
-                audit = UnitAudit(
-                    event_id=uuid.uuid5(
-                        _AUDIT_NS,
-                        f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}",
-                    ).hex,
-                    occurred_at=record.at,
-                    team_id=record.team_id,
-                    call_id=record.call_id,
-                    from_status=record.from_status,
-                    to_status=record.to_status,
-                    cause=record.cause,
-                    cause_event_id=record.cause_event_id,
-                )
-                await stage.send(UNITS_AUDIT, record.team_id, audit)
-            if result.state is not state:
-                areas[command.area] = result.state.model_dump(mode="json")
-            _gauge(result.state, roster, policy, now)
+            async with guarded(stage.deadletters, event):
+                await handle(command)
             latency.observe(time.perf_counter() - started)
 
 

@@ -32,7 +32,7 @@ from schemas.commands import NavigationCommand, RouteNote, SourceRef
 from schemas.followup import FollowupDue, FollowupOverdue
 from streams import metrics
 from streams.codec import encode
-from streams.deadletter import decoded
+from streams.deadletter import decoded, guarded
 from streams.stage import Stage
 from streams.topics import (
     CAD_CALLS,
@@ -151,10 +151,11 @@ def register(stage: Stage) -> None:
         async for command, event in decoded(stream, NAVIGATION_COMMANDS, stage.deadletters):
             started = time.perf_counter()
             partition = event.message.partition
-            if command.kind == "tick":
-                await _sweep(stage, cases, policy, partition)
-            else:
-                await _handle(stage, cases, policy, command, partition)
+            async with guarded(stage.deadletters, event):
+                if command.kind == "tick":
+                    await _sweep(stage, cases, policy, partition)
+                else:
+                    await _handle(stage, cases, policy, command, partition)
             latency.observe(time.perf_counter() - started)
 
 

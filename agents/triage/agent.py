@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from agents.triage.state import CallState, step
 from policy import load_policy
+from schemas.registry import CadEvent
 from schemas.triage import COVERAGE_REASONS, TriageDecision
 from streams import metrics
-from streams.deadletter import decoded
+from streams.deadletter import decoded, guarded
 from streams.stage import Stage
 from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
 
@@ -30,31 +31,37 @@ def register(stage: Stage) -> None:
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, CAD_CALLS.name)
 
+    async def handle(event: CadEvent, raw: EventT) -> None:
+        stage.clock.observe(event.occurred_at)
+        stored = calls.get(event.call_id)
+        state = CallState.model_validate(stored) if stored is not None else None
+        result = step(state, event, policy, stage.clock.now())
+
+        if result.outcome == "unknown_call":
+            if event.event_type == "call.updated":
+                await stage.deadletters.send(
+                    raw, LookupError("call.updated for a call never received"), "unknown_call"
+                )
+            return
+        if result.outcome == "duplicate":
+            duplicates.inc()
+        # Send before remembering: a crash in between re-decides the call on redelivery
+        # (same deterministic event_id, recognisable downstream) instead of losing it.
+        if result.decision is not None:
+            decision = result.decision
+            await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
+            _count(decision, result.superseded_route)
+        if result.state is None:
+            calls.pop(event.call_id, None)
+        elif result.state is not state:
+            calls[event.call_id] = result.state.model_dump(mode="json")
+
     @stage.app.agent(stage.topic(CAD_CALLS), name="triage")
     async def triage(stream: StreamT) -> None:
         async for event, raw in decoded(stream, CAD_CALLS, stage.deadletters):
             started = time.perf_counter()
-            stage.clock.observe(event.occurred_at)
-            stored = calls.get(event.call_id)
-            state = CallState.model_validate(stored) if stored is not None else None
-            result = step(state, event, policy, stage.clock.now())
-
-            if result.outcome == "unknown_call":
-                if event.event_type == "call.updated":
-                    await stage.deadletters.send(
-                        raw, LookupError("call.updated for a call never received"), "unknown_call"
-                    )
-                continue
-            if result.outcome == "duplicate":
-                duplicates.inc()
-            if result.state is None:
-                calls.pop(event.call_id, None)
-            elif result.state is not state:
-                calls[event.call_id] = result.state.model_dump(mode="json")
-            if result.decision is not None:
-                decision = result.decision
-                await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
-                _count(decision, result.superseded_route)
+            async with guarded(stage.deadletters, raw):
+                await handle(event, raw)
             latency.observe(time.perf_counter() - started)
 
 
