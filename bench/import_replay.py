@@ -7,7 +7,7 @@ Prints, per export, rows per second for the import alone (CSV -> sorted ``call.r
 events) and for the import plus JSON-lines encoding (what ``heart import --jsonl`` does),
 then decisions per second for the what-if (``decide`` under the mapping's demo policy,
 tallied as ``heart whatif`` does). The exports are found in ``$HEART_SHARED_DATA``, else
-``../shared/data`` beside the repository; when they are missing a synthetic export in
+the copy kept in the repository's ``data/``; when they are missing a synthetic export in
 Milwaukee's format stands in, and the line says so.
 """
 
@@ -53,7 +53,7 @@ EXPORTS = (
 
 def data_dir() -> Path:
     configured = os.environ.get("HEART_SHARED_DATA")
-    return Path(configured) if configured else ROOT.parent / "shared" / "data"
+    return Path(configured) if configured else ROOT / "data"
 
 
 def synthetic_milwaukee(path: Path, rows: int, seed: int = 2018) -> Path:
