@@ -1,0 +1,124 @@
+"""Metric values after a known sequence of events, scraped from real workers' /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agents.triage.decide import decide
+from policy import load_policy
+from schemas import UnitStatusReport
+from streams.admin import create_topics
+from streams.settings import HeartSettings
+from streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
+from tests.factories import T0, call_received
+from tests.kafka import Worker, produce, read_topic
+
+pytestmark = pytest.mark.broker
+POLICY = load_policy()
+
+
+def scrape(worker: Worker) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    body = (
+        urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=5)
+        .read()
+        .decode()
+    )
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def until_value(worker: Worker, name: str, expected: float, **labels: str) -> dict:
+    deadline = time.monotonic() + 20
+    while True:
+        samples = scrape(worker)
+        if value(samples, name, **labels) >= expected or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.3)
+
+
+async def test_triage_and_dispatch_metrics_after_known_events(
+    settings: HeartSettings, unique: str, tmp_path: Path
+) -> None:
+    scoped = settings.model_copy(update={"topic_prefix": f"met{unique}."})
+    await create_topics(scoped)
+    # Both on event time: decisions carry the calls' times, so dispatch sees teams on shift.
+    triage = Worker("triage", scoped, tmp_path, HEART_CLOCK="event").start()
+    dispatch = Worker("dispatch", scoped, tmp_path, HEART_CLOCK="event").start()
+    try:
+        await triage.wait_ready()
+        await dispatch.wait_ready()
+        early = T0.replace(hour=11)  # 07:00 EDT: CRT not open yet
+        calls = [
+            call_received(call_id="M-1", beat="111"),  # crt
+            call_received(call_id="M-2", beat="999"),  # crt type, outside the beats
+            call_received(call_id="M-3", occurred_at=early),  # crt type, out of hours
+            call_received(call_id="M-4", call_type="Burglary"),  # no pilot
+            call_received(call_id="M-5", call_type="Trespass", weapon_involved=True),
+        ]
+        await produce(scoped, CAD_CALLS, [(c.call_id, c) for c in calls] + [("bad", b"{not json")])
+        samples = await until_value(triage, "heart_calls_total", 4, route="police")
+        assert value(samples, "heart_calls_total", route="crt") == 1
+        assert value(samples, "heart_calls_total", route="police") == 4
+        assert value(samples, "heart_pilot_calls_total", pilot="crt") == 1
+        assert value(samples, "heart_pilot_calls_total", pilot="cn") == 1
+        # Weapon is an exclusion, not a miss; the two coverage misses are counted once each.
+        assert (
+            value(samples, "heart_eligible_missed_total", pilot="crt", reason="outside_hours") == 1
+        )
+        assert (
+            value(
+                samples, "heart_eligible_missed_total", pilot="crt", reason="outside_service_area"
+            )
+            == 1
+        )
+        assert value(samples, "heart_deadletters_total", stage="triage", reason="invalid_json") == 1
+        assert value(samples, "heart_events_consumed_total", stage="triage", topic="cad.calls") == 6
+        assert (
+            value(samples, "heart_events_produced_total", stage="triage", topic="triage.decisions")
+            == 5
+        )
+
+        # Dispatch: M-1 is assigned to CRT-1; it goes en route, arrives 6 minutes later,
+        # asks for backup and clears after 20 minutes on scene.
+        await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: len(r) >= 1)
+        reports = [
+            UnitStatusReport(team_id="CRT-1", status=s, call_id="M-1", occurred_at=T0 + m, **x)
+            for s, m, x in (
+                ("en_route", timedelta(minutes=1), {}),
+                ("on_scene", timedelta(minutes=6), {}),
+                ("on_scene", timedelta(minutes=7), {"backup_requested": True}),
+                ("cleared", timedelta(minutes=26), {}),
+            )
+        ]
+        await produce(scoped, UNITS_STATUS, [("CRT-1", r) for r in reports])
+        samples = await until_value(dispatch, "heart_time_on_scene_seconds_count", 1, route="crt")
+        assert (
+            value(samples, "heart_dispatch_events_total", event="dispatch.assigned", route="crt")
+            == 1
+        )
+        assert value(samples, "heart_assignment_to_on_scene_seconds_sum", route="crt") == 360
+        assert value(samples, "heart_time_on_scene_seconds_sum", route="crt") == 20 * 60
+        assert value(samples, "heart_backup_requests_total", route="crt") == 1
+        assert value(samples, "heart_queue_length", area="durham", kind="crt") == 0
+        assert value(samples, "heart_teams", area="durham", kind="crt", status="available") == 4
+        decisions = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 5)
+        assert len(decisions) == 5
+        assert decide(calls[0], POLICY).route == "crt"
+    finally:
+        triage.kill(signal.SIGTERM)
+        dispatch.kill(signal.SIGTERM)
