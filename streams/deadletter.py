@@ -13,6 +13,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT, TopicT
 
+from schemas.commands import SourceRef
 from schemas.deadletter import DeadLetter
 from streams import metrics
 from streams.breaker import CircuitBreaker
@@ -52,6 +53,21 @@ class DeadLetterSink:
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
+            error=error,
+            reason=reason,
+        )
+
+    async def send_source(
+        self, source: SourceRef, error: Exception, reason: str | None = None
+    ) -> DeadLetter:
+        """Dead-letter the original record a re-keyed command carried along."""
+        return await self.send_record(
+            key=source.key.encode() if source.key is not None else None,
+            value=source.raw.encode(),
+            headers=[],
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
             error=error,
             reason=reason,
         )
@@ -102,6 +118,18 @@ class DeadLetterSink:
         return letter
 
 
+def source_ref(event: EventT) -> SourceRef:
+    """Where a record came from, and its bytes, for a command that re-keys it."""
+    m = event.message
+    return SourceRef(
+        topic=m.topic,
+        partition=m.partition,
+        offset=m.offset,
+        key=m.key.decode("utf-8", "replace") if m.key else None,
+        raw=m.value.decode("utf-8"),
+    )
+
+
 @contextlib.asynccontextmanager
 async def guarded(sink: DeadLetterSink, event: EventT) -> AsyncIterator[None]:
     """Dead-letter the record being processed if its handling raises, and go on.
@@ -137,7 +165,8 @@ async def decoded(
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
     breaker = sink.breaker
     async for event in stream.events():
-        await breaker.wait()
+        if breaker.is_open:  # wait() returns at once when closed; skip the coroutine
+            await breaker.wait()
         consumed.inc()
         message = event.message
         note_processed(message.tp, message.timestamp)

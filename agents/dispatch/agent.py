@@ -12,16 +12,16 @@ import time
 import uuid
 from datetime import datetime
 
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from agents.dispatch.area import TEAM_ROUTES, AreaState, Tick, apply, event_key
 from agents.dispatch.roster import Roster, load_roster
 from agents.dispatch.units import ON_CALL, STATUSES
 from policy import Policy, load_policy
-from schemas.commands import DispatchCommand, SourceRef
+from schemas.commands import DispatchCommand
 from schemas.dispatch import DispatchEvent, UnitAudit
 from streams import metrics
-from streams.deadletter import decoded, guarded
+from streams.deadletter import decoded, guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
     DISPATCH_COMMANDS,
@@ -35,17 +35,6 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
 _AUDIT_NS = uuid.UUID("0b7d7c57-7a53-4b8e-9a55-2f3c7e0c1d2a")
-
-
-def _source(event: EventT) -> SourceRef:
-    m = event.message
-    return SourceRef(
-        topic=m.topic,
-        partition=m.partition,
-        offset=m.offset,
-        key=m.key.decode("utf-8", "replace") if m.key else None,
-        raw=m.value.decode("utf-8"),
-    )
 
 
 def register(stage: Stage) -> None:
@@ -75,7 +64,7 @@ def register(stage: Stage) -> None:
                 )
                 continue
             command = DispatchCommand(
-                kind="decision", area=area, decision=decision, source=_source(event)
+                kind="decision", area=area, decision=decision, source=source_ref(event)
             )
             await stage.send(DISPATCH_COMMANDS, area, command)
 
@@ -91,7 +80,7 @@ def register(stage: Stage) -> None:
                 )
                 continue
             command = DispatchCommand(
-                kind="status", area=team.area, status=report, source=_source(event)
+                kind="status", area=team.area, status=report, source=source_ref(event)
             )
             await stage.send(DISPATCH_COMMANDS, team.area, command)
 
@@ -158,16 +147,7 @@ async def _dead_letter(stage: Stage, command: DispatchCommand, reason: str, mess
     if source is None:
         log.error("dispatch refused a tick: %s (%s)", reason, message)
         return
-    await stage.deadletters.send_record(
-        key=source.key.encode() if source.key is not None else None,
-        value=source.raw.encode(),
-        headers=[],
-        topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
-        error=ValueError(message),
-        reason=reason,
-    )
+    await stage.deadletters.send_source(source, ValueError(message), reason)
 
 
 def _count(event: DispatchEvent) -> None:

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from agents.navigation.cases import (
     Case,
@@ -28,11 +28,11 @@ from agents.navigation.cases import (
     sweep,
 )
 from policy import Policy, load_policy
-from schemas.commands import NavigationCommand, RouteNote, SourceRef
+from schemas.commands import NavigationCommand, RouteNote
 from schemas.followup import FollowupDue, FollowupOverdue
 from streams import metrics
 from streams.codec import encode
-from streams.deadletter import decoded, guarded
+from streams.deadletter import decoded, guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
     CAD_CALLS,
@@ -49,17 +49,6 @@ log = logging.getLogger(__name__)
 TICK_INTERVAL_S = 1.0
 #: Closed cases, and routes whose call never closed, are forgotten after this.
 RETENTION = timedelta(days=7)
-
-
-def _source(event: EventT) -> SourceRef:
-    m = event.message
-    return SourceRef(
-        topic=m.topic,
-        partition=m.partition,
-        offset=m.offset,
-        key=m.key.decode("utf-8", "replace") if m.key else None,
-        raw=m.value.decode("utf-8"),
-    )
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -120,7 +109,7 @@ def register(stage: Stage) -> None:
     async def take_closed(stream: StreamT) -> None:
         async for call, event in decoded(stream, CAD_CALLS, stage.deadletters):
             if call.event_type == "call.closed":
-                command = NavigationCommand(kind="closed", closed=call, source=_source(event))
+                command = NavigationCommand(kind="closed", closed=call, source=source_ref(event))
                 await forward(call.call_id, command)
 
     @stage.app.agent(stage.topic(DISPATCH_EVENTS), name="navigation-cleared")
@@ -128,14 +117,14 @@ def register(stage: Stage) -> None:
         async for dispatched, event in decoded(stream, DISPATCH_EVENTS, stage.deadletters):
             if dispatched.event_type == "dispatch.cleared":
                 command = NavigationCommand(
-                    kind="cleared", cleared=dispatched, source=_source(event)
+                    kind="cleared", cleared=dispatched, source=source_ref(event)
                 )
                 await forward(dispatched.call_id, command)
 
     @stage.app.agent(stage.topic(FOLLOWUP_OUTCOMES), name="navigation-outcomes")
     async def take_outcomes(stream: StreamT) -> None:
         async for outcome, event in decoded(stream, FOLLOWUP_OUTCOMES, stage.deadletters):
-            command = NavigationCommand(kind="outcome", outcome=outcome, source=_source(event))
+            command = NavigationCommand(kind="outcome", outcome=outcome, source=source_ref(event))
             await forward(outcome.case_id, command)
 
     @stage.app.timer(TICK_INTERVAL_S, name="navigation-tick")
@@ -282,13 +271,4 @@ async def _refuse(stage: Stage, command: NavigationCommand, reason: str) -> None
     source = command.source
     if source is None:
         return
-    await stage.deadletters.send_record(
-        key=source.key.encode() if source.key is not None else None,
-        value=source.raw.encode(),
-        headers=[],
-        topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
-        error=LookupError(f"outcome refused: {reason}"),
-        reason=reason,
-    )
+    await stage.deadletters.send_source(source, LookupError(f"outcome refused: {reason}"), reason)
