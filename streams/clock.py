@@ -20,8 +20,16 @@ class Clock(Protocol):
         """Tell the clock an event carrying ``event_time`` was processed."""
         ...
 
+    @property
+    def known(self) -> bool:
+        """False only for an event clock that has seen no event: time-driven work
+        (queue releases, timer sweeps) must wait rather than judge by the wall."""
+        ...
+
 
 class WallClock:
+    known = True
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
@@ -34,6 +42,10 @@ class EventClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = _aware(start) if start else None
+
+    @property
+    def known(self) -> bool:
+        return self._now is not None
 
     def now(self) -> datetime:
         if self._now is None:
@@ -49,6 +61,8 @@ class EventClock:
 
 
 class ManualClock:
+    known = True
+
     def __init__(self, start: datetime) -> None:
         self._now = _aware(start)
 

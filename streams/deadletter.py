@@ -7,6 +7,7 @@ The record goes to ``heart.deadletter`` with its key, value and headers unchange
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -23,6 +24,8 @@ from streams.lag import note_processed
 from streams.topics import DEADLETTER, TopicSpec
 
 DEADLETTER_NAME = DEADLETTER.name
+#: Values larger than this are copied truncated (with size and digest headers).
+MAX_DEADLETTER_VALUE = 512 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,28 @@ class DeadLetterSink:
             error_class=error_class,
             error_message=error_message[:2000],
         )
-        await self.topic.send(key=key, value=value, headers=headers + letter.headers())
+        extra = letter.headers()
+        if value is not None and len(value) > MAX_DEADLETTER_VALUE:
+            # The producer refuses records over 1 MiB; a record too big to copy is kept
+            # as its head plus its size and digest, so it can be matched to the source.
+            extra += [
+                ("heart.dlq.value.truncated", b"true"),
+                ("heart.dlq.value.size", str(len(value)).encode()),
+                ("heart.dlq.value.sha256", hashlib.sha256(value).hexdigest().encode()),
+            ]
+            value = value[:MAX_DEADLETTER_VALUE]
+        try:
+            await self.topic.send(key=key, value=value, headers=headers + extra)
+        except Exception as exc:
+            metrics.DEADLETTER_FAILURES.labels(self.stage).inc()
+            log.critical(
+                "could not dead-letter %s[%d]@%d (%s): %s",
+                topic,
+                partition,
+                offset,
+                reason,
+                type(exc).__name__,
+            )
         metrics.DEADLETTERS.labels(self.stage, reason).inc()
         self.breaker.record(reason)
         metrics.EVENTS_PRODUCED.labels(self.stage, DEADLETTER_NAME).inc()

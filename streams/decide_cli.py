@@ -25,7 +25,7 @@ def decide_lines(lines: Iterable[bytes], policy: Policy, out: IO[bytes], err: IO
             invalid += 1
             print(f"line {number}: {exc}", file=err)
             continue
-        decision = decide(call, policy, event_id=decision_id(call.event_id))
+        decision = decide(call, policy, event_id=decision_id(call.event_id, call.call_id))
         out.write(encode(decision) + b"\n")
     return invalid
 

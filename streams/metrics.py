@@ -142,3 +142,8 @@ CIRCUIT_TRIPS = Counter(
 REPORT_SNAPSHOTS = Counter(
     "heart_report_snapshots_total", "Monthly report snapshots published on reports.monthly."
 )
+DEADLETTER_FAILURES = Counter(
+    "heart_deadletter_failures_total",
+    "Records that could not even be dead-lettered (logged critically).",
+    ["stage"],
+)

@@ -15,6 +15,9 @@ from streams.stage import Stage, create_stage
 
 log = logging.getLogger(__name__)
 
+#: Loggers that print record keys and values at DEBUG; kept at INFO or above.
+PAYLOAD_LOGGERS = ("aiokafka", "faust.topics", "faust.transport", "faust.tables")
+
 #: Stage name -> module exposing ``register(stage: Stage) -> None``.
 STAGES: dict[str, str] = {
     "triage": "agents.triage.agent",
@@ -53,4 +56,7 @@ def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> No
     log.info("stage %s: metrics on port %d", name, port)
     print(f"heart worker {name}: metrics on http://127.0.0.1:{port}/metrics", flush=True)
     worker = faust.Worker(stage.app, loglevel=loglevel, quiet=True)
+    # At DEBUG these print every record they send or receive, personal data included.
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
     worker.execute_from_commandline()

@@ -104,6 +104,10 @@ def register(stage: Stage) -> None:
         payload = command.decision or command.status
         if payload is not None:
             stage.clock.observe(payload.occurred_at)
+        elif not stage.clock.known:
+            # A restarted worker on event time has no time until an event arrives: a tick
+            # now would judge queued calls by the wall clock and release them all.
+            return
         now = stage.clock.now()
         payload = payload or Tick(now)
         result = apply(state, payload, roster=roster, policy=policy, now=now)

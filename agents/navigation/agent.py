@@ -226,6 +226,10 @@ async def _handle(
 
 
 async def _sweep(stage: Stage, cases: Any, policy: Policy, partition: int) -> None:
+    if not stage.clock.known:
+        # On event time, before this process has seen an event, time stands still: firing
+        # by the wall clock would release every open follow-up as due and overdue.
+        return
     now = stage.clock.now()
     horizon = _iso(now - RETENTION)
     now_iso = _iso(now)

@@ -42,10 +42,12 @@ class Step:
     superseded_route: str | None = None
 
 
-def decision_id(source_event_id: str) -> str:
+def decision_id(source_event_id: str, call_id: str = "") -> str:
     # Deterministic, so that a decision re-emitted after a crash carries the same
-    # event_id and downstream consumers drop it as a duplicate.
-    return uuid.uuid5(_DECISION_NS, source_event_id).hex
+    # event_id and downstream consumers drop it as a duplicate. The call id is part of the
+    # name: a CAD that reuses an event id for two calls must not make their decisions look
+    # like repeats of each other.
+    return uuid.uuid5(_DECISION_NS, f"{call_id}|{source_event_id}").hex
 
 
 def _remember(seen: list[str], event_id: str) -> list[str]:
@@ -67,7 +69,9 @@ def step(
     if isinstance(event, CallReceived):
         call = event.model_copy(update={"caller": None})
         if state is None:
-            decision = decide(call, policy, event_id=decision_id(event.event_id), now=now)
+            decision = decide(
+                call, policy, event_id=decision_id(event.event_id, event.call_id), now=now
+            )
             return Step(
                 "decided",
                 CallState(
@@ -102,7 +106,7 @@ def step(
         policy,
         revision=state.revision + 1,
         supersedes=state.decision_id,
-        event_id=decision_id(event.event_id),
+        event_id=decision_id(event.event_id, event.call_id),
         now=now,
     )
     new_state = CallState(
