@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from typing import Any
 
 from faust.types import EventT, StreamT
 
@@ -67,13 +69,20 @@ def register(stage: Stage) -> None:
 
 def _count(decision: TriageDecision, superseded_route: str | None) -> None:
     if superseded_route is not None:
-        metrics.DECISIONS_SUPERSEDED.labels(superseded_route, decision.route).inc()
+        _child(metrics.DECISIONS_SUPERSEDED, superseded_route, decision.route).inc()
         return
-    metrics.CALLS.labels(decision.route).inc()
+    _child(metrics.CALLS, decision.route).inc()
     for pilot in decision.pilots:
-        metrics.PILOT_CALLS.labels(pilot).inc()
+        _child(metrics.PILOT_CALLS, pilot).inc()
     for pilot, reason in missed(decision):
-        metrics.ELIGIBLE_MISSED.labels(pilot, reason).inc()
+        _child(metrics.ELIGIBLE_MISSED, pilot, reason).inc()
+
+
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """A metric's labelled child, looked up once: ``labels()`` validates and locks on
+    every call. The label values are a small closed set (routes, pilots, reasons)."""
+    return metric.labels(*labels)
 
 
 def missed(decision: TriageDecision) -> list[tuple[str, str]]:

@@ -1,0 +1,500 @@
+"""Load benchmark: sustain N calls per second through every stage on the embedded broker.
+
+Not a CI test. It starts its own embedded broker (unless ``--bootstrap`` is given), the
+three stage workers as separate processes (``heart worker triage|dispatch|navigation``, on
+event time), and plays a CAD, responder apps and a CAD that closes phone-resolved calls:
+
+- ``cad.calls``: ``call.received`` at ``--rate`` per second, event times following the
+  wall clock from a Monday 10:00 in Durham (inside every pilot's hours); a mix of police,
+  CCD (phone), CRT and CoR calls; every CCD call is closed two seconds later (so Care
+  Navigation schedules a follow-up);
+- ``units.status``: responders answer every ``dispatch.assigned`` with en route, on scene
+  and cleared (so teams come free and dispatch keeps assigning).
+
+Every ``--sample`` seconds it records each stage's consumer lag (``heart_consumergroup_lag``
+summed over partitions, from the worker's /metrics) and each worker's resident memory
+(VmRSS from /proc/<pid>/status). End-to-end latency is measured from record timestamps:
+the CAD ``call.received`` record to its ``triage.decision`` record and to its
+``dispatch.assigned`` record. It prints a table and writes JSON.
+
+    python bench/load.py                      # 600 s at 200 calls/s
+    python bench/load.py --quick --json out.json   # about 15 s, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from schemas import CallClosed, CallReceived, UnitStatusReport  # noqa: E402
+from streams.admin import create_topics  # noqa: E402
+from streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
+from streams.codec import encode  # noqa: E402
+from streams.settings import HeartSettings  # noqa: E402
+from streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS  # noqa: E402
+
+STAGES = ("triage", "dispatch", "navigation")
+#: Monday 15 July 2024, 10:00 in Durham: inside every pilot's hours and every team's shift.
+EVENT_START = datetime(2024, 7, 15, 14, 0, tzinfo=UTC)
+CRT_BEATS = ("111", "214", "411", "512")
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50": pct(50),
+        "p90": pct(90),
+        "p99": pct(99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def metric_sum(port: int, name: str) -> float | None:
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return None
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@dataclass
+class StageWorker:
+    stage: str
+    settings: HeartSettings
+    log_dir: Path
+    metrics_port: int = field(default_factory=find_free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> StageWorker:
+        env = {
+            **os.environ,
+            "HEART_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "HEART_TOPIC_PREFIX": self.settings.topic_prefix,
+            "HEART_METRICS_PORT": str(self.metrics_port),
+            "HEART_CLOCK": "event",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_path = self.log_dir / f"{self.stage}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", self.stage],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def ready(self) -> bool:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "Worker ready" in text or "[^Worker]: Ready" in text
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+class Load:
+    def __init__(
+        self, settings: HeartSettings, rate: float, duration: float, team_share: float
+    ) -> None:
+        self.settings = settings
+        self.team_per_mille = round(team_share * 1000)
+        self.rate = rate
+        self.duration = duration
+        self.sent_at: dict[str, int] = {}  # call_id -> cad record timestamp (ms)
+        self.decided_ms: list[float] = []
+        self.assigned_ms: list[float] = []
+        self.decided: set[str] = set()
+        self.assigned: set[str] = set()
+        self.calls_sent = 0
+        self.reports_sent = 0
+        self.closes_sent = 0
+        self.started = 0.0
+        self.feed_seconds = 0.0
+        #: After the load stops, how long to wait for late decisions and assignments.
+        self.drain_s = 10.0
+        self.stop = asyncio.Event()
+
+    def event_now(self) -> datetime:
+        return EVENT_START + timedelta(seconds=time.monotonic() - self.started)
+
+    def call(self, i: int) -> CallReceived:
+        at = self.event_now()
+        kind = i % 1000
+        team = self.team_per_mille
+        common: dict[str, Any] = {
+            "call_id": f"L-{i}",
+            "event_id": f"load-{i}",
+            "occurred_at": at,
+            "location": {"address": f"{i % 900 + 100} Main St"},
+            "caller": {"name": "Load Test", "phone": "919-555-0000"},
+        }
+        if kind < team * 2 // 3:  # CRT: in a pilot beat, in hours, someone must go
+            return CallReceived(
+                call_type="Welfare Check", beat=CRT_BEATS[i % 4], needs_in_person=True, **common
+            )
+        if kind < team:  # CoR: behavioural health with a weapon
+            return CallReceived(
+                call_type="Mental Health Crisis", beat="111", weapon_involved=True, **common
+            )
+        if kind < team + 270:  # CCD (27%): resolved by phone, closed later
+            return CallReceived(
+                call_type="Mental Health Crisis", beat="312", needs_in_person=False, **common
+            )
+        return CallReceived(call_type="Burglary", beat="213", **common)
+
+    async def run(self) -> None:
+        kwargs = self.settings.aiokafka_kwargs()
+        producer = AIOKafkaProducer(linger_ms=5, **kwargs)  # type: ignore[arg-type]
+        await producer.start()
+        self.started = time.monotonic()
+        watch = asyncio.create_task(self.watch(producer))
+        try:
+            await self.feed(producer)
+        finally:
+            self.stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(watch, 30)
+            await producer.stop()
+
+    async def feed(self, producer: AIOKafkaProducer) -> None:
+        topic = CAD_CALLS.full_name(self.settings.topic_prefix)
+        tick = 0.02
+        closes: list[tuple[float, CallClosed]] = []
+        i = 0
+        pending: list[tuple[str, asyncio.Future[Any]]] = []
+        while time.monotonic() - self.started < self.duration:
+            due = int((time.monotonic() - self.started) * self.rate)
+            while i < due:
+                call = self.call(i)
+                fut = await producer.send(topic, encode(call), key=call.call_id.encode())
+                pending.append((call.call_id, fut))
+                if call.call_type == "Mental Health Crisis" and not call.needs_in_person:
+                    closed = CallClosed(
+                        call_id=call.call_id,
+                        occurred_at=call.occurred_at + timedelta(seconds=2),
+                        event_id=f"close-{i}",
+                    )
+                    closes.append((time.monotonic() + 2.0, closed))
+                i += 1
+            now = time.monotonic()
+            while closes and closes[0][0] <= now:
+                _, closed = closes.pop(0)
+                await producer.send(topic, encode(closed), key=closed.call_id.encode())
+                self.closes_sent += 1
+            done = [(c, f) for c, f in pending if f.done()]
+            pending = [(c, f) for c, f in pending if not f.done()]
+            for call_id, fut in done:
+                self.sent_at[call_id] = fut.result().timestamp
+            await asyncio.sleep(tick)
+        await producer.flush()
+        self.feed_seconds = time.monotonic() - self.started
+        for call_id, fut in pending:
+            self.sent_at[call_id] = (await fut).timestamp
+        self.calls_sent = i
+
+    async def watch(self, producer: AIOKafkaProducer) -> None:
+        """Read decisions and dispatch events; answer assignments as responder apps."""
+        prefix = self.settings.topic_prefix
+        consumer = AIOKafkaConsumer(
+            TRIAGE_DECISIONS.full_name(prefix),
+            DISPATCH_EVENTS.full_name(prefix),
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            **self.settings.aiokafka_kwargs(),  # type: ignore[arg-type]
+        )
+        await consumer.start()
+        decisions = TRIAGE_DECISIONS.full_name(prefix)
+        status_topic = UNITS_STATUS.full_name(prefix)
+        early: list[tuple[str, str, int]] = []
+        drain_until: float | None = None
+        try:
+            while True:
+                if self.stop.is_set():
+                    drain_until = drain_until or time.monotonic() + self.drain_s
+                    caught_up = len(self.decided) >= self.calls_sent and not early
+                    if time.monotonic() > drain_until or caught_up:
+                        return
+                batch = await consumer.getmany(timeout_ms=100)
+                for records in batch.values():
+                    for record in records:
+                        data = orjson.loads(record.value)
+                        call_id = data["call_id"]
+                        if record.topic == decisions:
+                            if data.get("revision") == 1 and call_id not in self.decided:
+                                self.decided.add(call_id)
+                                early.append(("d", call_id, record.timestamp))
+                        elif (
+                            data["event_type"] == "dispatch.assigned"
+                            and call_id not in self.assigned
+                        ):
+                            self.assigned.add(call_id)
+                            early.append(("a", call_id, record.timestamp))
+                            await self.respond(producer, status_topic, data)
+                still = []
+                for kind, call_id, ts in early:
+                    sent = self.sent_at.get(call_id)
+                    if sent is None:
+                        still.append((kind, call_id, ts))
+                        continue
+                    (self.decided_ms if kind == "d" else self.assigned_ms).append(ts - sent)
+                early = still
+        finally:
+            await consumer.stop()
+
+    async def respond(self, producer: AIOKafkaProducer, topic: str, assigned: dict) -> None:
+        team, call_id = assigned["team_id"], assigned["call_id"]
+        base = max(datetime.fromisoformat(assigned["occurred_at"]), self.event_now())
+        for step, status in enumerate(("en_route", "on_scene", "cleared"), start=1):
+            report = UnitStatusReport(
+                team_id=team,
+                status=status,  # type: ignore[arg-type]
+                call_id=call_id,
+                occurred_at=base + timedelta(milliseconds=200 * step),
+                event_id=f"r-{call_id}-{status}",
+            )
+            await producer.send(topic, encode(report), key=team.encode())
+            self.reports_sent += 1
+
+
+async def sample(
+    workers: list[StageWorker], every: float, stop: asyncio.Event, out: dict[str, list]
+) -> None:
+    began = time.monotonic()
+    while not stop.is_set():
+        t = round(time.monotonic() - began, 1)
+        lag: dict[str, Any] = {"t": t}
+        rss: dict[str, Any] = {"t": t}
+        for w in workers:
+            lag[w.stage] = metric_sum(w.metrics_port, "heart_consumergroup_lag")
+            alive = w.proc is not None and w.proc.poll() is None
+            value = rss_mib(w.proc.pid) if alive and w.proc is not None else None
+            rss[w.stage] = round(value, 1) if value is not None else None
+            if not alive and w.stage not in out["died"]:
+                out["died"][w.stage] = t
+        out["lag"].append(lag)
+        out["rss_mib"].append(rss)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    log_dir = Path(tempfile.mkdtemp(prefix="heart-load-"))
+    broker: EmbeddedBroker | None = None
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        broker = EmbeddedBroker(port=find_free_port(), log_file=log_dir / "broker.log").start()
+        bootstrap = broker.bootstrap
+    settings = HeartSettings(kafka_bootstrap=bootstrap, topic_prefix=f"load{int(time.time())}.")
+    workers: list[StageWorker] = []
+    samples: dict[str, Any] = {"lag": [], "rss_mib": [], "died": {}}
+    try:
+        await create_topics(settings)
+        workers = [StageWorker(s, settings, log_dir).start() for s in STAGES]
+        deadline = time.monotonic() + 120
+        while not all(w.ready() for w in workers):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"workers not ready in 120 s; logs in {log_dir}")
+            for w in workers:
+                if w.proc is not None and w.proc.poll() is not None:
+                    raise RuntimeError(f"{w.stage} exited; see {w.log_path}")
+            await asyncio.sleep(0.5)
+        print(
+            f"workers ready; {args.rate:g} calls/s for {args.duration:g} s (logs {log_dir})",
+            flush=True,
+        )
+        load = Load(settings, args.rate, args.duration, args.team_share)
+        load.drain_s = 5.0 if args.quick else 10.0
+        sampler_stop = asyncio.Event()
+        sampler = asyncio.create_task(sample(workers, args.sample, sampler_stop, samples))
+        began = time.monotonic()
+        await load.run()
+        elapsed = time.monotonic() - began
+        sampler_stop.set()
+        await sampler
+        alive = {w.stage: w.proc is not None and w.proc.poll() is None for w in workers}
+    finally:
+        for w in workers:
+            w.stop()
+        if broker is not None:
+            broker.stop()
+
+    def growth(stage: str) -> float | None:
+        series = [s[stage] for s in samples["rss_mib"] if s.get(stage) is not None]
+        if len(series) < 4:
+            return None
+        quarter = max(1, len(series) // 4)
+        # After warm-up: the last quarter's mean minus the second quarter's.
+        return round(
+            statistics.fmean(series[-quarter:]) - statistics.fmean(series[quarter : 2 * quarter]),
+            1,
+        )
+
+    result = {
+        "config": {
+            "rate_per_s": args.rate,
+            "duration_s": args.duration,
+            "sample_s": args.sample,
+            "mix": {
+                "crt+cor (teams)": args.team_share,
+                "ccd": 0.27,
+                "police": round(0.73 - args.team_share, 3),
+            },
+            "machine_cores": os.cpu_count(),
+        },
+        "elapsed_s": round(elapsed, 1),
+        "calls_sent": load.calls_sent,
+        "feed_s": round(load.feed_seconds, 1),
+        "achieved_rate_per_s": round(load.calls_sent / max(load.feed_seconds, 1e-9), 1),
+        "decided_share": round(len(load.decided) / max(1, load.calls_sent), 4),
+        "decided": len(load.decided),
+        "assigned": len(load.assigned),
+        "closes_sent": load.closes_sent,
+        "reports_sent": load.reports_sent,
+        "workers_alive_at_end": alive,
+        "worker_died_at_s": samples["died"],
+        "latency_ms": {
+            "call_to_decision": percentiles(load.decided_ms),
+            "call_to_assignment": percentiles(load.assigned_ms),
+        },
+        "max_lag_messages": {
+            s: max((x[s] or 0) for x in samples["lag"]) if samples["lag"] else None for s in STAGES
+        },
+        "final_lag_messages": {
+            s: samples["lag"][-1][s] if samples["lag"] else None for s in STAGES
+        },
+        "rss_mib_first_last": {
+            s: (
+                samples["rss_mib"][0][s] if samples["rss_mib"] else None,
+                samples["rss_mib"][-1][s] if samples["rss_mib"] else None,
+            )
+            for s in STAGES
+        },
+        "rss_growth_after_warmup_mib": {s: growth(s) for s in STAGES},
+        "lag": samples["lag"],
+        "rss_mib": samples["rss_mib"],
+        "logs": str(log_dir),
+    }
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print()
+    print(
+        f"calls sent {result['calls_sent']} in {result['feed_s']} s "
+        f"({result['achieved_rate_per_s']}/s); decided {result['decided']}, "
+        f"assigned {result['assigned']}"
+    )
+    print(f"{'latency (ms)':24} {'n':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
+    for name, p in result["latency_ms"].items():
+        cells = [p.get(k) for k in ("p50", "p90", "p99", "max")]
+        text = " ".join(f"{c:8.0f}" if c is not None else f"{'-':>8}" for c in cells)
+        print(f"{name:24} {p['n']:7d} {text}")
+    head = ("stage", "max lag", "end lag", "RSS first", "RSS last", "growth")
+    print(f"{head[0]:12} " + " ".join(f"{h:>9}" for h in head[1:]))
+    for s in STAGES:
+        first, last = result["rss_mib_first_last"][s]
+        print(
+            f"{s:12} {result['max_lag_messages'][s] or 0:9.0f} "
+            f"{result['final_lag_messages'][s] or 0:9.0f} {first or 0:9.1f} {last or 0:9.1f} "
+            f"{result['rss_growth_after_warmup_mib'][s] or 0:9.1f}"
+        )
+    print("lag over time (messages, summed over partitions):")
+    step = max(1, len(result["lag"]) // 20)
+    for row in result["lag"][::step]:
+        rss = next((r for r in result["rss_mib"] if r["t"] == row["t"]), {})
+        print(
+            f"  t={row['t']:6.1f}s "
+            + " ".join(f"{s}={row[s] or 0:.0f}" for s in STAGES)
+            + " | RSS MiB "
+            + " ".join(f"{s}={rss.get(s) or 0:.0f}" for s in STAGES)
+        )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=200.0, help="calls per second (default 200)")
+    p.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
+    p.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    p.add_argument(
+        "--team-share",
+        type=float,
+        default=0.01,
+        help="share of calls that need a CRT or CoR team (default 0.01: 2 per second at 200/s)",
+    )
+    p.add_argument("--quick", action="store_true", help="about 15 s of load, for a smoke test")
+    p.add_argument("--json", type=Path, default=Path("bench-load.json"), help="JSON output file")
+    p.add_argument("--bootstrap", default=None, help="use this Kafka instead of an embedded one")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 15.0)
+        args.sample = min(args.sample, 2.0)
+    return args
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    result = asyncio.run(main(args))
+    args.json.write_text(json.dumps(result, indent=2))
+    print_table(result)
+    print(f"\nJSON: {args.json}")
+    if not all(result["workers_alive_at_end"].values()):
+        print(f"a worker died: {result['worker_died_at_s']} (logs {result['logs']})")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
