@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 #: Stages a replay runs; intake adapters (EIDO) are not needed for an export.
 REPLAY_STAGES = ("triage", "dispatch", "navigation", "reporting")
 SYNC_TIMEOUT_S = 15.0
+#: A team that clears takes a waiting call in the same step when one fits; when none does
+#: (off shift, another kind) no answer comes, so this wait is short. Measured on the
+#: Milwaukee month: 2 s here cost 166 of 266 s of replay.
+ASSIGN_AFTER_CLEAR_TIMEOUT_S = 0.3
 TEAM_ROUTES = frozenset({"crt", "cor"})
 
 
@@ -260,7 +264,9 @@ class Replayer:
                 if waiting_kind:
                     # The team that cleared takes the head of the queue: learn its next
                     # call before time moves on, so that its reports are on the agenda.
-                    await self._sync("assigned", event.team_id, timeout=2.0)
+                    await self._sync(
+                        "assigned", event.team_id, timeout=ASSIGN_AFTER_CLEAR_TIMEOUT_S
+                    )
 
     async def _sync(self, kind: str, ident: str, timeout: float = SYNC_TIMEOUT_S) -> None:
         waiter = self._waiting.setdefault((kind, ident), asyncio.Event())
