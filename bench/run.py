@@ -71,7 +71,7 @@ from streams.worker import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 MILWAUKEE = Path(
-    os.environ.get("HEART_BENCH_MILWAUKEE", ROOT.parent / "shared/data/milwaukee-2018-05-calls.csv")
+    os.environ.get("HEART_BENCH_MILWAUKEE", ROOT / "data" / "milwaukee-2018-05-calls.csv")
 )
 DEFAULT_JSON = ROOT / "bench" / "results.json"
 FIRST_EVENTS = (b"dispatch.assigned", b"dispatch.queued", b"dispatch.fallback")

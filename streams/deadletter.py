@@ -127,7 +127,6 @@ class DeadLetterSink:
                 type(exc).__name__,
             )
         metrics.DEADLETTERS.labels(self.stage, reason).inc()
-        self.breaker.record(reason)
         metrics.EVENTS_PRODUCED.labels(self.stage, DEADLETTER_NAME).inc()
         # The error text names fields, never values, so it is safe to log.
         log.warning(
@@ -173,6 +172,7 @@ async def guarded(sink: DeadLetterSink, event: EventT) -> AsyncIterator[None]:
             type(exc).__name__,
             exc_info=log.isEnabledFor(logging.DEBUG),
         )
+        sink.breaker.record("processing_error")
         await sink.send(event, ProcessingError(type(exc).__name__), "processing_error")
 
 
@@ -197,6 +197,9 @@ async def decoded(
         try:
             model = decode(adapter, event.value)
         except DecodeError as exc:
+            # Only unreadable input counts toward the breaker: a valid report refused for
+            # its content (an unknown team) is the app's mistake, not a format change.
+            breaker.record(exc.reason)
             await sink.send(event, exc)
             continue
         breaker.record(None)
