@@ -125,6 +125,7 @@ class Feed:
         key: str | None,
         value: bytes | BaseModel | None,
         headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> None:
         raw = encode(value) if isinstance(value, BaseModel) else value
         await self.producer.send(
@@ -132,6 +133,7 @@ class Feed:
             value=raw,
             key=key.encode() if key is not None else None,
             headers=headers,
+            partition=partition,
         )
 
     async def paced(
