@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -175,3 +178,19 @@ def ids_by(events: Iterable[Any], field: str) -> dict[str, set[str]]:
 
 def of_type(events: Iterable[Any], *kinds: str) -> list[Any]:
     return [e for e in events if e.event_type in kinds]
+
+
+def stop_worker(worker: Any) -> None:
+    """SIGTERM a ``tests.kafka.Worker``, then SIGKILL its process group if it lingers, so
+    that a stage that will not stop (a circuit breaker sleeping, say) never outlives the
+    test that started it."""
+    proc = worker.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

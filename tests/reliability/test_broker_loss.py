@@ -31,8 +31,8 @@ from streams.broker import EmbeddedBroker, find_free_port
 from streams.settings import HeartSettings
 from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
 from tests.factories import call_received
-from tests.kafka import ROOT, Worker, produce, read_topic
-from tests.reliability.support import TopicWatch
+from tests.kafka import ROOT, Worker, processes_with, produce, read_topic
+from tests.reliability.support import TopicWatch, stop_worker
 
 pytestmark = pytest.mark.broker
 
@@ -119,7 +119,7 @@ async def test_workers_reconnect_and_resume_after_the_broker_restarts(
             f"{len(persisted)} of {len(after)} calls"
         )
     finally:
-        worker.kill(signal.SIGTERM)
+        stop_worker(worker)
 
 
 async def _changelog_keys(settings: HeartSettings, topic: str) -> set[str]:
@@ -140,19 +140,6 @@ async def _changelog_keys(settings: HeartSettings, topic: str) -> set[str]:
     finally:
         await consumer.stop()
     return keys
-
-
-def _pids_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -224,7 +211,7 @@ def _heart_up_kill_and_restart(tmp_path: Path) -> None:
         while not _metrics_ok(port):
             assert time.monotonic() < deadline, "triage never served metrics"
             time.sleep(0.5)
-        [victim] = [p for p in _pids_with(marker) if "worker triage" in _cmdline(p)]
+        [victim] = [p for p in processes_with(marker) if "worker triage" in _cmdline(p)]
         os.kill(victim, signal.SIGKILL)
 
         died = read_until(r"stage triage died \(exit (-?\d+)\); restart #1 in (\d+)s", 30)
@@ -237,7 +224,7 @@ def _heart_up_kill_and_restart(tmp_path: Path) -> None:
         while not _metrics_ok(port):
             assert time.monotonic() < deadline, "the restarted triage never served metrics"
             time.sleep(0.5)
-        assert any("worker triage" in _cmdline(p) for p in _pids_with(marker))
+        assert any("worker triage" in _cmdline(p) for p in processes_with(marker))
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         lines.append(rest)
@@ -248,4 +235,4 @@ def _heart_up_kill_and_restart(tmp_path: Path) -> None:
     output = "".join(lines)
     assert proc.returncode == 0, output[-3000:]
     assert "stopped: no stage or broker process left running" in output
-    assert _pids_with(marker) == [], "a stage or broker outlived heart up"
+    assert processes_with(marker) == [], "a stage or broker outlived heart up"

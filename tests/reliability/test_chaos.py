@@ -60,7 +60,7 @@ from streams.topics import (
 from tests.factories import T0, call_received
 from tests.kafka import Worker
 from tests.reliability.conftest import Background
-from tests.reliability.support import Feed, TopicWatch, distinct, ids_by, of_type
+from tests.reliability.support import Feed, TopicWatch, distinct, ids_by, of_type, stop_worker
 
 # Deselected by default (pyproject addopts): these scenarios expose a Faust commit-over-a-gap
 # defect after rebalances (docs/reliability.md, bug 1) and fail intermittently until it is
@@ -128,7 +128,7 @@ async def _chaos(
     finally:
         for w in workers:
             if w.proc is not None and w.proc.poll() is None:
-                w.kill(signal.SIGTERM)
+                stop_worker(w)
         run.logs = [w.log() for w in workers]
 
 

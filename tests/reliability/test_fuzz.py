@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -47,7 +46,7 @@ from streams.topics import (
 )
 from tests.factories import T0, call_received
 from tests.kafka import Worker
-from tests.reliability.support import Feed, TopicWatch, distinct
+from tests.reliability.support import Feed, TopicWatch, distinct, stop_worker
 
 pytestmark = pytest.mark.broker
 POLICY = load_policy()
@@ -534,7 +533,7 @@ async def fuzz(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
             await w.stop()
         for w in workers.values():
             if w.proc is not None and w.proc.poll() is None:
-                w.kill(signal.SIGTERM)
+                stop_worker(w)
 
 
 async def test_every_bad_message_is_dead_lettered_once_per_reader_with_its_reason(

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -64,7 +63,7 @@ from streams.topics import (
 from streams.transport import faust_credentials
 from tests.factories import T0, call_received
 from tests.kafka import ROOT, Worker
-from tests.reliability.support import Feed, TopicWatch, of_type
+from tests.reliability.support import Feed, TopicWatch, of_type, stop_worker
 
 NAMES = ("Zelda Quixote-Pemberton", "Rosalind Okonkwo-Vasquez", "Ýmir Þórðarson")
 PHONES = ("919-555-0147", "+1 (984) 555-0199", "9195550123")
@@ -205,7 +204,7 @@ async def test_planted_personal_data_never_leaks(
         for w in watches.values():
             await w.stop()
         for w in workers.values():
-            w.kill(signal.SIGTERM)
+            stop_worker(w)
 
     decisions = watches[TRIAGE_DECISIONS.name].events()
     assert {d.call_id for d in decisions} == valid, "the planted calls went through"
@@ -465,7 +464,7 @@ async def test_debug_logging_does_not_leak_personal_data(
     finally:
         await feed.stop()
         await decisions.stop()
-        worker.kill(signal.SIGTERM)
+        stop_worker(worker)
     leaks = _leaks(worker.log())
     lines = [line[:160] for line in worker.log().splitlines() if _leaks(line)][:3]
     assert leaks == [], f"--loglevel debug logs personal data, e.g. {lines}"

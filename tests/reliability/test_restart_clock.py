@@ -32,7 +32,7 @@ from streams.topics import DISPATCH_EVENTS, FOLLOWUP_TASKS, FOLLOWUP_TIMERS, TRI
 from tests.factories import T0, call_received
 from tests.kafka import Worker
 from tests.reliability.conftest import Background
-from tests.reliability.support import Feed, TopicWatch, of_type
+from tests.reliability.support import Feed, TopicWatch, of_type, stop_worker
 
 pytestmark = pytest.mark.broker
 POLICY = load_policy()
@@ -76,7 +76,7 @@ async def dispatch_after_restart(settings: HeartSettings, tmp_path: Path) -> lis
     finally:
         for w in (first, second):
             if w is not None and w.proc is not None and w.proc.poll() is None:
-                w.kill(signal.SIGTERM)
+                stop_worker(w)
         await feed.stop()
         await events.stop()
 
@@ -114,7 +114,7 @@ async def navigation_after_restart(settings: HeartSettings, tmp_path: Path) -> l
     finally:
         for w in (first, second):
             if w is not None and w.proc is not None and w.proc.poll() is None:
-                w.kill(signal.SIGTERM)
+                stop_worker(w)
         await feed.stop()
         await timers.stop()
         await tasks.stop()

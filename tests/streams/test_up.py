@@ -13,20 +13,7 @@ import uuid
 from pathlib import Path
 
 from streams.broker import find_free_port
-from tests.kafka import ROOT
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
+from tests.kafka import ROOT, processes_with
 
 
 def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
