@@ -14,7 +14,8 @@ from datetime import datetime
 
 from faust.types import StreamT
 
-from agents.dispatch.area import TEAM_ROUTES, AreaState, Tick, apply, event_key
+from agents.dispatch.area import TEAM_ROUTES, AreaState, Tick, apply, call_named, event_key
+from agents.dispatch.finished import FinishedLedger
 from agents.dispatch.roster import Roster, load_roster
 from agents.dispatch.units import ON_CALL, STATUSES
 from policy import Policy, load_policy
@@ -45,8 +46,20 @@ def register(stage: Stage) -> None:
         "areas",
         default=None,
         partitions=DISPATCH_COMMANDS.partitions,
-        help="Each service area's teams, calls and queue.",
+        help="Each service area's teams, open calls and queue.",
     )
+    ledger = FinishedLedger(
+        stage.app.Table(
+            "finished-calls",
+            default=None,
+            partitions=DISPATCH_COMMANDS.partitions,
+            help="Released and cleared calls, kept to recognise repeats; keyed by area.",
+        )
+    )
+    # The validated state last written per area: revalidating the stored JSON on every
+    # command costs more than the command. Identity with the table's value proves it is
+    # still current (a recovery or another writer replaces the value object).
+    models: dict[str, tuple[object, AreaState]] = {}
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, DISPATCH_COMMANDS.name)
 
@@ -94,11 +107,15 @@ def register(stage: Stage) -> None:
                 DISPATCH_COMMANDS, area, DispatchCommand(kind="tick", area=area, tick_at=now)
             )
 
+    def load(area: str) -> AreaState:
+        stored = areas.get(area)
+        cached = models.get(area)
+        if cached is not None and cached[0] is stored:
+            return cached[1]
+        return AreaState.model_validate(stored) if stored is not None else AreaState(area=area)
+
     async def handle(command: DispatchCommand) -> None:
-        stored = areas.get(command.area)
-        state = (
-            AreaState.model_validate(stored) if stored is not None else AreaState(area=command.area)
-        )
+        state = load(command.area)
         # Time advances here, in command order, not in the intake agents: on event
         # time a report read ahead must not age the queue before its turn.
         payload = command.decision or command.status
@@ -110,7 +127,9 @@ def register(stage: Stage) -> None:
             return
         now = stage.clock.now()
         payload = payload or Tick(now)
-        result = apply(state, payload, roster=roster, policy=policy, now=now)
+        call_id = call_named(payload)
+        finished = ledger.get(command.area, call_id) if call_id not in state.calls else None
+        result = apply(state, payload, roster=roster, policy=policy, now=now, finished=finished)
         if result.outcome == "duplicate":
             duplicates.inc()
         for rejection in result.rejections:
@@ -133,8 +152,14 @@ def register(stage: Stage) -> None:
                 cause_event_id=record.cause_event_id,
             )
             await stage.send(UNITS_AUDIT, record.team_id, audit)
+        for record in result.finished:
+            ledger.put(command.area, record)
+        if isinstance(payload, Tick):
+            ledger.prune(command.area, now)
         if result.state is not state:
-            areas[command.area] = result.state.model_dump(mode="json")
+            stored = result.state.model_dump(mode="json")
+            areas[command.area] = stored
+            models[command.area] = (stored, result.state)
         _gauge(result.state, roster, policy, now)
 
     @stage.app.agent(stage.topic(DISPATCH_COMMANDS), name="dispatch")

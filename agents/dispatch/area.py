@@ -40,14 +40,24 @@ Exactly one assignment per call
     or an older one arriving late, is a duplicate. A newer decision for a queued call
     updates it in place (kind, priority, place, notes) and keeps its age; for an assigned
     call it never brings a second team: the assigned team stays on and reports. A call
-    released to police stays released. Records are forgotten :data:`CALL_MEMORY` after the
-    call is finished; a decision older than that for an unknown call is refused
+    released to police stays released.
+
+Open and finished calls are kept apart
+    The area value holds only teams, the queue and open calls (queued or assigned), so its
+    size follows the work in hand, not the hours of calls behind it. A call that finishes
+    (released or cleared) leaves it in :attr:`Result.finished` as a slim
+    :class:`FinishedCall`; the agent files it in a per-call ledger
+    (:mod:`agents.dispatch.finished`) and passes it back in ``finished=`` when a later
+    command names that call. The ledger forgets a finished call :data:`CALL_MEMORY` after
+    it finished; a decision older than that for an unknown call is refused
     (``stale_decision``), so a very late redelivery cannot dispatch a forgotten call again.
 
 Unit status reports
     Checked in this order; a refused report leaves the state exactly as it was:
     ``unknown_team`` (not in the roster for this area), duplicate event id (ignored, not
-    refused), ``stale_report`` (older than the team's last accepted report),
+    refused: one of the team's recent reports, or a report already applied to the call it
+    names, so a report re-forwarded after a crash is recognised however old),
+    ``stale_report`` (older than the team's last accepted report),
     ``call_mismatch`` (names a call other than the one the team holds),
     ``illegal_transition`` (see :mod:`agents.dispatch.units`), ``backup_without_call``.
     ``cleared`` frees the team at once (``cleared -> available``). ``transporting`` has no
@@ -91,6 +101,8 @@ TEAM_ROUTES: frozenset[str] = frozenset({"crt", "cor"})
 CALL_MEMORY = timedelta(hours=6)
 #: Report event ids remembered per team; apps retry recent reports, not old ones.
 RECENT_REPORTS = 16
+#: Report event ids remembered per call: every report a team sends about one call.
+CALL_REPORTS = 64
 
 _EVENT_NS = uuid.UUID("0b7e3c52-5d1e-4b8e-9a57-2f6c4d9e1a38")
 
@@ -188,6 +200,43 @@ class CallRecord(BaseModel):
     finished_at: AwareDatetime | None = None
     #: Why it was released, for released calls.
     reason: str | None = None
+    #: Event ids of the reports applied to this call, to recognise a repeat of any of them.
+    reports: list[str] = Field(default_factory=list)
+
+
+class FinishedCall(BaseModel):
+    """What is kept of a released or cleared call: enough to recognise a repeated or
+    superseding decision and a repeated report, none of the call's details."""
+
+    call_id: str
+    kind: TeamKind
+    status: Literal["released", "cleared"]
+    opened_by: str
+    decision_id: str
+    revision: int
+    team_id: str | None = None
+    finished_at: AwareDatetime
+    reason: str | None = None
+    reports: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, record: CallRecord) -> FinishedCall:
+        return cls.model_validate(
+            record.model_dump(
+                include={
+                    "call_id",
+                    "kind",
+                    "status",
+                    "opened_by",
+                    "decision_id",
+                    "revision",
+                    "team_id",
+                    "finished_at",
+                    "reason",
+                    "reports",
+                }
+            )
+        )
 
 
 class TeamState(BaseModel):
@@ -207,6 +256,7 @@ class AreaState(BaseModel):
 
     area: str
     teams: dict[str, TeamState] = Field(default_factory=dict)
+    #: Open calls only: queued or assigned (see "Open and finished calls are kept apart").
     calls: dict[str, CallRecord] = Field(default_factory=dict)
     #: Queued call ids in dispatch order.
     queue: list[str] = Field(default_factory=list)
@@ -222,6 +272,17 @@ class Result:
     rejections: list[Rejection] = field(default_factory=list)
     audit: list[AuditRecord] = field(default_factory=list)
     outcome: Outcome = "applied"
+    #: Calls that finished (or, finished already, were re-decided) with this command.
+    finished: list[FinishedCall] = field(default_factory=list)
+
+
+def call_named(command: Command) -> str | None:
+    """The call a command names, whose finished record :func:`apply` may need."""
+    if isinstance(command, TriageDecision):
+        return command.call_id
+    if isinstance(command, UnitStatusReport):
+        return command.call_id
+    return None
 
 
 def event_key(event: DispatchEvent) -> str:
@@ -238,10 +299,13 @@ class _Step:
     roster: Roster
     policy: Policy
     now: datetime
+    #: The finished record of the call the command names, if the caller has one.
+    finished_in: FinishedCall | None = None
     #: The command's event id (None for a Tick), named as the cause in audit records.
     cause: str | None = None
     events: list[DispatchEvent] = field(default_factory=list)
     audit: list[AuditRecord] = field(default_factory=list)
+    finished: list[FinishedCall] = field(default_factory=list)
 
 
 def apply(
@@ -251,9 +315,16 @@ def apply(
     roster: Roster,
     policy: Policy,
     now: datetime,
+    finished: FinishedCall | None = None,
 ) -> Result:
-    """Apply one command to one area's state (see the module docstring for the rules)."""
-    step = _Step(state.model_copy(deep=True), roster, policy, now)
+    """Apply one command to one area's state (see the module docstring for the rules).
+
+    ``finished`` is the caller's record of the call the command names
+    (:func:`call_named`), when that call finished earlier and left the area.
+    """
+    if finished is not None and finished.call_id != call_named(command):
+        raise ValueError(f"finished record {finished.call_id} is not the command's call")
+    step = _Step(state.model_copy(deep=True), roster, policy, now, finished)
     _sync_teams(step)
     outcome: Outcome | Rejection
     new_call: str | None = None
@@ -275,14 +346,14 @@ def apply(
     if outcome != "applied":
         return Result(state, outcome=outcome)
 
-    _prune(step)
     _drain(step)
     _release(step)
     if new_call is not None and step.state.calls[new_call].status == "queued":
         _emit(step, "dispatch.queued", step.state.calls[new_call], reason="no_team_free")
-    if step.state == state:
+    _retire(step)
+    if step.state == state and not step.finished:
         return Result(state)
-    return Result(step.state, step.events, [], step.audit)
+    return Result(step.state, step.events, [], step.audit, finished=step.finished)
 
 
 def _sync_teams(step: _Step) -> None:
@@ -298,6 +369,15 @@ def _sync_teams(step: _Step) -> None:
 
 def _on_decision(step: _Step, decision: TriageDecision) -> Outcome | Rejection:
     record = step.state.calls.get(decision.call_id)
+    done = step.finished_in
+    if record is None and done is not None:
+        if decision.event_id == done.decision_id or decision.revision <= done.revision:
+            return "duplicate"
+        # Gone to police or cleared: a newer decision does not reopen it, but a later
+        # repeat of this one must be recognised.
+        update = {"decision_id": decision.event_id, "revision": decision.revision}
+        step.finished.append(done.model_copy(update=update))
+        return "applied"
     if record is not None:
         if decision.event_id == record.decision_id or decision.revision <= record.revision:
             return "duplicate"
@@ -391,7 +471,7 @@ def _on_report(step: _Step, report: UnitStatusReport) -> Outcome | Rejection:
             "unknown_team", f"team {report.team_id!r} is not on area {area!r}'s roster ({where})"
         )
     current = step.state.teams[team.id]
-    if report.event_id in current.recent_reports:
+    if report.event_id in current.recent_reports or _applied_to_call(step, report):
         return "duplicate"
     if current.last_report_at is not None and report.occurred_at < current.last_report_at:
         return Rejection(
@@ -421,6 +501,8 @@ def _on_report(step: _Step, report: UnitStatusReport) -> Outcome | Rejection:
     at = report.occurred_at
     current.last_report_at = at
     current.recent_reports = [*current.recent_reports, report.event_id][-RECENT_REPORTS:]
+    if record is not None:
+        record.reports = [*record.reports, report.event_id][-CALL_REPORTS:]
     if record is not None and report.backup_requested and record.backup_requested_at is None:
         record.backup_requested_at = at
         _emit(step, "dispatch.backup_requested", record, team_id=team.id, at=at)
@@ -460,6 +542,17 @@ def _on_report(step: _Step, report: UnitStatusReport) -> Outcome | Rejection:
         # Clearing frees the team; the drain that follows hands it the queue's head.
         _set_status(step, team.id, "available", at, "freed")
     return "applied"
+
+
+def _applied_to_call(step: _Step, report: UnitStatusReport) -> bool:
+    if report.call_id is None:
+        return False
+    record = step.state.calls.get(report.call_id) or step.finished_in
+    return (
+        record is not None
+        and record.team_id == report.team_id
+        and (report.event_id in record.reports)
+    )
 
 
 def _set_status(
@@ -530,11 +623,25 @@ def _pick(step: _Step, record: CallRecord) -> str | None:
     return min(candidates, key=preference).id if candidates else None
 
 
+def _free_kinds(step: _Step) -> set[str]:
+    return {team.kind for team in step.roster.teams_in(step.state.area) if _free(step, team)}
+
+
 def _drain(step: _Step) -> None:
     queue = step.state.queue
+    if not queue:
+        return
+    # Kept sorted so the stored queue reads in dispatch order (Timsort on a sorted list
+    # is linear).
     queue.sort(key=lambda call_id: _queue_order(step.state.calls[call_id]))
+    # Most commands find no free team; knowing that up front keeps a long queue cheap.
+    free = _free_kinds(step)
+    if not free:
+        return
     for call_id in list(queue):
         record = step.state.calls[call_id]
+        if record.kind not in free:
+            continue
         team_id = _pick(step, record)
         if team_id is None:
             continue
@@ -551,17 +658,23 @@ def _drain(step: _Step) -> None:
             team_id=team_id,
             decision_to_assignment_s=_span(record.decided_at, step.now),
         )
+        free = _free_kinds(step)
+        if not free:
+            return
 
 
 def _release(step: _Step) -> None:
+    if not step.state.queue:
+        return
     max_wait = timedelta(minutes=step.policy.dispatch.max_queue_wait_minutes)
     teams = step.roster.teams_in(step.state.area)
+    kinds = {team.kind for team in teams}
+    on_shift = {team.kind for team in teams if team.on_shift(step.now, step.policy.zone)}
     for call_id in list(step.state.queue):
         record = step.state.calls[call_id]
-        kind = [team for team in teams if team.kind == record.kind]
-        if not kind:
+        if record.kind not in kinds:
             reason = "no_team_of_kind"
-        elif not any(team.on_shift(step.now, step.policy.zone) for team in kind):
+        elif record.kind not in on_shift:
             reason = "no_team_on_shift"
         elif step.now - record.decided_at >= max_wait:
             reason = "no_team_free"
@@ -584,13 +697,10 @@ def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
     )
 
 
-def _prune(step: _Step) -> None:
-    horizon = step.now - CALL_MEMORY
+def _retire(step: _Step) -> None:
     calls = step.state.calls
-    for call_id in [
-        c for c, r in calls.items() if r.finished_at is not None and r.finished_at < horizon
-    ]:
-        del calls[call_id]
+    for call_id in [c for c, r in calls.items() if r.status in FINISHED]:
+        step.finished.append(FinishedCall.of(calls.pop(call_id)))
 
 
 # --- events -------------------------------------------------------------------------------

@@ -15,11 +15,14 @@ import pytest
 from agents.dispatch.area import (
     CALL_MEMORY,
     AreaState,
+    FinishedCall,
     Result,
     Tick,
     apply,
+    call_named,
     event_key,
 )
+from agents.dispatch.finished import FinishedLedger
 from agents.dispatch.roster import Roster, load_roster, parse_roster
 from policy import Policy, load_policy
 from schemas.dispatch import UnitStatusReport
@@ -119,20 +122,40 @@ def report(team_id: str, status: str, at: datetime, **overrides: Any) -> UnitSta
 
 
 class Desk:
-    """One area's state fed command by command, as the agent would, at an injected time."""
+    """One area's state and finished-call ledger fed command by command, as the agent
+    would, at an injected time."""
 
     def __init__(self, roster: Roster, policy: Policy, area: str = AREA) -> None:
         self.roster = roster
         self.policy = policy
         self.state = AreaState(area=area)
+        self.table: dict[str, Any] = {}
+        self.ledger = FinishedLedger(self.table)
         self.now = T0
 
     def send(self, command: Any, at: datetime | None = None) -> Result:
         if at is not None:
             self.now = at
-        result = apply(self.state, command, roster=self.roster, policy=self.policy, now=self.now)
+        area, call_id = self.state.area, call_named(command)
+        finished = self.ledger.get(area, call_id) if call_id not in self.state.calls else None
+        result = apply(
+            self.state,
+            command,
+            roster=self.roster,
+            policy=self.policy,
+            now=self.now,
+            finished=finished,
+        )
+        # The ledger's values pass through JSON, as they do through the table's changelog.
+        for record in result.finished:
+            self.ledger.put(area, FinishedCall.model_validate_json(record.model_dump_json()))
+        if isinstance(command, Tick):
+            self.ledger.prune(area, self.now)
         self.state = result.state
         return result
+
+    def finished(self, call_id: str) -> FinishedCall | None:
+        return self.ledger.get(self.state.area, call_id)
 
     def status(self, team_id: str) -> tuple[str, str | None]:
         current = self.state.teams[team_id]
@@ -438,7 +461,12 @@ def test_fallback_after_the_maximum_wait(desk: Any, policy: Policy) -> None:
     )
     assert event_key(fallback) == "C-1"
     assert fallback.location is not None
-    assert d.state.queue == [] and d.state.calls["C-1"].status == "released"
+    assert d.state.queue == [] and "C-1" not in d.state.calls
+    released = d.finished("C-1")
+    assert released is not None and (released.status, released.reason) == (
+        "released",
+        "no_team_free",
+    )
     # Released means released: the team that clears later does not go.
     later = d.send(report("A", "cleared", T0 + minutes(12)), at=T0 + minutes(12))
     assert assigned(later) == {}
@@ -510,7 +538,10 @@ def test_full_call_timings_and_audit(desk: Any) -> None:
         ("cleared", "available", "freed", reports[3].event_id, "C-9"),
     ]
     assert d.status("A") == ("available", None)
-    assert d.state.calls["C-9"].status == "cleared"
+    done = d.finished("C-9")
+    assert done is not None and (done.status, done.team_id) == ("cleared", "A")
+    assert done.reports == [r.event_id for r in reports]
+    assert "C-9" not in d.state.calls
 
 
 def test_assignment_is_audited_with_its_decision(desk: Any) -> None:
@@ -660,22 +691,28 @@ def test_state_round_trips_through_json(desk: Any) -> None:
     d.send(report("P", "cleared", T0 + minutes(9)), at=T0 + minutes(9))
     d.send(decision("K-2", "cor", at=T0 + minutes(9)))
     d.send(decision("K-3", "cor", at=T0 + minutes(9)))
+    d.send(report("P", "on_scene", T0 + minutes(12)), at=T0 + minutes(12))
     wire = json.dumps(d.state.model_dump(mode="json"))
     restored = AreaState.model_validate(json.loads(wire))
     assert restored == d.state
-    assert restored.calls["K-1"].on_scene_at == T0 + minutes(4)
-    assert restored.calls["K-1"].decided_at.tzinfo is not None
+    assert restored.calls["K-2"].on_scene_at == T0 + minutes(12)
+    assert restored.calls["K-2"].decided_at.tzinfo is not None
+    assert restored.queue == ["K-3"]
+    finished = d.finished("K-1")
+    assert finished is not None and finished.finished_at == T0 + minutes(9)
 
 
 def test_finished_calls_are_forgotten_and_ancient_decisions_refused(desk: Any) -> None:
     d = desk(team("A", beat="111"))
     d.send(decision("C-1"))
     d.send(report("A", "cleared", T0 + minutes(30)), at=T0 + minutes(30))
+    assert "C-1" not in d.state.calls  # finished calls leave the area at once
     d.send(Tick(T0 + minutes(30) + CALL_MEMORY), at=T0 + minutes(30) + CALL_MEMORY)
-    assert "C-1" in d.state.calls
+    assert d.finished("C-1") is not None
     late = T0 + minutes(31) + CALL_MEMORY
     d.send(Tick(late), at=late)
-    assert "C-1" not in d.state.calls
+    assert d.finished("C-1") is None
+    assert d.table == {"city|finished-buckets": []}  # nothing left behind
     result = d.send(decision("C-1"), at=late)
     assert [r.reason for r in result.rejections] == ["stale_decision"]
     assert d.status("A") == ("available", None)
@@ -701,3 +738,76 @@ def test_the_durham_default_pool_dispatches(policy: Policy) -> None:
     assert assigned(spanish) == {"C-1": "CRT-3"}
     risky = d.send(decision("C-2", "cor", beat="214", weapon_involved=True))
     assert assigned(risky) == {"C-2": "COR-1"}
+
+
+# --- open and finished calls kept apart ---------------------------------------------------
+
+
+def test_a_report_replayed_after_a_crash_is_a_repeat_not_stale(desk: Any) -> None:
+    # After a crash the intake re-forwards reports the area had applied; once the team has
+    # moved on they are older than its last report but must not be refused as stale.
+    d = desk(team("A", beat="111"), team("B", beat="311"))
+    d.send(decision("C-1"))
+    trail = [
+        report("A", status, T0 + minutes(n), call_id="C-1")
+        for status, n in (("en_route", 1), ("on_scene", 6), ("cleared", 30))
+    ]
+    for r in trail:
+        d.send(r, at=r.occurred_at)
+    d.send(decision("C-2", at=T0 + minutes(31)), at=T0 + minutes(31))
+    later = [report("A", "en_route", T0 + minutes(32 + n), call_id="C-2") for n in range(20)]
+    d.send(later[0], at=later[0].occurred_at)  # the team's 16 recent ids now roll over
+    for r in later[1:]:
+        d.send(report("A", "en_route", r.occurred_at, call_id="C-2"), at=r.occurred_at)
+    before = d.state
+    for r in trail:  # C-1 finished: recognised from the ledger
+        replay = d.send(r, at=T0 + minutes(60))
+        assert (replay.outcome, replay.rejections, replay.events) == ("duplicate", [], [])
+    replay = d.send(later[0], at=T0 + minutes(60))  # C-2 open: recognised from the call
+    assert (replay.outcome, replay.rejections) == ("duplicate", [])
+    assert d.state is before
+    # A report that was never applied is still refused when it is older.
+    stale = d.send(report("A", "on_scene", T0 + minutes(2), call_id="C-1"), at=T0 + minutes(60))
+    assert [r.reason for r in stale.rejections] == ["stale_report"]
+    # Another team's report naming C-1 does not borrow A's history.
+    other = d.send(
+        report("B", "on_scene", T0 + minutes(6), call_id="C-1", event_id=trail[1].event_id),
+        at=T0 + minutes(60),
+    )
+    assert [r.reason for r in other.rejections] == ["illegal_transition"]
+
+
+def test_the_area_value_holds_only_open_calls(desk: Any) -> None:
+    d = desk(team("A", beat="111"), team("B", beat="112"))
+    sizes = []
+    for n in range(300):
+        at = T0 + minutes(n)
+        d.send(decision(f"C-{n}", at=at), at=at)
+        holder = "A" if d.state.teams["A"].call_id == f"C-{n}" else "B"
+        d.send(report(holder, "cleared", at + minutes(0.5), call_id=f"C-{n}"), at=at)
+        sizes.append(len(json.dumps(d.state.model_dump(mode="json"))))
+    assert d.state.calls == {} and d.state.queue == []
+    # Bounded by the teams, not by the 300 calls behind them.
+    assert max(sizes[100:]) <= max(sizes[:10]) + 200
+    assert all(d.finished(f"C-{n}") is not None for n in range(300))
+
+
+def test_a_finished_call_is_not_reopened_and_its_repeats_are_recognised(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(report("A", "cleared", T0 + minutes(20), call_id="C-1"), at=T0 + minutes(20))
+    newer = d.send(decision("C-1", "cor", revision=2), at=T0 + minutes(21))
+    assert (newer.outcome, newer.events, newer.audit) == ("applied", [], [])
+    assert [(f.call_id, f.revision, f.status) for f in newer.finished] == [("C-1", 2, "cleared")]
+    for again in (decision("C-1", "cor", revision=2), decision("C-1", revision=1)):
+        assert d.send(again, at=T0 + minutes(22)).outcome == "duplicate"
+    assert d.status("A") == ("available", None)
+
+
+def test_apply_refuses_a_finished_record_of_another_call(desk: Any, policy: Policy) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(report("A", "cleared", T0 + minutes(20), call_id="C-1"), at=T0 + minutes(20))
+    record = d.finished("C-1")
+    with pytest.raises(ValueError, match="not the command's call"):
+        apply(d.state, decision("C-2"), roster=d.roster, policy=policy, now=T0, finished=record)
