@@ -55,6 +55,20 @@ class HeartSettings(BaseModel):
     breaker_min_events: int = Field(20, ge=1)
     breaker_cooldown_s: float = Field(30.0, gt=0)
 
+    # Events dated further ahead of the stage's time than this are dead-lettered as
+    # future_timestamp: a device with a broken clock must not lock a team in its status
+    # or move an event clock years ahead. Responder apps report as things happen, so
+    # their reports get a tight bound; other sources (CAD, other stages) a day.
+    future_tolerance_s: float = Field(86_400.0, gt=0)
+    future_tolerance_status_s: float = Field(300.0, gt=0)
+    # On the event clock the stage's time is the newest event it has read, which trails a
+    # sped-up simulation (heart up --speed N) by consumer lag x N: a tight bound would
+    # refuse good reports there, so every topic gets this one.
+    future_tolerance_event_clock_s: float = Field(86_400.0, gt=0)
+    # Triage forgets a call this long after its last event, closed or not: a CAD that
+    # never sends call.closed must not grow the stage without bound.
+    triage_call_retention_h: float = Field(12.0, gt=0)
+
     clock: Literal["wall", "event"] = "wall"
     policy: str | None = Field(None, description="Path to a policy TOML file.")
     roster: str | None = Field(None, description="Path to a team roster TOML file.")
