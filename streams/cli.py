@@ -38,8 +38,7 @@ def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.admin import create_topics, describe_topics
-    from streams.topics import CATALOG
+    from streams.admin import all_topics, create_topics, describe_topics
 
     if args.action == "create":
         result = asyncio.run(create_topics(settings))
@@ -47,7 +46,7 @@ def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
             print(f"{state:8} {name}")
         return 0
     present = asyncio.run(describe_topics(settings))
-    for spec in CATALOG.values():
+    for spec in all_topics():
         name = spec.full_name(settings.topic_prefix)
         where = f"{present[name]} partitions" if name in present else "missing"
         print(f"{name:28} key={spec.key:12} {where:14} {spec.description}")

@@ -48,6 +48,11 @@ class HeartSettings(BaseModel):
     # The embedded broker under-reports end offsets; correcting them costs one fetch per
     # changelog partition at recovery and is harmless on Apache Kafka.
     correct_end_offsets: bool = True
+    # Table recovery that applies no changelog record for this long is stuck (seen after a
+    # broker loss: it waited for good on records the broker said were there); the worker
+    # then exits non-zero so its supervisor (heart up, Kubernetes, compose) restarts it.
+    # A healthy recovery applies records continuously. 0 disables the deadline.
+    recovery_stall_timeout_s: float = Field(60.0, ge=0)
 
     # Dead-letter circuit breaker: pause a stage when too many recent messages fail.
     breaker_window: int = Field(100, ge=1)

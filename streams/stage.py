@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from faust.types import TopicT
+from faust.types import TableT, TopicT
 from pydantic import BaseModel
 
 from streams import lag, metrics
@@ -18,7 +18,7 @@ from streams.clock import Clock, make_clock
 from streams.codec import encode
 from streams.deadletter import DeadLetterSink
 from streams.settings import HeartSettings
-from streams.topics import CATALOG, DEADLETTER, TopicSpec
+from streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
 from streams.transport import HeartApp
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,13 @@ class Stage:
                 config=dict(spec.config),
             )
         return self._topics[spec.name]
+
+    def table(self, spec: TableSpec) -> TableT[Any, Any]:
+        """The Faust table for a declared table, so its changelog matches the one
+        ``streams.admin.create_topics`` creates (name, partitions)."""
+        if spec.stage != self.name:
+            raise ValueError(f"table {spec.name!r} belongs to stage {spec.stage}, not {self.name}")
+        return self.app.Table(spec.name, default=None, partitions=spec.partitions, help=spec.help)
 
     @cached_property
     def deadletters(self) -> DeadLetterSink:

@@ -183,3 +183,90 @@ CAD_EIDO = TopicSpec(
     config=_retention(30),
 )
 CATALOG[CAD_EIDO.name] = CAD_EIDO
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A stage's Faust table, declared here rather than in its agent alone.
+
+    Faust writes each table to a changelog topic named ``<app id>-<table>-changelog`` and
+    declares it only when the worker starts. After a broker loss the topic comes back
+    through the broker's auto-creation instead (4 partitions on the embedded broker, no
+    compaction), and recovery waits for partitions that do not match the table's. Declared
+    here, ``streams.admin.create_topics`` creates it with the catalog, and the stage makes
+    its table from the same declaration (:meth:`streams.stage.Stage.table`).
+    """
+
+    stage: str
+    name: str
+    partitions: int
+    help: str
+
+    @property
+    def changelog(self) -> TopicSpec:
+        # Faust's name for the changelog, with the app id of streams.app.app_id.
+        return TopicSpec(
+            f"heart-{self.stage}-{self.name}-changelog",
+            key="the table's key",
+            value=Any,
+            partitions=self.partitions,
+            description=f"Internal: changelog of {self.stage}'s {self.name!r} table.",
+            config={"cleanup.policy": "compact"},
+        )
+
+
+TRIAGE_CALLS = TableSpec(
+    "triage",
+    "calls",
+    partitions=CAD_CALLS.partitions,
+    help="Open calls: last decision and recent event ids, for de-duplication.",
+)
+DISPATCH_AREAS = TableSpec(
+    "dispatch",
+    "areas",
+    partitions=DISPATCH_COMMANDS.partitions,
+    help="Each service area's teams, calls and queue.",
+)
+DISPATCH_FINISHED_CALLS = TableSpec(
+    "dispatch",
+    "finished-calls",
+    partitions=DISPATCH_COMMANDS.partitions,
+    help="Released and cleared calls, kept to recognise repeats; keyed by area.",
+)
+NAVIGATION_CASES = TableSpec(
+    "navigation",
+    "cases",
+    partitions=NAVIGATION_COMMANDS.partitions,
+    help="One follow-up case per contact, with its timers.",
+)
+EIDO_INCIDENTS = TableSpec(
+    "eido",
+    "incidents",
+    partitions=CAD_EIDO.partitions,
+    help="Each incident's call as last translated, to turn later EIDOs into updates.",
+)
+REPORT_RECORDS = TableSpec(
+    "reporting",
+    "report-records",
+    partitions=REPORTS_COMMANDS.partitions,
+    help="Per call or case: what the monthly report keeps of it.",
+)
+REPORT_PARTS = TableSpec(
+    "reporting",
+    "report-parts",
+    partitions=REPORTS_COMMANDS.partitions,
+    help="Per month and call: the call's contribution to the month.",
+)
+
+#: Every stage's tables; tests/streams check that the agents make exactly these.
+TABLES: tuple[TableSpec, ...] = (
+    TRIAGE_CALLS,
+    DISPATCH_AREAS,
+    DISPATCH_FINISHED_CALLS,
+    NAVIGATION_CASES,
+    EIDO_INCIDENTS,
+    REPORT_RECORDS,
+    REPORT_PARTS,
+)
+#: Changelog topic name (without prefix) -> its spec, created alongside the catalog.
+CHANGELOGS: dict[str, TopicSpec] = {t.changelog.name: t.changelog for t in TABLES}

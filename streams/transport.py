@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, cast
 
@@ -33,6 +33,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, CollectionT, EventT, Message, StreamT
 from faust.types.auth import CredentialsT
 from faust.types.transports import TransportT
+from mode import Service
 
 from streams.settings import HeartSettings
 
@@ -185,9 +186,158 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await true_end_offsets(settings, partitions, reported=reported)
 
 
+#: How long a hole at the head of a partition's acknowledged offsets may last before the
+#: partition is rewound to re-read it. Acks arrive in offset order within a partition, so a
+#: hole is a record the stream never got; the grace only rides out a batch in flight.
+HOLE_REWIND_AFTER_S = 3.0
+
+
 class HeartConsumer(faust_aiokafka.Consumer):
+    """Faust's consumer, never committing past a record its streams did not process.
+
+    faust-streaming 0.15.3 can hand a stream the records after a rebalance without the one
+    at the committed position (records fetched around the rebalance are dropped, or a
+    partition that never had a commit keeps its pre-rebalance fetch position), and
+    ``Consumer._new_offset`` then commits over the hole: its head check is
+    ``min(acked) - committed > 1``, but ``_committed_offset[tp]`` is already the *next*
+    offset to read, so a single missing record there is committed over (faust-streaming
+    #216, #221, #606). ``_add_gap`` makes it worse: it files every offset jump as a gap to
+    commit over, which is right for compacted or transactional topics only.
+
+    On catalog topics (neither compacted nor transactional, so an offset jump can only be
+    a skipped record) this consumer:
+
+    * commits nothing while the lowest acknowledged offset is above the committed one;
+    * records no gaps, and logs the jump instead;
+    * starts a partition that has no committed offset at its first offset, so the
+      committed position is always known;
+    * rewinds a partition stuck on such a hole to its committed offset, so the skipped
+      record is read again without waiting for the next rebalance (the stages
+      de-duplicate on ``event_id``, so what is read twice is applied once).
+
+    Changelog and other internal topics keep Faust's behaviour.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # tp -> (committed offset the hole starts at, when it was first seen or rewound).
+        self._holes: dict[TP, tuple[int, float]] = {}
+        self._catalog_names: frozenset[str] | None = None
+
     def _new_consumer_thread(self) -> HeartConsumerThread:
         return HeartConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _is_catalog_tp(self, tp: TP) -> bool:
+        names = self._catalog_names
+        if names is None:
+            from streams.topics import CATALOG
+
+            settings = getattr(self.app, "heart_settings", None)
+            prefix = settings.topic_prefix if isinstance(settings, HeartSettings) else ""
+            names = self._catalog_names = frozenset(
+                spec.full_name(prefix) for spec in CATALOG.values()
+            )
+        return tp.topic in names
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        # Faust keeps no committed position for a partition without a commit (nor for a
+        # commit of 0), and aiokafka then leaves the fetch position wherever it was, which
+        # can be past records fetched and dropped around a rebalance. Start such a
+        # partition at its first offset, as auto_offset_reset=earliest means, and remember
+        # that as its committed position so _new_offset can see a hole at the head.
+        unknown = [
+            tp
+            for tp in self.assignment()
+            if self._is_catalog_tp(tp) and not self._committed_offset.get(tp)
+        ]
+        if not unknown:
+            return
+        try:
+            beginnings = await self.earliest_offsets(*unknown)
+        except Exception as exc:  # the broker is going away; the next rebalance retries
+            log.warning("could not look up the first offsets of new partitions: %r", exc)
+            return
+        for tp in unknown:
+            start = int(beginnings.get(tp) or 0)
+            await self.seek(tp, start)
+            self._committed_offset[tp] = start
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if not self._is_catalog_tp(tp):
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if not acked:
+            return None
+        if committed is None:
+            # perform_seek gives every assigned catalog partition a position; without one
+            # there is no telling whether the first acknowledged record follows it.
+            return None
+        acked.sort()
+        if acked[0] < committed:
+            # Acknowledged again after the commit passed them (a replay): nothing to add.
+            stale = [offset for offset in acked if offset < committed]
+            del acked[: len(stale)]
+            self._acked_index[tp].difference_update(stale)
+            if not acked:
+                return None
+        if acked[0] > committed:
+            if tp not in self._holes:
+                self._holes[tp] = (committed, monotonic())
+                log.warning(
+                    "%s[%d]: record at offset %d was not processed but %d was; "
+                    "holding the commit there until it is read again",
+                    tp.topic,
+                    tp.partition,
+                    committed,
+                    acked[0],
+                )
+            return None
+        self._holes.pop(tp, None)
+        return super()._new_offset(tp)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if not self._is_catalog_tp(tp):
+            await super()._add_gap(tp, offset_from, offset_to)
+            return
+        # offset_to is the record just read; offset_from..offset_to-1 were never seen.
+        log.warning(
+            "%s[%d]: offsets jumped from %d to %d within the partition; "
+            "not committing past the skipped records",
+            tp.topic,
+            tp.partition,
+            offset_from - 1,
+            offset_to,
+        )
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        did_commit = await super().commit(topics, start_new_transaction=start_new_transaction)
+        await self._rewind_holes()
+        return did_commit
+
+    async def _rewind_holes(self) -> None:
+        if not self._holes or not self.flow_active or self.app.rebalancing:
+            return
+        assigned = self.assignment()
+        now = monotonic()
+        for tp, (offset, since) in list(self._holes.items()):
+            if tp not in assigned or self._committed_offset.get(tp) != offset:
+                self._holes.pop(tp, None)
+                continue
+            if now - since < HOLE_REWIND_AFTER_S:
+                continue
+            log.warning(
+                "%s[%d]: re-reading from offset %d, which the stream never processed",
+                tp.topic,
+                tp.partition,
+                offset,
+            )
+            # Spaced out: a batch fetched before the seek can still pass through the
+            # drain loop and move its read offset past the re-read records, in which case
+            # the hole is still there next time and the partition is rewound again.
+            self._holes[tp] = (offset, now)
+            await self.seek(tp, offset)
 
 
 class HeartTransport(faust_aiokafka.Transport):
@@ -248,21 +398,72 @@ class LeanMonitor(Monitor):
         return None
 
 
+def recovery_progress(app: faust.App) -> tuple[Any, ...] | None:
+    """What changes while table recovery moves on; None when the app is not recovering.
+
+    The offsets applied per changelog partition, the high watermarks recovery waits for
+    and when the current recovery started (a rebalance restarts it).
+    """
+    recovery = app.tables.recovery
+    if not recovery.in_recovery:
+        return None
+    return (
+        recovery._recovery_started_at,
+        tuple(sorted((str(tp), offset) for tp, offset in recovery.active_offsets.items())),
+        tuple(sorted((str(tp), hw) for tp, hw in recovery.active_highwaters.items())),
+    )
+
+
 class HeartApp(faust.App):
     """A :class:`faust.App` whose consumer uses :class:`HeartTransport`.
 
     ``heart_settings`` is required and read by the consumer thread (fetch wait, whether
     to correct end offsets, connection options for the correcting fetch). The Monitor
     sensor defaults to :class:`LeanMonitor`. All other arguments are Faust's own.
+
+    ``on_recovery_stalled`` is called once when table recovery has made no progress for
+    ``heart_settings.recovery_stall_timeout_s``; ``heart worker`` sets it to exit the
+    process. Without it the stall is only logged.
     """
 
     heart_settings: HeartSettings
+    on_recovery_stalled: Callable[[float], None] | None = None
 
     def __init__(self, id: str, *, heart_settings: HeartSettings, **options: Any) -> None:
         # Set first: Faust may build the transport while initialising.
         self.heart_settings = heart_settings
         options.setdefault("Monitor", LeanMonitor)
         super().__init__(id, **options)
+
+    @Service.task
+    async def _recovery_deadline(self) -> None:
+        # A Service task of the app itself: Faust starts app timers and tasks only after
+        # the first recovery has completed, which is exactly what may never happen.
+        limit = self.heart_settings.recovery_stall_timeout_s
+        if not limit:
+            return
+        every = min(1.0, limit / 4)
+        last: tuple[Any, ...] | None = None
+        since = monotonic()
+        while not self.should_stop:
+            await self.sleep(every)
+            progress = recovery_progress(self)
+            now = monotonic()
+            if progress is None or progress != last:
+                last, since = progress, now
+                continue
+            stalled = now - since
+            if stalled < limit:
+                continue
+            log.critical(
+                "table recovery made no progress for %.0fs (remaining per changelog "
+                "partition: %s); giving up so the stage is restarted",
+                stalled,
+                dict(self.tables.recovery.active_remaining()) or "unknown",
+            )
+            if self.on_recovery_stalled is not None:
+                self.on_recovery_stalled(stalled)
+            since = now  # only logged: say it again after another full period
 
     def _new_transport(self) -> TransportT:
         return cast(TransportT, HeartTransport(self.conf.broker_consumer, self))

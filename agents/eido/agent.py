@@ -25,7 +25,7 @@ from streams import metrics
 from streams.codec import MAX_MESSAGE_BYTES
 from streams.lag import note_processed
 from streams.stage import Stage
-from streams.topics import CAD_CALLS, CAD_EIDO
+from streams.topics import CAD_CALLS, CAD_EIDO, EIDO_INCIDENTS
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,7 @@ def parse(raw: bytes | None) -> dict[str, Any]:
 
 
 def register(stage: Stage) -> None:
-    incidents = stage.app.Table(
-        "incidents",
-        default=None,
-        partitions=CAD_EIDO.partitions,
-        help="Each incident's call as last translated, to turn later EIDOs into updates.",
-    )
+    incidents = stage.table(EIDO_INCIDENTS)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     consumed = metrics.EVENTS_CONSUMED.labels(stage.name, CAD_EIDO.name)
     unchanged = metrics.DUPLICATES.labels(stage.name, CAD_EIDO.name)

@@ -40,6 +40,7 @@ from streams.topics import (
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
+    NAVIGATION_CASES,
     NAVIGATION_COMMANDS,
     TRIAGE_DECISIONS,
 )
@@ -78,12 +79,7 @@ def _record(
 
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
-    cases = stage.app.Table(
-        "cases",
-        default=None,
-        partitions=NAVIGATION_COMMANDS.partitions,
-        help="One follow-up case per contact, with its timers.",
-    )
+    cases = stage.table(NAVIGATION_CASES)
     commands = stage.topic(NAVIGATION_COMMANDS)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
 

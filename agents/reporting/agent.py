@@ -55,6 +55,8 @@ from streams.topics import (
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
+    REPORT_PARTS,
+    REPORT_RECORDS,
     REPORTS_COMMANDS,
     REPORTS_MONTHLY,
     TRIAGE_DECISIONS,
@@ -125,18 +127,8 @@ class MonthCache:
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     zone = policy.zone
-    records = stage.app.Table(
-        "report-records",
-        default=None,
-        partitions=REPORTS_COMMANDS.partitions,
-        help="Per call or case: what the monthly report keeps of it.",
-    )
-    parts = stage.app.Table(
-        "report-parts",
-        default=None,
-        partitions=REPORTS_COMMANDS.partitions,
-        help="Per month and call: the call's contribution to the month.",
-    )
+    records = stage.table(REPORT_RECORDS)
+    parts = stage.table(REPORT_PARTS)
     commands = stage.topic(REPORTS_COMMANDS)
     cache = MonthCache()
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
