@@ -5,10 +5,9 @@ import socket
 import pytest
 
 from streams import broker as broker_mod
-from streams.admin import create_topics, describe_topics
+from streams.admin import all_topics, create_topics, describe_topics
 from streams.broker import BrokerError, EmbeddedBroker, find_free_port
 from streams.settings import HeartSettings
-from streams.topics import CATALOG
 
 
 def test_port_in_use_is_named() -> None:
@@ -48,5 +47,5 @@ async def test_topics_create_is_idempotent(settings: HeartSettings, unique: str)
     assert set(second.values()) == {"exists"}
     partitions = await describe_topics(scoped)
     assert partitions == {
-        spec.full_name(scoped.topic_prefix): spec.partitions for spec in CATALOG.values()
+        spec.full_name(scoped.topic_prefix): spec.partitions for spec in all_topics()
     }
