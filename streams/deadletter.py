@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faust.types import EventT, StreamT, TopicT
@@ -21,7 +23,8 @@ from streams.breaker import CircuitBreaker
 from streams.clock import Clock
 from streams.codec import DecodeError, decode
 from streams.lag import note_processed
-from streams.topics import DEADLETTER, TopicSpec
+from streams.settings import HeartSettings
+from streams.topics import DEADLETTER, UNITS_STATUS, TopicSpec
 
 DEADLETTER_NAME = DEADLETTER.name
 #: Values larger than this are copied truncated (with size and digest headers).
@@ -37,14 +40,71 @@ def _header_list(headers: Any) -> list[tuple[str, bytes]]:
     return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
 
+class FutureTimestamp(Exception):
+    """An event dated further ahead of the stage's time than its topic allows."""
+
+
+@dataclass(frozen=True)
+class FutureLimit:
+    """How far ahead of the stage's time an event's ``occurred_at`` may be, per topic."""
+
+    default: timedelta
+    #: Catalog topic name -> its own tolerance.
+    per_topic: Mapping[str, timedelta] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: HeartSettings) -> FutureLimit:
+        if settings.clock == "event":
+            # The stage's time is the newest event it has read; under `heart up --speed N`
+            # a report can be ahead of it by the consumer lag times N, so no topic gets
+            # the tight bound here.
+            return cls(timedelta(seconds=settings.future_tolerance_event_clock_s))
+        return cls(
+            timedelta(seconds=settings.future_tolerance_s),
+            {UNITS_STATUS.name: timedelta(seconds=settings.future_tolerance_status_s)},
+        )
+
+    def tolerance(self, topic: str) -> timedelta:
+        return self.per_topic.get(topic, self.default)
+
+    def refusal(
+        self, topic: str, occurred_at: datetime, clock: Clock, wall: datetime | None = None
+    ) -> FutureTimestamp | None:
+        """Why an event dated ``occurred_at`` is too far ahead, or None when it is not."""
+        if not clock.known:
+            # An event clock that has seen nothing has no time to compare with, and the
+            # wall is no substitute: a simulation runs days ahead of it.
+            return None
+        # The wall clock is a floor, so that the event clock is never stricter than it: a
+        # replay of 2018 data that skips a few days (an export gap) is still in the past.
+        reference = max(clock.now(), wall or datetime.now(UTC))
+        tolerance = self.tolerance(topic)
+        ahead = occurred_at - reference
+        if ahead <= tolerance:
+            return None
+        # Timestamps only: the message must never quote the event's other fields.
+        return FutureTimestamp(
+            f"occurred_at {occurred_at.isoformat()} is {ahead.total_seconds():.0f} s ahead of "
+            f"the stage's time {reference.isoformat()} (tolerance "
+            f"{tolerance.total_seconds():.0f} s)"
+        )
+
+
 class DeadLetterSink:
     def __init__(
-        self, topic: TopicT, stage: str, clock: Clock, breaker: CircuitBreaker | None = None
+        self,
+        topic: TopicT,
+        stage: str,
+        clock: Clock,
+        breaker: CircuitBreaker | None = None,
+        future: FutureLimit | None = None,
     ) -> None:
         self.topic = topic
         self.stage = stage
         self.clock = clock
         self.breaker = breaker or CircuitBreaker(stage)
+        #: None accepts any date (sinks built without settings, e.g. in unit tests).
+        self.future = future
 
     async def send(self, event: EventT, error: Exception, reason: str | None = None) -> DeadLetter:
         """Dead-letter the record a stream is processing now."""
@@ -188,6 +248,7 @@ async def decoded(
     topic_label = spec.name
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
     breaker = sink.breaker
+    future = sink.future
     async for event in stream.events():
         if breaker.is_open:  # wait() returns at once when closed; skip the coroutine
             await breaker.wait()
@@ -203,4 +264,14 @@ async def decoded(
             await sink.send(event, exc)
             continue
         breaker.record(None)
+        # Commands on internal topics carry no occurred_at: their payloads were checked
+        # when they came in from outside.
+        occurred_at = getattr(model, "occurred_at", None)
+        if future is not None and occurred_at is not None:
+            refused = future.refusal(topic_label, occurred_at, sink.clock)
+            if refused is not None:
+                # Not counted by the breaker: one device's broken clock is not a format
+                # change, and pausing the stage would stop every other source too.
+                await sink.send(event, refused, "future_timestamp")
+                continue
         yield model, event

@@ -16,7 +16,7 @@ from streams.app import create_app
 from streams.breaker import CircuitBreaker
 from streams.clock import Clock, make_clock
 from streams.codec import encode
-from streams.deadletter import DeadLetterSink
+from streams.deadletter import DeadLetterSink, FutureLimit
 from streams.settings import HeartSettings
 from streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
 from streams.transport import HeartApp
@@ -63,7 +63,13 @@ class Stage:
             min_events=s.breaker_min_events,
             cooldown_s=s.breaker_cooldown_s,
         )
-        return DeadLetterSink(self.topic(DEADLETTER), self.name, self.clock, breaker)
+        return DeadLetterSink(
+            self.topic(DEADLETTER),
+            self.name,
+            self.clock,
+            breaker,
+            future=FutureLimit.from_settings(s),
+        )
 
     async def send(self, spec: TopicSpec, key: str, event: BaseModel) -> None:
         """Produce ``event`` keyed by ``key`` through the app's producer.
