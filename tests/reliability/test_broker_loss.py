@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -23,20 +24,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, find_free_port
 from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
+from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_DECISIONS
+from streams.worker import RECOVERY_STALLED_EXIT
 from tests.factories import call_received
 from tests.kafka import ROOT, Worker, processes_with, produce, read_topic
 from tests.reliability.support import TopicWatch, stop_worker
 
 pytestmark = pytest.mark.broker
 
-CHANGELOG = "heart-triage-calls-changelog"
+CHANGELOG = TRIAGE_CALLS.changelog.name
+# Keys of 1 KiB, so that a fetch (1 MiB per partition) holds about a thousand records and
+# recovery keeps fetching: frozen, the broker then stops it within a second or two.
+STALL_RECORDS = 40_000
+STALL_KEY_PAD = "x" * 1024
+STALL_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
@@ -124,6 +131,56 @@ async def test_workers_reconnect_and_resume_after_the_broker_restarts(
         )
     finally:
         stop_worker(worker)
+
+
+async def test_a_worker_whose_table_recovery_stalls_exits_for_a_restart(
+    own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The broker freezes (SIGSTOP) while a triage worker recovers a large changelog: the
+    worker must not wait for good, but log critically and exit with status 75 once
+    recovery has made no progress for HEART_RECOVERY_STALL_TIMEOUT_S."""
+    settings = HeartSettings(kafka_bootstrap=own_broker.bootstrap, topic_prefix="stall.")
+    await create_topics(settings)
+    changelog = TRIAGE_CALLS.changelog.full_name(settings.topic_prefix)
+    # Tombstones for keys the table never held: recovery must read them all, and applying
+    # them changes nothing, so the worker's state does not depend on their content.
+    producer = AIOKafkaProducer(linger_ms=20, **settings.aiokafka_kwargs())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        for i in range(STALL_RECORDS):
+            await producer.send(
+                changelog, key=json.dumps(f"S-{i}-{STALL_KEY_PAD}").encode(), value=None
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    worker = Worker(
+        "triage", settings, tmp_path, HEART_RECOVERY_STALL_TIMEOUT_S=str(STALL_TIMEOUT_S)
+    ).start()
+    assert worker.proc is not None and own_broker.pid is not None
+    frozen_at: float | None = None
+    try:
+        deadline = time.monotonic() + 90
+        while "Restoring state from changelog topics" not in worker.log():
+            assert worker.proc.poll() is None, worker.log()[-3000:]
+            assert time.monotonic() < deadline, f"recovery never started:\n{worker.log()[-3000:]}"
+            await asyncio.sleep(0.05)
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        code = await asyncio.to_thread(worker.proc.wait, STALL_TIMEOUT_S + 60)
+        waited = time.monotonic() - frozen_at
+    finally:
+        if frozen_at is not None:
+            os.kill(own_broker.pid, signal.SIGCONT)
+        stop_worker(worker)
+    log = worker.log()
+    assert "Ready" not in log.split("Restoring state from changelog topics", 1)[-1], (
+        "recovery finished before the broker froze; write more records"
+    )
+    assert code == RECOVERY_STALLED_EXIT, log[-3000:]
+    assert "table recovery made no progress" in log
+    assert STALL_TIMEOUT_S <= waited < STALL_TIMEOUT_S + 30
 
 
 async def _changelog_keys(settings: HeartSettings, topic: str) -> set[str]:
