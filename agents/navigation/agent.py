@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from faust.types import StreamT
@@ -30,7 +30,7 @@ from agents.navigation.cases import (
 from policy import Policy, load_policy
 from schemas.commands import NavigationCommand, RouteNote
 from schemas.followup import FollowupDue, FollowupOverdue
-from streams import metrics
+from streams import expiry, metrics
 from streams.codec import encode
 from streams.deadletter import decoded, guarded, source_ref
 from streams.stage import Stage
@@ -53,7 +53,7 @@ RETENTION = timedelta(days=7)
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
+    return expiry.iso(moment) if moment is not None else None
 
 
 def _record(
@@ -65,16 +65,16 @@ def _record(
     case: Case | None,
     touched: datetime,
 ) -> dict[str, Any]:
-    """A case's table value. ``partition`` and ``pending_at`` let a tick filter cheaply."""
-    return {
-        "partition": partition,
+    """A case's table value. ``partition`` and ``pending_at`` let a tick filter cheaply;
+    ``partition`` and ``touched`` are the stamp every expiring table value carries."""
+    value = {
         "route": route,
         "revision": revision,
         "pending_close": pending_close.model_dump(mode="json") if pending_close else None,
         "case": case.model_dump(mode="json") if case else None,
         "pending_at": _iso(case.pending_at()) if case else None,
-        "touched": _iso(touched),
     }
+    return expiry.stamped(value, partition=partition, touched=touched)
 
 
 def register(stage: Stage) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -13,12 +14,18 @@ from agents.triage.state import CallState, step
 from policy import load_policy
 from schemas.registry import CadEvent
 from schemas.triage import COVERAGE_REASONS, TriageDecision
-from streams import metrics
+from streams import expiry, metrics
 from streams.deadletter import decoded, guarded
 from streams.stage import Stage
 from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
 
 log = logging.getLogger(__name__)
+
+#: How often each worker forgets the idle calls of the partitions it owns.
+EXPIRY_INTERVAL_S = 5.0
+#: Most calls one sweep forgets: a backlog (a restart, a jump in event time) drains in
+#: batches of tombstones rather than one burst on the changelog.
+EXPIRY_BATCH = 2_000
 
 
 def register(stage: Stage) -> None:
@@ -30,6 +37,7 @@ def register(stage: Stage) -> None:
         partitions=CAD_CALLS.partitions,
         help="Open calls: last decision and recent event ids, for de-duplication.",
     )
+    retention = timedelta(hours=stage.settings.triage_call_retention_h)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, CAD_CALLS.name)
 
@@ -56,7 +64,13 @@ def register(stage: Stage) -> None:
         if result.state is None:
             calls.pop(event.call_id, None)
         elif result.state is not state:
-            calls[event.call_id] = result.state.model_dump(mode="json")
+            # Stamped for the expiry sweep: a new event (not a redelivered one) is the
+            # call's latest sign of life, on the stage's clock.
+            calls[event.call_id] = expiry.stamped(
+                result.state.model_dump(mode="json"),
+                partition=raw.message.partition,
+                touched=stage.clock.now(),
+            )
 
     @stage.app.agent(stage.topic(CAD_CALLS), name="triage")
     async def triage(stream: StreamT) -> None:
@@ -65,6 +79,11 @@ def register(stage: Stage) -> None:
             async with guarded(stage.deadletters, raw):
                 await handle(event, raw)
             latency.observe(time.perf_counter() - started)
+
+    @stage.app.timer(EXPIRY_INTERVAL_S, name="triage-expiry")
+    async def expire() -> None:
+        # A CAD that never sends call.closed must not grow the stage without bound.
+        expiry.sweep(stage.app, calls, stage.clock, retention, EXPIRY_BATCH)
 
 
 def _count(decision: TriageDecision, superseded_route: str | None) -> None:
