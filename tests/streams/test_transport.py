@@ -263,3 +263,39 @@ async def test_recovery_after_sigkill_restores_every_key(written_table: WrittenT
     status = await recover(written_table, "corrected", correct=True)
     assert status["items"] == written_table.expected
     assert status["fetch_wait_ms"] == WORKER_FETCH_WAIT_MS
+
+
+def _consumer_with(committed: int, acked: list[int], topic: str) -> tuple[Any, Any]:
+    from faust.types import TP
+
+    from streams.app import create_app
+
+    consumer = create_app("triage", HeartSettings(topic_prefix="hole.")).consumer
+    tp = TP(topic, 0)
+    consumer._committed_offset[tp] = committed
+    consumer._acked[tp].extend(acked)
+    consumer._acked_index[tp].update(acked)
+    return consumer, tp
+
+
+def test_no_commit_over_a_record_missing_at_the_committed_position() -> None:
+    # docs/reliability.md bug 1: committed 84 is the next offset to read; 84 never reached
+    # the stream, 85 and 86 did. Faust's own check (min(acked) - committed > 1) commits 87.
+    consumer, tp = _consumer_with(84, [85, 86], "hole.cad.calls")
+    assert consumer._new_offset(tp) is None
+    assert tp in consumer._holes
+    # Once 84 is read again and acknowledged, the commit moves past all three.
+    consumer._acked[tp].append(84)
+    consumer._acked_index[tp].add(84)
+    assert consumer._new_offset(tp) == 87
+    assert tp not in consumer._holes
+
+
+async def test_no_gap_is_filed_on_a_catalog_topic() -> None:
+    consumer, tp = _consumer_with(10, [], "hole.cad.calls")
+    await consumer._add_gap(tp, 11, 20)
+    assert not consumer._gap[tp]
+    # A changelog keeps Faust's gap handling (compaction leaves real gaps there).
+    changelog, ctp = _consumer_with(10, [], "hole.heart-triage-calls-changelog")
+    await changelog._add_gap(ctp, 12, 20)
+    assert changelog._gap[ctp]
