@@ -45,6 +45,7 @@ from schemas.followup import FollowupOutcome
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, find_free_port
 from streams.codec import encode
+from streams.import_cli import ProgressBar
 from streams.settings import HeartSettings
 from streams.supervisor import Supervisor
 from streams.topics import (
@@ -62,10 +63,14 @@ log = logging.getLogger(__name__)
 #: Stages a replay runs; intake adapters (EIDO) are not needed for an export.
 REPLAY_STAGES = ("triage", "dispatch", "navigation", "reporting")
 SYNC_TIMEOUT_S = 15.0
-#: A team that clears takes a waiting call in the same step when one fits; when none does
-#: (off shift, another kind) no answer comes, so this wait is short. Measured on the
-#: Milwaukee month: 2 s here cost 166 of 266 s of replay.
-ASSIGN_AFTER_CLEAR_TIMEOUT_S = 0.3
+#: A team that clears takes a waiting call in the same step when one fits, and dispatch
+#: sends that assignment right behind the clearing: this wait starts once the clearing has
+#: arrived, so it only covers an assignment split into the next fetch. When none fits (off
+#: shift, another area) no answer comes. Measured on the Milwaukee month: a 2 s wait here
+#: cost 166 of 266 s of replay.
+ASSIGN_AFTER_CLEAR_TIMEOUT_S = 0.1
+#: How far ahead of the team lane, in event time, the other lane may send.
+LANE_WINDOW = timedelta(minutes=15)
 TEAM_ROUTES = frozenset({"crt", "cor"})
 
 
@@ -95,26 +100,54 @@ class ReplayStats:
 
 
 class Replayer:
-    """Sends calls in event-time order and plays the city's apps around the pipeline."""
+    """Sends calls in event-time order and plays the city's apps around the pipeline.
+
+    Two lanes, each in event-time order. The team lane (calls routed to a team and the
+    teams' status reports) is dispatch's feedback loop: before it sends anything it waits
+    until dispatch has answered what it sent before (the call assigned, queued or
+    released; after a clear while calls wait, the team's next assignment), because the
+    answer decides which reports come next. The other lane (police and phone calls, their
+    closing, follow-up outcomes) feeds no loop; it streams meanwhile, never more than
+    :data:`LANE_WINDOW` of event time ahead of the team lane, so the stages' event clocks
+    stay within minutes of each other while every round trip to dispatch overlaps with
+    useful work.
+    """
 
     def __init__(
-        self, settings: HeartSettings, policy: Policy, speed: float | None, seed: int = 2018
+        self,
+        settings: HeartSettings,
+        policy: Policy,
+        speed: float | None,
+        seed: int = 2018,
+        progress: ProgressBar | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.speed = speed
         self.rng = random.Random(seed)
         self.stats = ReplayStats()
-        self._agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]] = []
+        self.progress = progress
+        self._team_agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]] = []
+        self._other_agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]] = []
         self._seq = itertools.count()
         self._waiting: dict[tuple[str, str], asyncio.Event] = {}
         self._queued: dict[str, str] = {}  # queued call -> kind
         self._team_kind: dict[str, str] = {}
+        #: Event time the team lane has reached; the other lane may run LANE_WINDOW ahead.
+        self._team_time: datetime | None = None
+        self._team_moved = asyncio.Event()
+        self._team_done = False
+        self._sent = 0
+        self._total = 0
+        #: Calls whose team's clearing was sent / has come back from dispatch.
+        self._clearings_sent: set[str] = set()
+        self._clearings_seen: set[str] = set()
 
     # --- reactions ------------------------------------------------------------------------
 
     def _later(self, at: datetime, spec: TopicSpec, key: str, event: BaseModel) -> None:
-        heapq.heappush(self._agenda, (at, next(self._seq), spec, key, event))
+        agenda = self._team_agenda if spec is UNITS_STATUS else self._other_agenda
+        heapq.heappush(agenda, (at, next(self._seq), spec, key, event))
 
     def _resolve(self, kind: str, ident: str) -> None:
         waiter = self._waiting.get((kind, ident))
@@ -137,6 +170,7 @@ class Replayer:
             elif kind in ("dispatch.fallback", "dispatch.cancelled"):
                 self._queued.pop(call, None)
             elif kind == "dispatch.cleared":
+                self._clearings_seen.add(call)
                 self._resolve("cleared", call)
             if kind in ("dispatch.assigned", "dispatch.queued", "dispatch.fallback"):
                 self._resolve("dispatch", call)
@@ -186,6 +220,20 @@ class Replayer:
             ),
         )
 
+    def _closing(self, call: CallReceived) -> None:
+        closed_at = call.occurred_at + self._minutes(8, 35)
+        self._later(
+            closed_at,
+            CAD_CALLS,
+            call.call_id,
+            CallClosed(
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{call.event_id}|closed").hex,
+                call_id=call.call_id,
+                occurred_at=closed_at,
+                disposition="resolved_by_phone",
+            ),
+        )
+
     # --- the run ------------------------------------------------------------------------
 
     async def run(self, calls: Iterable[CallReceived]) -> ReplayStats:
@@ -199,40 +247,31 @@ class Replayer:
             fetch_max_wait_ms=5,
             **kwargs,  # type: ignore[arg-type]
         )
+        team_calls: list[CallReceived] = []
+        other_calls: list[CallReceived] = []
+        for call in calls:
+            route = decide(call, self.policy).route
+            self.stats.routes[route] += 1
+            (team_calls if route in TEAM_ROUTES else other_calls).append(call)
+            if route == "ccd":
+                self._closing(call)
+        self._total = len(team_calls) + len(other_calls)
+        starts = [c[0].occurred_at for c in (team_calls, other_calls) if c]
+        first = min(starts) if starts else None
         await producer.start()
         await consumer.start()
         stop = asyncio.Event()
         reader = asyncio.create_task(self._read(consumer, stop))
         began = time.monotonic()
-        first: datetime | None = None
         try:
-            for call in calls:
-                first = first or call.occurred_at
-                await self._flush_agenda(producer, call.occurred_at)
-                await self._pace(first, call.occurred_at, began)
-                await self._send(producer, CAD_CALLS, call.call_id, call)
-                self.stats.calls += 1
-                route = decide(call, self.policy).route
-                self.stats.routes[route] += 1
-                if route == "ccd":
-                    closed_at = call.occurred_at + self._minutes(8, 35)
-                    self._later(
-                        closed_at,
-                        CAD_CALLS,
-                        call.call_id,
-                        CallClosed(
-                            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{call.event_id}|closed").hex,
-                            call_id=call.call_id,
-                            occurred_at=closed_at,
-                            disposition="resolved_by_phone",
-                        ),
-                    )
-                elif route in TEAM_ROUTES:
-                    await producer.flush()
-                    await self._sync("dispatch", call.call_id)
-            # Let the last teams clear and the last follow-ups be worked.
             if first is not None:
-                await self._flush_agenda(producer, datetime.max.replace(tzinfo=first.tzinfo))
+                # Each lane waits only on its own answers; the first failure stops both.
+                async with asyncio.TaskGroup() as lanes:
+                    lanes.create_task(self._team_lane(producer, team_calls, first, began))
+                    lanes.create_task(self._other_lane(producer, other_calls, first, began))
+                # Let the last follow-ups be worked.
+                end = datetime.max.replace(tzinfo=first.tzinfo)
+                await self._flush(producer, self._other_agenda, end, team=False)
             await producer.flush()
         finally:
             self.stats.wall_s = time.monotonic() - began
@@ -241,7 +280,76 @@ class Replayer:
                 await asyncio.wait_for(reader, 5)
             await consumer.stop()
             await producer.stop()
+            if self.progress is not None:
+                self.progress.done(self.stats.calls, "calls")
         return self.stats
+
+    async def _team_lane(
+        self,
+        producer: AIOKafkaProducer,
+        calls: list[CallReceived],
+        first: datetime,
+        began: float,
+    ) -> None:
+        try:
+            for call in calls:
+                await self._flush(producer, self._team_agenda, call.occurred_at, team=True)
+                self._advance_team(call.occurred_at)
+                await self._pace(first, call.occurred_at, began)
+                await self._send_call(producer, call)
+                await producer.flush()
+                await self._sync("dispatch", call.call_id)
+            # The last teams clear in their own time, not after the rest of the export.
+            end = datetime.max.replace(tzinfo=first.tzinfo)
+            await self._flush(producer, self._team_agenda, end, team=True)
+            await producer.flush()
+            await self._all_cleared()
+        finally:
+            self._team_done = True
+            self._advance_team(None)
+
+    async def _other_lane(
+        self,
+        producer: AIOKafkaProducer,
+        calls: list[CallReceived],
+        first: datetime,
+        began: float,
+    ) -> None:
+        for call in calls:
+            await self._within_window(call.occurred_at)
+            await self._flush(producer, self._other_agenda, call.occurred_at, team=False)
+            await self._pace(first, call.occurred_at, began)
+            await self._send_call(producer, call)
+
+    async def _all_cleared(self) -> None:
+        # The replay is over when dispatch has seen the last team clear, not when the
+        # replayer has sent it.
+        deadline = time.monotonic() + SYNC_TIMEOUT_S
+        while self._clearings_sent - self._clearings_seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        missing = len(self._clearings_sent - self._clearings_seen)
+        if missing:
+            self.stats.sync_timeouts += 1
+            log.warning("replay: %d team clearings not answered by dispatch", missing)
+
+    def _advance_team(self, at: datetime | None) -> None:
+        if at is not None:
+            self._team_time = at
+        self._team_moved.set()
+
+    async def _within_window(self, at: datetime) -> None:
+        while not self._team_done and (
+            self._team_time is None or at > self._team_time + LANE_WINDOW
+        ):
+            self._team_moved.clear()
+            await self._team_moved.wait()
+
+    async def _send_call(self, producer: AIOKafkaProducer, call: CallReceived) -> None:
+        await self._send(producer, CAD_CALLS, call.call_id, call)
+        self.stats.calls += 1
+        self._sent += 1
+        if self.progress is not None:
+            self.progress.update(self._sent, self._total, self._sent, "calls")
 
     async def _read(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -250,23 +358,43 @@ class Replayer:
                 for record in records:
                     self._react(orjson.loads(record.value))
 
-    async def _flush_agenda(self, producer: AIOKafkaProducer, until: datetime) -> None:
-        while self._agenda and self._agenda[0][0] <= until:
-            _, _, spec, key, event = heapq.heappop(self._agenda)
+    async def _flush(
+        self,
+        producer: AIOKafkaProducer,
+        agenda: list[tuple[datetime, int, TopicSpec, str, BaseModel]],
+        until: datetime,
+        *,
+        team: bool,
+    ) -> None:
+        while agenda and agenda[0][0] <= until:
+            at, _, spec, key, event = heapq.heappop(agenda)
+            if team:
+                self._advance_team(at)
             await self._send(producer, spec, key, event)
             if spec is FOLLOWUP_OUTCOMES:
                 self.stats.outcomes += 1
             if isinstance(event, UnitStatusReport) and event.status == "cleared":
+                self._clearings_sent.add(event.call_id or "")
                 kind = self._team_kind.get(event.team_id)
-                waiting_kind = kind in self._queued.values()
+                if kind not in self._queued.values():
+                    continue
+                # The team that cleared takes the head of the queue: learn its next call
+                # before time moves on, so that its reports are on the agenda. Dispatch
+                # sends the assignment right behind the clearing, to the same partition.
                 await producer.flush()
                 await self._sync("cleared", event.call_id or "")
-                if waiting_kind:
-                    # The team that cleared takes the head of the queue: learn its next
-                    # call before time moves on, so that its reports are on the agenda.
+                if self._team_kind.get(event.team_id) and not self._assigned_since(event):
                     await self._sync(
                         "assigned", event.team_id, timeout=ASSIGN_AFTER_CLEAR_TIMEOUT_S
                     )
+
+    def _assigned_since(self, cleared: UnitStatusReport) -> bool:
+        # An assignment that arrived in the clearing's batch already put the team's next
+        # reports on the agenda.
+        return any(
+            isinstance(e, UnitStatusReport) and e.team_id == cleared.team_id
+            for _, _, _, _, e in self._team_agenda
+        )
 
     async def _sync(self, kind: str, ident: str, timeout: float = SYNC_TIMEOUT_S) -> None:
         waiter = self._waiting.setdefault((kind, ident), asyncio.Event())
@@ -275,7 +403,7 @@ class Replayer:
             await asyncio.wait_for(waiter.wait(), timeout)
         except TimeoutError:
             self.stats.sync_timeouts += 1
-            log.warning("replay: no %s answer for %s within %.0fs", kind, ident, timeout)
+            log.warning("replay: no %s answer for %s within %.1fs", kind, ident, timeout)
         finally:
             self._waiting.pop((kind, ident), None)
 
@@ -368,7 +496,8 @@ async def run_replay(
             file=sys.stderr,
             flush=True,
         )
-        stats = await Replayer(settings, policy, speed).run(calls)
+        bar = ProgressBar(f"replay {file.name}", sys.stderr)
+        stats = await Replayer(settings, policy, speed, progress=bar).run(calls)
         months = Counter(c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls)
         code = await _reports(settings, months, out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
