@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -19,6 +23,8 @@ from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 
 pytestmark = pytest.mark.broker
+#: The triage table's changelog, read like any topic (its name follows the app id).
+CHANGELOG = replace(CAD_CALLS, name="heart-triage-calls-changelog")
 
 
 @pytest.fixture
@@ -139,3 +145,62 @@ async def test_state_survives_sigkill(scoped: HeartSettings, tmp_path: Path) -> 
         restarted.kill(signal.SIGTERM)
     ids = [d.call_id for d in decisions(out)]
     assert sorted(ids) == sorted([c.call_id for c in calls] + ["K-new"])
+
+
+async def test_on_event_time_an_idle_call_is_forgotten_and_stays_forgotten_after_a_crash(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    """Bug 8: a call whose last event is older than the retention is forgotten (a later
+    update is an update for an unknown call), a recent one is kept, and the tombstone in
+    the changelog holds across a SIGKILL and the table's recovery."""
+    env = {"HEART_CLOCK": "event", "HEART_TRIAGE_CALL_RETENTION_H": "1"}
+    minutes = lambda n: T0 + timedelta(minutes=n)  # noqa: E731
+    worker = Worker("triage", scoped, tmp_path, **env).start()
+    restarted: Worker | None = None
+    try:
+        await worker.wait_ready()
+        # OLD-1 first, alone: its last touch is the clock when it is read (T0).
+        await produce(scoped, CAD_CALLS, [("OLD-1", call_received(call_id="OLD-1"))])
+        await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 1)
+        recent = call_received(call_id="RECENT-1", occurred_at=minutes(50))
+        later = call_received(call_id="NOW-1", occurred_at=minutes(90))
+        await produce(scoped, CAD_CALLS, [("RECENT-1", recent), ("NOW-1", later)])
+        await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 3)
+        # Event time is now T0+90 min: OLD-1 has been idle for 90 min, RECENT-1 for 40.
+        deadline = time.monotonic() + 30
+        while "calls: forgot 1 entries" not in worker.log():
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            await asyncio.sleep(0.2)
+        changelog = await read_topic(
+            scoped,
+            CHANGELOG,
+            until=lambda r: any(x.key == b'"OLD-1"' and x.value is None for x in r),
+        )
+        assert {x.key for x in changelog if x.value is None} == {b'"OLD-1"'}
+        await asyncio.sleep(2.0)  # the changelog and the input offsets are committed
+        worker.kill(signal.SIGKILL)
+
+        restarted = Worker("triage", scoped, tmp_path, **env).start()
+        await restarted.wait_ready()
+        updates = {
+            c: CallUpdated(call_id=c, occurred_at=minutes(95), weapon_involved=True)
+            for c in ("OLD-1", "RECENT-1")
+        }
+        # OLD-1's update alone first: it is the event that gives the restarted worker a
+        # time, so no sweep can run before it is looked up; only the recovered tombstone
+        # can make it unknown.
+        await produce(scoped, CAD_CALLS, [("OLD-1", updates["OLD-1"])])
+        dead = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 1)
+        await produce(scoped, CAD_CALLS, [("RECENT-1", updates["RECENT-1"])])
+        dead = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 1, settle=1.0)
+        out = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 4, settle=1.0)
+    finally:
+        for w in (worker, restarted):
+            if w is not None and w.proc is not None and w.proc.poll() is None:
+                w.kill(signal.SIGTERM)
+    [letter] = [(r.key, DeadLetter.from_headers(r.headers).reason) for r in dead]
+    assert letter == (b"OLD-1", "unknown_call")
+    redecided = [d for d in decisions(out) if d.revision == 2]
+    # The weapon re-decides the call the stage still knows (its route depends on hours).
+    assert [(d.call_id, "weapon_reported" in d.reasons) for d in redecided] == [("RECENT-1", True)]
+    assert sorted(d.call_id for d in decisions(out)) == ["NOW-1", "OLD-1", "RECENT-1", "RECENT-1"]
