@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from faust.types import EventT, StreamT, TopicT
 
 from schemas.commands import SourceRef
@@ -21,7 +22,7 @@ from schemas.deadletter import DeadLetter
 from streams import metrics
 from streams.breaker import CircuitBreaker
 from streams.clock import Clock
-from streams.codec import DecodeError, decode
+from streams.codec import MAX_MESSAGE_BYTES, DecodeError, decode
 from streams.lag import note_processed
 from streams.settings import HeartSettings
 from streams.topics import DEADLETTER, UNITS_STATUS, TopicSpec
@@ -241,9 +242,19 @@ class ProcessingError(Exception):
 
 
 async def decoded(
-    stream: StreamT, spec: TopicSpec, sink: DeadLetterSink
+    stream: StreamT,
+    spec: TopicSpec,
+    sink: DeadLetterSink,
+    wanted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> AsyncIterator[tuple[Any, EventT]]:
-    """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on."""
+    """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on.
+
+    ``wanted`` is for a stage that reads another stage's topic for a few of its events (the
+    navigation stage reads every CAD event for the closings): it sees the parsed JSON, and
+    a message it does not want is skipped before validation. Such a reader dead-letters
+    only what it wants and cannot use; an unreadable message is the owning stage's to
+    dead-letter, so each bad message is reported once.
+    """
     adapter = spec.adapter
     topic_label = spec.name
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
@@ -256,6 +267,8 @@ async def decoded(
         message = event.message
         note_processed(message.tp, message.timestamp)
         try:
+            if wanted is not None and not wanted_message(event.value, wanted):
+                continue
             model = decode(adapter, event.value)
         except DecodeError as exc:
             # Only unreadable input counts toward the breaker: a valid report refused for
@@ -275,3 +288,14 @@ async def decoded(
                 await sink.send(event, refused, "future_timestamp")
                 continue
         yield model, event
+
+
+def wanted_message(raw: bytes | str | None, wanted: Callable[[dict[str, Any]], bool]) -> bool:
+    """Whether a reader with a ``wanted`` filter keeps this message; unreadable ones no."""
+    if raw is None or len(raw) > MAX_MESSAGE_BYTES:
+        return False
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and bool(wanted(data))

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
 from faust.types import StreamT
 
@@ -65,11 +66,9 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="dispatch-decisions")
     async def take_decisions(stream: StreamT) -> None:
-        async for decision, event in decoded(stream, TRIAGE_DECISIONS, stage.deadletters):
-            # A superseding decision matters even when its route is police: it may
-            # cancel a queued call or warn a team on its way.
-            if decision.route not in TEAM_ROUTES and decision.supersedes is None:
-                continue
+        async for decision, event in decoded(
+            stream, TRIAGE_DECISIONS, stage.deadletters, wanted=_needs_dispatch
+        ):
             area = roster.area_for(decision.beat, decision.district)
             if area is None:
                 await stage.deadletters.send(
@@ -169,6 +168,13 @@ def register(stage: Stage) -> None:
             async with guarded(stage.deadletters, event):
                 await handle(command)
             latency.observe(time.perf_counter() - started)
+
+
+def _needs_dispatch(data: dict[str, Any]) -> bool:
+    # A superseding decision matters even when its route is police: it may cancel a
+    # queued call or warn a team on its way. Police decisions are most of the topic and
+    # are skipped unvalidated; triage, which wrote them, validated them.
+    return data.get("route") in TEAM_ROUTES or data.get("supersedes") is not None
 
 
 async def _dead_letter(stage: Stage, command: DispatchCommand, reason: str, message: str) -> None:

@@ -77,6 +77,20 @@ def _record(
     return expiry.stamped(value, partition=partition, touched=touched)
 
 
+# Navigation reads three other stages' topics for a few of their events; the rest are
+# skipped unvalidated (their owners dead-letter what is bad).
+def _route_matters(data: dict[str, Any]) -> bool:
+    return data.get("route") == "ccd" or data.get("supersedes") is not None
+
+
+def _closing(data: dict[str, Any]) -> bool:
+    return data.get("event_type") == "call.closed"
+
+
+def _clearing(data: dict[str, Any]) -> bool:
+    return data.get("event_type") == "dispatch.cleared"
+
+
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     cases = stage.table(NAVIGATION_CASES)
@@ -88,7 +102,9 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="navigation-routes")
     async def take_routes(stream: StreamT) -> None:
-        async for decision, _event in decoded(stream, TRIAGE_DECISIONS, stage.deadletters):
+        async for decision, _event in decoded(
+            stream, TRIAGE_DECISIONS, stage.deadletters, wanted=_route_matters
+        ):
             # Only a phone-resolved call ends in call.closed; a later decision away from
             # ccd must reach the case too.
             if decision.route != "ccd" and decision.supersedes is None:
@@ -103,14 +119,16 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(CAD_CALLS), name="navigation-closed")
     async def take_closed(stream: StreamT) -> None:
-        async for call, event in decoded(stream, CAD_CALLS, stage.deadletters):
+        async for call, event in decoded(stream, CAD_CALLS, stage.deadletters, wanted=_closing):
             if call.event_type == "call.closed":
                 command = NavigationCommand(kind="closed", closed=call, source=source_ref(event))
                 await forward(call.call_id, command)
 
     @stage.app.agent(stage.topic(DISPATCH_EVENTS), name="navigation-cleared")
     async def take_cleared(stream: StreamT) -> None:
-        async for dispatched, event in decoded(stream, DISPATCH_EVENTS, stage.deadletters):
+        async for dispatched, event in decoded(
+            stream, DISPATCH_EVENTS, stage.deadletters, wanted=_clearing
+        ):
             if dispatched.event_type == "dispatch.cleared":
                 command = NavigationCommand(
                     kind="cleared", cleared=dispatched, source=source_ref(event)
