@@ -62,10 +62,9 @@ from tests.kafka import Worker
 from tests.reliability.conftest import Background
 from tests.reliability.support import Feed, TopicWatch, distinct, ids_by, of_type, stop_worker
 
-# Deselected by default (pyproject addopts): these scenarios expose a Faust commit-over-a-gap
-# defect after rebalances (docs/reliability.md, bug 1) and fail intermittently until it is
-# fixed. Run them with `pytest -m chaos`.
-pytestmark = [pytest.mark.broker, pytest.mark.chaos]
+# In the default suite since bug 1 (Faust committing over a skipped record after a
+# rebalance, docs/reliability.md) was fixed in streams.transport.HeartConsumer.
+pytestmark = pytest.mark.broker
 
 POLICY = load_policy()
 NY = ZoneInfo("America/New_York")
