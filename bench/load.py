@@ -2,12 +2,12 @@
 
 Not a CI test. It starts its own embedded broker (unless ``--bootstrap`` is given), the
 three stage workers as separate processes (``heart worker triage|dispatch|navigation``, on
-event time), and plays a CAD, responder apps and a CAD that closes phone-resolved calls:
+event time), and plays a CAD (which closes its calls) and responder apps:
 
 - ``cad.calls``: ``call.received`` at ``--rate`` per second, event times following the
   wall clock from a Monday 10:00 in Durham (inside every pilot's hours); a mix of police,
-  CCD (phone), CRT and CoR calls; every CCD call is closed two seconds later (so Care
-  Navigation schedules a follow-up);
+  CCD (phone), CRT and CoR calls; the CAD closes every call: a CCD call two seconds later
+  (so Care Navigation schedules a follow-up), any other 20 seconds later;
 - ``units.status``: responders answer every ``dispatch.assigned`` with en route, on scene
   and cleared (so teams come free and dispatch keeps assigning).
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import signal
@@ -57,6 +58,8 @@ STAGES = ("triage", "dispatch", "navigation")
 #: Monday 15 July 2024, 10:00 in Durham: inside every pilot's hours and every team's shift.
 EVENT_START = datetime(2024, 7, 15, 14, 0, tzinfo=UTC)
 CRT_BEATS = ("111", "214", "411", "512")
+#: When the CAD closes a call that was not resolved by phone, in seconds after it came in.
+CLOSE_AFTER_S = 20.0
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
@@ -210,7 +213,7 @@ class Load:
     async def feed(self, producer: AIOKafkaProducer) -> None:
         topic = CAD_CALLS.full_name(self.settings.topic_prefix)
         tick = 0.02
-        closes: list[tuple[float, CallClosed]] = []
+        closes: list[tuple[float, int, CallClosed]] = []  # a heap: due, sequence, event
         i = 0
         pending: list[tuple[str, asyncio.Future[Any]]] = []
         while time.monotonic() - self.started < self.duration:
@@ -219,17 +222,21 @@ class Load:
                 call = self.call(i)
                 fut = await producer.send(topic, encode(call), key=call.call_id.encode())
                 pending.append((call.call_id, fut))
-                if call.call_type == "Mental Health Crisis" and not call.needs_in_person:
-                    closed = CallClosed(
-                        call_id=call.call_id,
-                        occurred_at=call.occurred_at + timedelta(seconds=2),
-                        event_id=f"close-{i}",
-                    )
-                    closes.append((time.monotonic() + 2.0, closed))
+                # The CAD closes every call: phone-resolved ones after 2 s (so Care
+                # Navigation schedules a follow-up), the others after CLOSE_AFTER_S.
+                phone = call.call_type == "Mental Health Crisis" and not call.needs_in_person
+                after = 2.0 if phone else CLOSE_AFTER_S
+                closed = CallClosed(
+                    call_id=call.call_id,
+                    occurred_at=call.occurred_at + timedelta(seconds=after),
+                    event_id=f"close-{i}",
+                    disposition="resolved_by_phone" if phone else "cleared",
+                )
+                heapq.heappush(closes, (time.monotonic() + after, i, closed))
                 i += 1
             now = time.monotonic()
             while closes and closes[0][0] <= now:
-                _, closed = closes.pop(0)
+                _, _, closed = heapq.heappop(closes)
                 await producer.send(topic, encode(closed), key=closed.call_id.encode())
                 self.closes_sent += 1
             done = [(c, f) for c, f in pending if f.done()]

@@ -5,7 +5,7 @@ from schemas.calls import CallClosed, CallReceived, CallUpdated
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
-from schemas.triage import PilotEligibility, TriageDecision
+from schemas.triage import PilotEligibility, TriageClosure, TriageDecision
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -20,6 +20,7 @@ __all__ = [
     "FollowupOverdue",
     "FollowupScheduled",
     "PilotEligibility",
+    "TriageClosure",
     "TriageDecision",
     "UnitAudit",
     "UnitStatusReport",

@@ -8,10 +8,9 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from schemas.base import WireModel
-from schemas.calls import CallClosed
 from schemas.dispatch import DispatchEvent, UnitStatusReport
 from schemas.followup import FollowupOutcome
-from schemas.triage import TriageDecision
+from schemas.triage import TriageClosure, TriageDecision
 
 
 class SourceRef(WireModel):
@@ -33,19 +32,9 @@ class DispatchCommand(WireModel):
     source: SourceRef | None = None
 
 
-class RouteNote(WireModel):
-    """The part of a triage decision Care Navigation needs: which route a call took."""
-
-    call_id: str
-    route: str
-    revision: int
-    decided_at: AwareDatetime
-
-
 class NavigationCommand(WireModel):
-    kind: Literal["route", "closed", "cleared", "outcome", "tick"]
-    route: RouteNote | None = None
-    closed: CallClosed | None = None
+    kind: Literal["closed", "cleared", "outcome", "tick"]
+    closed: TriageClosure | None = None
     cleared: DispatchEvent | None = None
     outcome: FollowupOutcome | None = None
     tick_at: AwareDatetime | None = None

@@ -14,13 +14,14 @@ from schemas.calls import CallClosed, CallReceived, CallUpdated
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
-from schemas.triage import TriageDecision
+from schemas.triage import TriageClosure, TriageDecision
 
 MODELS: tuple[type[Event], ...] = (
     CallReceived,
     CallUpdated,
     CallClosed,
     TriageDecision,
+    TriageClosure,
     DispatchEvent,
     UnitStatusReport,
     UnitAudit,

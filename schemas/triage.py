@@ -1,4 +1,5 @@
-"""Triage decisions on ``triage.decisions``: where a call goes, and why."""
+"""Triage's output: decisions on ``triage.decisions`` (where a call goes, and why) and
+closures on ``triage.closures`` (a phone-resolved call closed by the CAD)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,25 @@ class TriageDecision(Event):
     safety_notes: str | None = None
     weapon_involved: bool = False
     violence_reported: bool = False
+
+
+class TriageClosure(Event):
+    """The CAD closed a call whose effective route was ``ccd``: a Crisis Call Diversion
+    contact ended, and Care Navigation's 48 hours start.
+
+    Triage sends it because it alone knows the call's route when the close arrives, in the
+    call's own order (one partition per call): a reader of ``cad.calls`` would have to hold
+    every close, of every call, until the call's decision came. Calls on other routes end
+    elsewhere (a team clearing ends a CRT contact) and get no closure. ``occurred_at`` is
+    the CAD's close time; ``event_id`` is derived from the close's, so a closure re-sent
+    after a crash carries the same id.
+    """
+
+    event_type: Literal["triage.closed"] = "triage.closed"
+    call_id: str = Field(min_length=1, max_length=64)
+    route: Route
+    revision: int = Field(ge=1, description="Revision of the decision in force at the close.")
+    decision_id: str = Field(description="event_id of the decision in force at the close.")
+    source_event_id: str = Field(description="event_id of the CAD's call.closed.")
+    disposition: str | None = Field(None, max_length=64)
+    followup_declined: bool = False

@@ -19,7 +19,7 @@ from schemas.deadletter import DeadLetter
 from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from schemas.registry import CadEvent
-from schemas.triage import TriageDecision
+from schemas.triage import TriageClosure, TriageDecision
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -59,6 +59,14 @@ TRIAGE_DECISIONS = TopicSpec(
     value=TriageDecision,
     partitions=6,
     description="One triage decision per call, superseded by re-decisions.",
+    config=_retention(30),
+)
+TRIAGE_CLOSURES = TopicSpec(
+    "triage.closures",
+    key="call_id",
+    value=TriageClosure,
+    partitions=6,
+    description="A phone-resolved (ccd) call closed by the CAD: the end of a CCD contact.",
     config=_retention(30),
 )
 DISPATCH_EVENTS = TopicSpec(
@@ -157,6 +165,7 @@ CATALOG: dict[str, TopicSpec] = {
     for spec in (
         CAD_CALLS,
         TRIAGE_DECISIONS,
+        TRIAGE_CLOSURES,
         DISPATCH_EVENTS,
         UNITS_STATUS,
         UNITS_AUDIT,
@@ -225,7 +234,7 @@ DISPATCH_AREAS = TableSpec(
     "dispatch",
     "areas",
     partitions=DISPATCH_COMMANDS.partitions,
-    help="Each service area's teams, calls and queue.",
+    help="Each service area's teams, open calls and queue.",
 )
 DISPATCH_FINISHED_CALLS = TableSpec(
     "dispatch",

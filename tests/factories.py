@@ -15,6 +15,7 @@ from schemas import (
     FollowupOutcome,
     FollowupOverdue,
     FollowupScheduled,
+    TriageClosure,
     TriageDecision,
     UnitAudit,
     UnitStatusReport,
@@ -55,6 +56,15 @@ def every_event() -> list[Any]:
             source_event_id="e1",
             call_received_at=T0,
             call_type="Welfare Check",
+        ),
+        TriageClosure(
+            call_id="C-1002",
+            occurred_at=T0,
+            route="ccd",
+            revision=1,
+            decision_id="d1",
+            source_event_id="e2",
+            disposition="resolved_by_phone",
         ),
         DispatchEvent(
             event_type="dispatch.assigned", call_id="C-1001", occurred_at=T0, route="crt"

@@ -26,8 +26,10 @@ from streams import metrics
 from streams.deadletter import decoded, guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
+    DISPATCH_AREAS,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
+    DISPATCH_FINISHED_CALLS,
     TRIAGE_DECISIONS,
     UNITS_AUDIT,
     UNITS_STATUS,
@@ -43,20 +45,8 @@ def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     roster = load_roster(stage.settings.roster)
     log.info("dispatch roster %s, policy %s", roster.version_id, policy.version_id)
-    areas = stage.app.Table(
-        "areas",
-        default=None,
-        partitions=DISPATCH_COMMANDS.partitions,
-        help="Each service area's teams, open calls and queue.",
-    )
-    ledger = FinishedLedger(
-        stage.app.Table(
-            "finished-calls",
-            default=None,
-            partitions=DISPATCH_COMMANDS.partitions,
-            help="Released and cleared calls, kept to recognise repeats; keyed by area.",
-        )
-    )
+    areas = stage.table(DISPATCH_AREAS)
+    ledger = FinishedLedger(stage.table(DISPATCH_FINISHED_CALLS))
     # The validated state last written per area: revalidating the stored JSON on every
     # command costs more than the command. Identity with the table's value proves it is
     # still current (a recovery or another writer replaces the value object).

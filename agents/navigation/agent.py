@@ -1,16 +1,19 @@
 """The Care Navigation stage: durable 48-hour follow-up timers.
 
-Contacts (a CCD call closed, a team clearing its call), outcomes and per-partition ticks
-are re-keyed by case onto ``heart.navigation.commands``; one agent owns each case's record
-in a changelogged table. A tick sweeps the cases of its own partition, so timers follow
-their partitions on rebalance, and a worker restarted after a crash fires every timer
-missed while it was down, once each, in batches of at most ``sweep_batch_limit``.
+Contacts (triage's closure of a phone-resolved call, a team clearing its call), outcomes
+and per-partition ticks are re-keyed by case onto ``heart.navigation.commands``; one agent
+owns each case's record in a changelogged table. A tick sweeps the cases of its own
+partition, so timers follow their partitions on rebalance, and a worker restarted after a
+crash fires every timer missed while it was down, once each, in batches of at most
+``sweep_batch_limit``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +22,7 @@ from faust.types import StreamT
 from agents.navigation.cases import (
     Case,
     Contact,
-    contact_from_call_closed,
+    contact_from_closure,
     contact_from_dispatch,
     on_outcome,
     outcome_rejection,
@@ -27,66 +30,50 @@ from agents.navigation.cases import (
     skip_reason,
     sweep,
 )
+from agents.navigation.due_index import DueIndex
 from policy import Policy, load_policy
-from schemas.commands import NavigationCommand, RouteNote
+from schemas.commands import NavigationCommand
 from schemas.followup import FollowupDue, FollowupOverdue
 from streams import expiry, metrics
 from streams.codec import encode
 from streams.deadletter import decoded, guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
-    CAD_CALLS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
     NAVIGATION_CASES,
     NAVIGATION_COMMANDS,
-    TRIAGE_DECISIONS,
+    TRIAGE_CLOSURES,
 )
 
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
-#: Closed cases, and routes whose call never closed, are forgotten after this.
+#: Closed cases are forgotten this long after their last event.
 RETENTION = timedelta(days=7)
+#: Ticks of a partition between two full reads of it (finished cases forgotten, open ones
+#: counted, the due index rebuilt); in between, a tick reads only what is due.
+FULL_SCAN_EVERY = 60
 
 
 def _iso(moment: datetime | None) -> str | None:
     return expiry.iso(moment) if moment is not None else None
 
 
-def _record(
-    partition: int,
-    *,
-    route: str | None,
-    revision: int,
-    pending_close: Contact | None,
-    case: Case | None,
-    touched: datetime,
-) -> dict[str, Any]:
+def _record(partition: int, *, case: Case | None, touched: datetime) -> dict[str, Any]:
     """A case's table value. ``partition`` and ``pending_at`` let a tick filter cheaply;
     ``partition`` and ``touched`` are the stamp every expiring table value carries."""
     value = {
-        "route": route,
-        "revision": revision,
-        "pending_close": pending_close.model_dump(mode="json") if pending_close else None,
         "case": case.model_dump(mode="json") if case else None,
         "pending_at": _iso(case.pending_at()) if case else None,
     }
     return expiry.stamped(value, partition=partition, touched=touched)
 
 
-# Navigation reads three other stages' topics for a few of their events; the rest are
-# skipped unvalidated (their owners dead-letter what is bad).
-def _route_matters(data: dict[str, Any]) -> bool:
-    return data.get("route") == "ccd" or data.get("supersedes") is not None
-
-
-def _closing(data: dict[str, Any]) -> bool:
-    return data.get("event_type") == "call.closed"
-
-
+# Navigation reads other stages' topics for a few of their events; the rest are skipped
+# unvalidated (their owners dead-letter what is bad).
 def _clearing(data: dict[str, Any]) -> bool:
     return data.get("event_type") == "dispatch.cleared"
 
@@ -96,33 +83,16 @@ def register(stage: Stage) -> None:
     cases = stage.table(NAVIGATION_CASES)
     commands = stage.topic(NAVIGATION_COMMANDS)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
+    sweeper = _Sweeper(stage, cases, policy)
 
     async def forward(key: str, command: NavigationCommand) -> None:
         await stage.send(NAVIGATION_COMMANDS, key, command)
 
-    @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="navigation-routes")
-    async def take_routes(stream: StreamT) -> None:
-        async for decision, _event in decoded(
-            stream, TRIAGE_DECISIONS, stage.deadletters, wanted=_route_matters
-        ):
-            # Only a phone-resolved call ends in call.closed; a later decision away from
-            # ccd must reach the case too.
-            if decision.route != "ccd" and decision.supersedes is None:
-                continue
-            note = RouteNote(
-                call_id=decision.call_id,
-                route=decision.route,
-                revision=decision.revision,
-                decided_at=decision.occurred_at,
-            )
-            await forward(decision.call_id, NavigationCommand(kind="route", route=note))
-
-    @stage.app.agent(stage.topic(CAD_CALLS), name="navigation-closed")
-    async def take_closed(stream: StreamT) -> None:
-        async for call, event in decoded(stream, CAD_CALLS, stage.deadletters, wanted=_closing):
-            if call.event_type == "call.closed":
-                command = NavigationCommand(kind="closed", closed=call, source=source_ref(event))
-                await forward(call.call_id, command)
+    @stage.app.agent(stage.topic(TRIAGE_CLOSURES), name="navigation-closures")
+    async def take_closures(stream: StreamT) -> None:
+        async for closure, event in decoded(stream, TRIAGE_CLOSURES, stage.deadletters):
+            command = NavigationCommand(kind="closed", closed=closure, source=source_ref(event))
+            await forward(closure.call_id, command)
 
     @stage.app.agent(stage.topic(DISPATCH_EVENTS), name="navigation-cleared")
     async def take_cleared(stream: StreamT) -> None:
@@ -156,46 +126,31 @@ def register(stage: Stage) -> None:
             partition = event.message.partition
             async with guarded(stage.deadletters, event):
                 if command.kind == "tick":
-                    await _sweep(stage, cases, policy, partition)
+                    await sweeper.tick(partition)
                 else:
-                    await _handle(stage, cases, policy, command, partition)
+                    await _handle(stage, cases, policy, command, partition, sweeper)
             latency.observe(time.perf_counter() - started)
 
 
 async def _handle(
-    stage: Stage, cases: Any, policy: Policy, command: NavigationCommand, partition: int
+    stage: Stage,
+    cases: Any,
+    policy: Policy,
+    command: NavigationCommand,
+    partition: int,
+    sweeper: _Sweeper,
 ) -> None:
-    payload = command.route or command.closed or command.cleared or command.outcome
+    payload = command.closed or command.cleared or command.outcome
     assert payload is not None
-    moment = payload.decided_at if isinstance(payload, RouteNote) else payload.occurred_at
-    stage.clock.observe(moment)
+    stage.clock.observe(payload.occurred_at)
     now = stage.clock.now()
     key = payload.call_id if not command.outcome else command.outcome.case_id
     stored = cases.get(key)
-    route = stored["route"] if stored else None
-    revision = stored["revision"] if stored else 0
-    pending = (
-        Contact.model_validate(stored["pending_close"])
-        if stored and stored["pending_close"]
-        else None
-    )
     case = Case.model_validate(stored["case"]) if stored and stored["case"] else None
     contact: Contact | None = None
 
-    if command.route is not None:
-        if command.route.revision <= revision:
-            return
-        route, revision = command.route.route, command.route.revision
-        if pending is not None and route == "ccd":
-            contact, pending = pending, None
-    elif command.closed is not None:
-        if route == "ccd":
-            contact = contact_from_call_closed(command.closed, "ccd")
-        elif route is None:
-            # The decision may still be on its way; keep the close until it arrives.
-            pending = contact_from_call_closed(command.closed, "ccd")
-        else:
-            return
+    if command.closed is not None:
+        contact = contact_from_closure(command.closed)
     elif command.cleared is not None:
         contact = contact_from_dispatch(command.cleared)
         if contact is None:
@@ -234,46 +189,80 @@ async def _handle(
                 if case.at_risk:
                     metrics.FOLLOWUPS_AT_RISK.labels(case.pilot).inc()
 
-    cases[key] = _record(
-        partition, route=route, revision=revision, pending_close=pending, case=case, touched=now
-    )
+    record = _record(partition, case=case, touched=now)
+    cases[key] = record
+    sweeper.written(partition, key, record)
 
 
-async def _sweep(stage: Stage, cases: Any, policy: Policy, partition: int) -> None:
-    if not stage.clock.known:
-        # On event time, before this process has seen an event, time stands still: firing
-        # by the wall clock would release every open follow-up as due and overdue.
-        return
-    now = stage.clock.now()
-    horizon = _iso(now - RETENTION)
-    now_iso = _iso(now)
-    due: list[Case] = []
-    forget: list[str] = []
-    open_cases = 0
-    for key, stored in list(cases.items()):
-        if stored is None or stored["partition"] != partition:
-            continue
-        pending_at = stored["pending_at"]
-        if pending_at is not None:
-            open_cases += 1
-            # ISO-8601 in UTC sorts as time does.
-            if pending_at <= now_iso:
-                due.append(Case.model_validate(stored["case"]))
-        elif stored["touched"] < horizon:
-            forget.append(key)
-    for key in forget:
-        del cases[key]
-    limit = policy.pilots.cn.sweep_batch_limit
-    for case, events in sweep(due, now, limit):
-        await _emit(stage, case.pilot, events)
-        stored = cases[case.case_id]
-        cases[case.case_id] = {
-            **stored,
-            "case": case.model_dump(mode="json"),
-            "pending_at": _iso(case.pending_at()),
-            "touched": _iso(now),
-        }
-    metrics.FOLLOWUPS_OPEN.set(open_cases)
+@dataclass
+class _Sweeper:
+    """Fires due follow-ups per partition from the index; every :data:`FULL_SCAN_EVERY`
+    ticks of a partition it reads the whole partition instead, to forget finished cases,
+    count open ones and rebuild the index."""
+
+    stage: Stage
+    cases: Any
+    policy: Policy
+    index: DueIndex = field(default_factory=DueIndex)
+    ticks: Counter[int] = field(default_factory=Counter)
+    open_by_partition: dict[int, int] = field(default_factory=dict)
+
+    def written(self, partition: int, key: str, record: dict[str, Any]) -> None:
+        self.index.note(partition, key, record["pending_at"])
+
+    async def tick(self, partition: int) -> None:
+        if not self.stage.clock.known:
+            # On event time, before this process has seen an event, time stands still:
+            # firing by the wall clock would release every open follow-up as due and overdue.
+            return
+        owned = expiry.owned_partitions(self.stage.app, self.cases)
+        if partition not in owned:
+            # A rebalance or a recovery is under way: the table may be changing under
+            # the index. The next tick, on settled partitions, rebuilds it.
+            self.index.invalidate(None)
+            return
+        self.index.invalidate(frozenset(owned))
+        now = self.stage.clock.now()
+        if self.ticks[partition] % FULL_SCAN_EVERY == 0:
+            self._full_scan(partition, now)
+        self.ticks[partition] += 1
+        keys = self.index.due(
+            partition,
+            _iso(now) or "",
+            self.policy.pilots.cn.sweep_batch_limit,
+            self.cases.get,
+            lambda: list(self.cases.items()),
+        )
+        due = [Case.model_validate(self.cases[key]["case"]) for key in keys]
+        for case, events in sweep(due, now, len(due) or 1):
+            await _emit(self.stage, case.pilot, events)
+            stored = self.cases[case.case_id]
+            record = {
+                **stored,
+                "case": case.model_dump(mode="json"),
+                "pending_at": _iso(case.pending_at()),
+                "touched": _iso(now),
+            }
+            self.cases[case.case_id] = record
+            self.written(partition, case.case_id, record)
+
+    def _full_scan(self, partition: int, now: datetime) -> None:
+        horizon = _iso(now - RETENTION) or ""
+        forget: list[str] = []
+        open_cases = 0
+        for key, stored in list(self.cases.items()):
+            if stored is None or stored["partition"] != partition:
+                continue
+            if stored["pending_at"] is not None:
+                open_cases += 1
+            elif stored["touched"] < horizon:
+                forget.append(key)
+        for key in forget:
+            del self.cases[key]
+        self.open_by_partition[partition] = open_cases
+        metrics.FOLLOWUPS_OPEN.set(sum(self.open_by_partition.values()))
+        # Rebuilt on the next lookup: compacts entries of cases that have moved on.
+        self.index.drop(partition)
 
 
 async def _emit(stage: Stage, pilot: str, events: list[FollowupDue | FollowupOverdue]) -> None:

@@ -48,7 +48,6 @@ from agents.navigation.staffed import (
     staffed_minutes_between,
 )
 from policy import Policy
-from schemas.calls import CallClosed
 from schemas.dispatch import DispatchEvent
 from schemas.followup import (
     ContactPilot,
@@ -58,6 +57,7 @@ from schemas.followup import (
     FollowupScheduled,
     Outcome,
 )
+from schemas.triage import TriageClosure
 
 _EVENT_NS = uuid.UUID("3b8f7a52-1c9e-4d6b-8e0f-5a2d9c4e7b13")
 
@@ -86,14 +86,17 @@ class Contact(BaseModel):
     source_event_id: str = Field(min_length=1, max_length=128)
 
 
-def contact_from_call_closed(event: CallClosed, pilot: ContactPilot) -> Contact:
-    """A contact ended by ``call.closed``; the pilot is the call's route, known upstream."""
+def contact_from_closure(closure: TriageClosure) -> Contact:
+    """A CCD contact ended: the CAD closed a call triage had resolved by phone.
+
+    Named by the CAD's close event, as the contact was before triage relayed closures, so
+    follow-up ids stay the same."""
     return Contact(
-        call_id=event.call_id,
-        pilot=pilot,
-        ended_at=event.occurred_at,
-        declined=event.followup_declined,
-        source_event_id=event.event_id,
+        call_id=closure.call_id,
+        pilot="ccd",
+        ended_at=closure.occurred_at,
+        declined=closure.followup_declined,
+        source_event_id=closure.source_event_id,
     )
 
 

@@ -1,4 +1,5 @@
-"""The triage stage: one decision per call on ``triage.decisions``, superseded on updates."""
+"""The triage stage: one decision per call on ``triage.decisions``, superseded on updates;
+a closure on ``triage.closures`` when the CAD closes a call resolved by phone."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from schemas.triage import COVERAGE_REASONS, TriageDecision
 from streams import expiry, metrics
 from streams.deadletter import decoded, guarded
 from streams.stage import Stage
-from streams.topics import CAD_CALLS, TRIAGE_DECISIONS
+from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,7 @@ EXPIRY_BATCH = 2_000
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     log.info("triage policy %s", policy.version_id)
-    calls = stage.app.Table(
-        "calls",
-        default=None,
-        partitions=CAD_CALLS.partitions,
-        help="Open calls: last decision and recent event ids, for de-duplication.",
-    )
+    calls = stage.table(TRIAGE_CALLS)
     retention = timedelta(hours=stage.settings.triage_call_retention_h)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, CAD_CALLS.name)
@@ -61,6 +57,8 @@ def register(stage: Stage) -> None:
             decision = result.decision
             await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
             _count(decision, result.superseded_route)
+        if result.closure is not None:
+            await stage.send(TRIAGE_CLOSURES, result.closure.call_id, result.closure)
         if result.state is None:
             calls.pop(event.call_id, None)
         elif result.state is not state:

@@ -12,12 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from agents.triage.decide import apply_update, decide, needs_redecision
 from policy import Policy
 from schemas.calls import CallClosed, CallReceived, CallUpdated
-from schemas.triage import TriageDecision
+from schemas.triage import TriageClosure, TriageDecision
 
 #: Event ids remembered per call; a CAD redelivers recent events, not ancient ones.
 SEEN_LIMIT = 32
 
 _DECISION_NS = uuid.UUID("6f1d2c0e-8f0a-4c55-9a43-4f2e1b6c9d11")
+_CLOSURE_NS = uuid.UUID("3c9e5a27-1d4b-4f0e-8b6a-7e2d9c4f1a05")
 
 Outcome = Literal["decided", "redecided", "duplicate", "unchanged", "closed", "unknown_call"]
 
@@ -40,6 +41,7 @@ class Step:
     state: CallState | None
     decision: TriageDecision | None = None
     superseded_route: str | None = None
+    closure: TriageClosure | None = None
 
 
 def decision_id(source_event_id: str, call_id: str = "") -> str:
@@ -48,6 +50,24 @@ def decision_id(source_event_id: str, call_id: str = "") -> str:
     # name: a CAD that reuses an event id for two calls must not make their decisions look
     # like repeats of each other.
     return uuid.uuid5(_DECISION_NS, f"{call_id}|{source_event_id}").hex
+
+
+def closure(state: CallState, event: CallClosed) -> TriageClosure | None:
+    """The end of a CCD contact when the CAD closes a call triage routed to ccd; None for
+    any other route (its contact, if any, ends elsewhere)."""
+    if state.route != "ccd":
+        return None
+    return TriageClosure(
+        event_id=uuid.uuid5(_CLOSURE_NS, f"{event.call_id}|{event.event_id}").hex,
+        occurred_at=event.occurred_at,
+        call_id=event.call_id,
+        route=state.route,
+        revision=state.revision,
+        decision_id=state.decision_id,
+        source_event_id=event.event_id,
+        disposition=event.disposition,
+        followup_declined=event.followup_declined,
+    )
 
 
 def _remember(seen: list[str], event_id: str) -> list[str]:
@@ -64,7 +84,9 @@ def step(
         return Step("duplicate", state)
 
     if isinstance(event, CallClosed):
-        return Step("closed" if state else "unknown_call", None)
+        if state is None:
+            return Step("unknown_call", None)
+        return Step("closed", None, closure=closure(state, event))
 
     if isinstance(event, CallReceived):
         call = event.model_copy(update={"caller": None})

@@ -36,11 +36,11 @@ from agents.triage.decide import apply_update, decide
 from agents.triage.state import decision_id
 from policy import default_policy_path, load_policy
 from schemas import (
-    CallClosed,
     CallUpdated,
     DeadLetter,
     DispatchEvent,
     FollowupOutcome,
+    TriageClosure,
     UnitStatusReport,
 )
 from streams.admin import create_topics
@@ -53,6 +53,7 @@ from streams.topics import (
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
     NAVIGATION_COMMANDS,
+    TRIAGE_CLOSURES,
     TRIAGE_DECISIONS,
     UNITS_AUDIT,
     UNITS_STATUS,
@@ -504,24 +505,17 @@ def _navigation_contacts() -> tuple[list[Any], set[str], set[str]]:
     for i in range(CCD_CONTACTS):
         call_id = f"P-{i}"
         ccd.add(call_id)
-        call = call_received(
-            call_id=call_id,
-            event_id=f"pc-{i}",
-            call_type="Mental Health Crisis",
-            needs_in_person=False,
-            occurred_at=FRIDAY_16 + timedelta(seconds=i),
-        )
-        decision = decide(
-            call, POLICY, event_id=decision_id(call.event_id, call.call_id), now=call.occurred_at
-        )
-        assert decision.route == "ccd"
-        closed = CallClosed(
+        # Triage relays the CAD's close of a phone-resolved call as a closure.
+        closure = TriageClosure(
             call_id=call_id,
             occurred_at=FRIDAY_16 + timedelta(minutes=40, seconds=i),
-            event_id=f"pclosed-{i}",
+            route="ccd",
+            revision=1,
+            decision_id=f"pd-{i}",
+            source_event_id=f"pclosed-{i}",
+            event_id=f"pclosure-{i}",
         )
-        items.append((TRIAGE_DECISIONS, call_id, decision))
-        items.append((CAD_CALLS, call_id, closed))
+        items.append((TRIAGE_CLOSURES, call_id, closure))
     return items, crt, ccd
 
 

@@ -12,29 +12,30 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from agents.triage.decide import decide
-from policy import load_policy
-from schemas import CallClosed, DeadLetter, DispatchEvent, FollowupOutcome, FollowupScheduled
+from schemas import (
+    DeadLetter,
+    DispatchEvent,
+    FollowupOutcome,
+    FollowupScheduled,
+    TriageClosure,
+)
 from schemas.registry import ANY_EVENT
 from streams.admin import create_topics
 from streams.codec import decode
 from streams.settings import HeartSettings
 from streams.topics import (
-    CAD_CALLS,
     DEADLETTER,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
     NAVIGATION_COMMANDS,
-    TRIAGE_DECISIONS,
+    TRIAGE_CLOSURES,
 )
-from tests.factories import call_received
 from tests.kafka import Worker, produce, read_topic
 
 pytestmark = pytest.mark.broker
 NY = ZoneInfo("America/New_York")
-POLICY = load_policy()
 EVENT_CLOCK = {"HEART_CLOCK": "event"}
 
 
@@ -56,6 +57,18 @@ def cleared(call_id: str, at: datetime, route: str = "crt", **extra: object) -> 
         call_id=call_id,
         route=route,
         team_id="CRT-1",
+        **extra,
+    )
+
+
+def closure(call_id: str, at: datetime, **extra: object) -> TriageClosure:
+    return TriageClosure(
+        call_id=call_id,
+        occurred_at=at,
+        route="ccd",
+        revision=1,
+        decision_id=f"decision-{call_id}",
+        source_event_id=f"close-{call_id}",
         **extra,
     )
 
@@ -107,27 +120,13 @@ async def test_contacts_schedules_retries_declines_and_overdue(
 ) -> None:
     # Phase 1, Friday afternoon: a CCD phone contact, a weekday team contact (Thursday),
     # a Friday 15:00 one, and two that are not scheduled (declined, redelivered).
-    ccd_call = call_received(
-        call_id="P-1",
-        call_type="Mental Health Crisis",
-        needs_in_person=False,
-        occurred_at=FRIDAY_10,
-        event_id="call-P-1",
-    )
-    ccd = decide(ccd_call, POLICY, event_id="dec-P-1")
-    assert ccd.route == "ccd"
-    declined_call = ccd_call.model_copy(update={"call_id": "P-2", "event_id": "call-P-2"})
+    # Triage relays the CAD's close of a phone-resolved call as a closure.
     await produce(
         scoped,
-        TRIAGE_DECISIONS,
-        [("P-1", ccd), ("P-2", decide(declined_call, POLICY, event_id="dec-P-2"))],
-    )
-    await produce(
-        scoped,
-        CAD_CALLS,
+        TRIAGE_CLOSURES,
         [
-            ("P-1", CallClosed(call_id="P-1", occurred_at=FRIDAY_10 + timedelta(minutes=20))),
-            ("P-2", CallClosed(call_id="P-2", occurred_at=FRIDAY_10, followup_declined=True)),
+            ("P-1", closure("P-1", FRIDAY_10 + timedelta(minutes=20))),
+            ("P-2", closure("P-2", FRIDAY_10, followup_declined=True)),
         ],
     )
     weekday = cleared("T-1", THURSDAY_10)

@@ -17,7 +17,7 @@ from agents.navigation.cases import (
     Contact,
     TimerEvent,
     advance,
-    contact_from_call_closed,
+    contact_from_closure,
     contact_from_dispatch,
     on_outcome,
     outcome_rejection,
@@ -27,9 +27,9 @@ from agents.navigation.cases import (
 )
 from policy import Policy, PolicyError, default_policy_path, load_policy
 from policy.model import parse_policy
-from schemas.calls import CallClosed
 from schemas.dispatch import DispatchEvent
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue
+from schemas.triage import TriageClosure
 
 DURHAM = ZoneInfo("America/New_York")
 _ids = itertools.count(1)
@@ -641,12 +641,21 @@ def test_sweep_returns_only_changed_cases(durham: Policy) -> None:
 # --- contacts from events -----------------------------------------------------------------
 
 
-def test_contacts_from_call_closed_and_dispatch_cleared() -> None:
+def test_contacts_from_a_closure_and_dispatch_cleared() -> None:
     ended = at(TUESDAY, "10:00")
-    closed = CallClosed(call_id="C-9", occurred_at=ended, followup_declined=True)
-    made = contact_from_call_closed(closed, "ccd")
+    closed = TriageClosure(
+        call_id="C-9",
+        occurred_at=ended,
+        route="ccd",
+        revision=1,
+        decision_id="d-1",
+        source_event_id="cad-close-1",
+        followup_declined=True,
+    )
+    made = contact_from_closure(closed)
     assert (made.call_id, made.pilot, made.ended_at, made.declined) == ("C-9", "ccd", ended, True)
-    assert made.source_event_id == closed.event_id
+    # Named by the CAD's close, so follow-up ids do not depend on who relayed it.
+    assert made.source_event_id == "cad-close-1"
 
     cleared = DispatchEvent(
         event_type="dispatch.cleared", call_id="C-9", route="crt", occurred_at=ended

@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas import CallUpdated, DeadLetter, TriageDecision
+from schemas import CallClosed, CallUpdated, DeadLetter, TriageClosure, TriageDecision
 from schemas.deadletter import H_OFFSET, H_PARTITION, H_STAGE, H_TOPIC
 from streams.admin import create_topics
 from streams.codec import decode
 from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_DECISIONS
+from streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 
@@ -111,6 +111,39 @@ async def test_unknown_call_update_is_dead_lettered(scoped: HeartSettings, triag
     await produce(scoped, CAD_CALLS, [("U-404", update)])
     [record] = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 1, settle=0.5)
     assert DeadLetter.from_headers(record.headers).reason == "unknown_call"
+
+
+async def test_a_phone_resolved_call_closed_by_the_cad_becomes_a_closure(
+    scoped: HeartSettings, triage: Worker
+) -> None:
+    phone = call_received(call_id="P-1", call_type="Mental Health Crisis", needs_in_person=False)
+    police = call_received(call_id="X-1", call_type="Burglary")
+    closes = {
+        key: CallClosed(
+            call_id=key,
+            occurred_at=T0 + timedelta(minutes=25),
+            disposition="resolved_by_phone",
+            followup_declined=key == "P-1",
+            event_id=f"close-{key}",
+        )
+        for key in ("P-1", "X-1", "NEVER-SEEN")
+    }
+    await produce(scoped, CAD_CALLS, [("P-1", phone), ("X-1", police)])
+    out = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 2, settle=0.5)
+    routes = {d.call_id: d for d in decisions(out)}
+    assert (routes["P-1"].route, routes["X-1"].route) == ("ccd", "police")
+    # Each close in its call's order, once redelivered: one closure, for the ccd call only.
+    await produce(scoped, CAD_CALLS, [(k, v) for k, v in closes.items()] + [("P-1", closes["P-1"])])
+    records = await read_topic(scoped, TRIAGE_CLOSURES, until=lambda r: len(r) >= 1, settle=1.5)
+    [closure] = [decode(TriageClosure, r.value) for r in records]
+    assert records[0].key == b"P-1"
+    assert (closure.call_id, closure.route, closure.revision) == ("P-1", "ccd", 1)
+    assert closure.decision_id == routes["P-1"].event_id
+    assert closure.source_event_id == "close-P-1"
+    assert closure.occurred_at == T0 + timedelta(minutes=25)
+    assert (closure.disposition, closure.followup_declined) == ("resolved_by_phone", True)
+    dead = await read_topic(scoped, DEADLETTER, until=lambda r: True, settle=0.5)
+    assert dead == [], "a close, even of a call never seen, is not refused"
 
 
 async def test_state_survives_sigkill(scoped: HeartSettings, tmp_path: Path) -> None:
