@@ -56,9 +56,9 @@ from streams.codec import encode
 from streams.settings import HeartSettings
 from streams.topics import (
     CAD_CALLS,
+    CATALOG,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
-    FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
     NAVIGATION_COMMANDS,
@@ -67,7 +67,7 @@ from streams.topics import (
     UNITS_STATUS,
 )
 from streams.transport import true_end_offsets
-from streams.worker import STAGES
+from streams.worker import STAGES, stage_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 MILWAUKEE = Path(
@@ -710,33 +710,19 @@ class Bench:
         replayer = Replayer(s, mapping.load_policy(), None)
         stats = await replayer.run(calls)
         sent_s = time.monotonic() - began
-        # Each stage's topics, in and internal: all may still grow while others work.
-        groups = {
-            "triage": [CAD_CALLS],
-            "dispatch": [TRIAGE_DECISIONS, UNITS_STATUS, DISPATCH_COMMANDS],
-            "navigation": [
-                CAD_CALLS,
-                TRIAGE_DECISIONS,
-                DISPATCH_EVENTS,
-                FOLLOWUP_OUTCOMES,
-                NAVIGATION_COMMANDS,
-            ],
-            "reporting": [
-                TRIAGE_DECISIONS,
-                DISPATCH_EVENTS,
-                FOLLOWUP_TIMERS,
-                FOLLOWUP_TASKS,
-                FOLLOWUP_OUTCOMES,
-                REPORTS_COMMANDS,
-            ],
-        }
+        # Each stage's topics, in and internal (read from its agents): all may still grow
+        # while others work.
+        groups = {proc.name: sorted(stage_inputs(proc.name)) for proc in procs}
         await asyncio.gather(
             *(
                 harness.wait_drained(
                     s,
                     f"{prefix}heart-{proc.name}",
                     [],
-                    [(spec.full_name(prefix), spec.partitions) for spec in groups[proc.name]],
+                    [
+                        (CATALOG[name].full_name(prefix), CATALOG[name].partitions)
+                        for name in groups[proc.name]
+                    ],
                     timeout=self.sizes.drain_timeout_s,
                     procs=procs,
                 )

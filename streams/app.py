@@ -35,6 +35,7 @@ def create_app(stage: str, settings: HeartSettings) -> HeartApp:
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_request_timeout=max(40.0, settings.session_timeout_s * 2),
         producer_linger=settings.producer_linger_s,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         broker_commit_every=settings.commit_every,
         broker_commit_interval=settings.commit_interval_s,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,

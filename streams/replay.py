@@ -83,6 +83,8 @@ class ReplayStats:
     outcomes: int = 0
     syncs: int = 0
     sync_timeouts: int = 0
+    #: Wall seconds spent waiting for dispatch's answers, per kind of wait.
+    sync_wait_s: Counter[str] = field(default_factory=Counter)
     wall_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,6 +96,7 @@ class ReplayStats:
             "outcomes": self.outcomes,
             "syncs": self.syncs,
             "sync_timeouts": self.sync_timeouts,
+            "sync_wait_s": {k: round(v, 2) for k, v in self.sync_wait_s.items()},
             "wall_s": round(self.wall_s, 2),
             "calls_per_s": round(self.calls / self.wall_s, 1) if self.wall_s else None,
         }
@@ -399,6 +402,7 @@ class Replayer:
     async def _sync(self, kind: str, ident: str, timeout: float = SYNC_TIMEOUT_S) -> None:
         waiter = self._waiting.setdefault((kind, ident), asyncio.Event())
         self.stats.syncs += 1
+        began = time.monotonic()
         try:
             await asyncio.wait_for(waiter.wait(), timeout)
         except TimeoutError:
@@ -406,6 +410,7 @@ class Replayer:
             log.warning("replay: no %s answer for %s within %.1fs", kind, ident, timeout)
         finally:
             self._waiting.pop((kind, ident), None)
+            self.stats.sync_wait_s[kind] += time.monotonic() - began
 
     async def _pace(self, first: datetime, now: datetime, began: float) -> None:
         if self.speed is None:

@@ -41,6 +41,13 @@ class HeartSettings(BaseModel):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     rebalance_timeout_s: float = Field(6.0, gt=0)
     producer_linger_s: float = Field(0.005, ge=0)
+    # aiokafka holds one batch per partition in flight: a stage that writes a burst (a
+    # decision and a changelog record per call) waits a broker round trip every
+    # producer_max_batch_bytes per partition. Faust's default is 16 KiB.
+    producer_max_batch_bytes: int = Field(16_384, ge=1_024, le=1_048_576)
+    # Table changelog records wait in Faust's producer buffer; above this many, Faust stops
+    # the stream until it has drained (Faust's value: 100).
+    producer_buffer_max: int = Field(100, ge=1)
     commit_every: int = Field(10_000, ge=1)
     commit_interval_s: float = Field(1.0, gt=0)
     stream_buffer_maxsize: int = Field(16_384, ge=1)

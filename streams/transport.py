@@ -32,7 +32,7 @@ from faust.sensors import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, CollectionT, EventT, Message, StreamT
 from faust.types.auth import CredentialsT
-from faust.types.transports import TransportT
+from faust.types.transports import ProducerT, TransportT
 from mode import Service
 
 from streams.settings import HeartSettings
@@ -434,6 +434,12 @@ class HeartApp(faust.App):
         self.heart_settings = heart_settings
         options.setdefault("Monitor", LeanMonitor)
         super().__init__(id, **options)
+
+    def _new_producer(self) -> ProducerT:
+        producer = super()._new_producer()
+        # An instance attribute: Faust reads it from the buffer, a class default.
+        producer.buffer.max_messages = self.heart_settings.producer_buffer_max  # type: ignore[attr-defined]
+        return producer
 
     @Service.task
     async def _recovery_deadline(self) -> None:

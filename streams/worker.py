@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -49,6 +50,18 @@ def build_stage(name: str, settings: HeartSettings) -> Stage:
     stage = create_stage(name, settings)
     module.register(stage)
     return stage
+
+
+@functools.cache
+def stage_inputs(name: str) -> frozenset[str]:
+    """Catalog names of the topics a stage's agents consume, read from the agents
+    themselves (deploy manifests, benchmarks and drain checks must not keep their own
+    lists)."""
+    stage = build_stage(name, HeartSettings())
+    names: set[str] = set()
+    for agent in stage.app.agents.values():
+        names.update(agent.channel.topics)  # type: ignore[attr-defined]
+    return frozenset(stage.topic_label(n) or n for n in names)
 
 
 def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> None:

@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 from streams.app import app_id
 from streams.settings import ENV_PREFIX, HeartSettings
 from streams.topics import CATALOG
-from streams.worker import STAGES, build_stage
+from streams.worker import STAGES, stage_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -135,16 +135,6 @@ def settings_configmap() -> dict[str, str]:
 
 def stage_of(obj: dict[str, Any]) -> str:
     return obj["metadata"]["labels"]["app.kubernetes.io/component"]
-
-
-@cache
-def stage_inputs(stage: str) -> frozenset[str]:
-    """Catalog names of the topics a stage's agents consume, from the code itself."""
-    built = build_stage(stage, HeartSettings())
-    names: set[str] = set()
-    for agent in built.app.agents.values():
-        names.update(agent.channel.topics)  # type: ignore[attr-defined]
-    return frozenset(built.topic_label(n) or n for n in names)
 
 
 # --------------------------------------------------------------------------- compose
