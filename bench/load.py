@@ -148,9 +148,15 @@ class StageWorker:
 
 class Load:
     def __init__(
-        self, settings: HeartSettings, rate: float, duration: float, team_share: float
+        self,
+        settings: HeartSettings,
+        rate: float,
+        duration: float,
+        team_share: float,
+        close: str = "all",
     ) -> None:
         self.settings = settings
+        self.close_all = close == "all"
         self.team_per_mille = round(team_share * 1000)
         self.rate = rate
         self.duration = duration
@@ -225,6 +231,9 @@ class Load:
                 # The CAD closes every call: phone-resolved ones after 2 s (so Care
                 # Navigation schedules a follow-up), the others after CLOSE_AFTER_S.
                 phone = call.call_type == "Mental Health Crisis" and not call.needs_in_person
+                if not phone and not self.close_all:
+                    i += 1
+                    continue
                 after = 2.0 if phone else CLOSE_AFTER_S
                 closed = CallClosed(
                     call_id=call.call_id,
@@ -362,7 +371,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"workers ready; {args.rate:g} calls/s for {args.duration:g} s (logs {log_dir})",
             flush=True,
         )
-        load = Load(settings, args.rate, args.duration, args.team_share)
+        load = Load(settings, args.rate, args.duration, args.team_share, args.close)
         load.drain_s = 5.0 if args.quick else 10.0
         sampler_stop = asyncio.Event()
         sampler = asyncio.create_task(sample(workers, args.sample, sampler_stop, samples))
@@ -394,6 +403,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "rate_per_s": args.rate,
             "duration_s": args.duration,
             "sample_s": args.sample,
+            "cad_closes": args.close,
             "mix": {
                 "crt+cor (teams)": args.team_share,
                 "ccd": 0.27,
@@ -480,6 +490,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.01,
         help="share of calls that need a CRT or CoR team (default 0.01: 2 per second at 200/s)",
+    )
+    p.add_argument(
+        "--close",
+        choices=("all", "phone"),
+        default="all",
+        help="which calls the CAD closes: all (as a CAD does; default) or only phone-resolved "
+        "ones (half the records on cad.calls; the mix of the first benchmark runs)",
     )
     p.add_argument("--quick", action="store_true", help="about 15 s of load, for a smoke test")
     p.add_argument("--json", type=Path, default=Path("bench-load.json"), help="JSON output file")
