@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel
 
 from streams.broker import find_free_port
@@ -148,3 +149,17 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def key_per_partition(prefix: str, partitions: int) -> list[str]:
+    """One key per partition (``prefix-0``, ``prefix-1``... as the default partitioner
+    spreads them), in partition order: to reach every partition of a topic keyed by id."""
+    partitioner = DefaultPartitioner()
+    parts = list(range(partitions))
+    chosen: dict[int, str] = {}
+    i = 0
+    while len(chosen) < partitions:
+        key = f"{prefix}-{i}"
+        chosen.setdefault(partitioner(key.encode(), parts, parts), key)
+        i += 1
+    return [chosen[p] for p in parts]

@@ -30,7 +30,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 
 from agents.triage.decide import apply_update, decide
 from agents.triage.state import decision_id
@@ -59,7 +58,7 @@ from streams.topics import (
     UNITS_STATUS,
 )
 from tests.factories import T0, call_received
-from tests.kafka import Worker
+from tests.kafka import Worker, key_per_partition
 from tests.reliability.conftest import Background
 from tests.reliability.support import Feed, TopicWatch, distinct, ids_by, of_type, stop_worker
 
@@ -435,15 +434,7 @@ CCD_CONTACTS = 60
 
 def _pulse_keys(tag: str) -> list[str]:
     """One key per partition of the navigation commands (keyed by call id)."""
-    partitioner = DefaultPartitioner()
-    parts = list(range(NAVIGATION_COMMANDS.partitions))
-    chosen: dict[int, str] = {}
-    i = 0
-    while len(chosen) < len(parts):
-        key = f"pulse-{tag}-{i}"
-        chosen.setdefault(partitioner(key.encode(), parts, parts), key)
-        i += 1
-    return list(chosen.values())
+    return key_per_partition(f"pulse-{tag}", NAVIGATION_COMMANDS.partitions)
 
 
 class Pulses:

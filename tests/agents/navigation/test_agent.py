@@ -10,7 +10,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import (
     DeadLetter,
@@ -32,7 +31,7 @@ from streams.topics import (
     NAVIGATION_COMMANDS,
     TRIAGE_CLOSURES,
 )
-from tests.kafka import Worker, produce, read_topic
+from tests.kafka import Worker, key_per_partition, produce, read_topic
 
 pytestmark = pytest.mark.broker
 NY = ZoneInfo("America/New_York")
@@ -76,17 +75,9 @@ def closure(call_id: str, at: datetime, **extra: object) -> TriageClosure:
 def clock_pulses(at: datetime, tag: str) -> list[tuple[str, DispatchEvent]]:
     """One police-route event into every partition: no follow-up, but time moves on
     wherever a case may live."""
-    partitioner = DefaultPartitioner()
-    parts = list(range(NAVIGATION_COMMANDS.partitions))
-    chosen: dict[int, str] = {}
-    i = 0
-    while len(chosen) < len(parts):
-        key = f"pulse-{tag}-{i}"
-        chosen.setdefault(partitioner(key.encode(), parts, parts), key)
-        i += 1
     return [
         (k, cleared(k, at, route="police", event_id=f"{k}-{at.isoformat()}"))
-        for k in chosen.values()
+        for k in key_per_partition(f"pulse-{tag}", NAVIGATION_COMMANDS.partitions)
     ]
 
 
