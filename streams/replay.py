@@ -386,7 +386,7 @@ class Replayer:
                 # sends the assignment right behind the clearing, to the same partition.
                 await producer.flush()
                 await self._sync("cleared", event.call_id or "")
-                if self._team_kind.get(event.team_id) and not self._assigned_since(event):
+                if not self._assigned_since(event):
                     await self._sync(
                         "assigned", event.team_id, timeout=ASSIGN_AFTER_CLEAR_TIMEOUT_S
                     )
