@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.broker import find_free_port
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 from streams.transport import true_end_offsets
 
@@ -228,6 +229,7 @@ async def read_all(
         **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
     )
     await consumer.start()
+    use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     records: list[ConsumerRecord] = []
     try:

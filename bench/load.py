@@ -51,6 +51,7 @@ from schemas import CallClosed, CallReceived, UnitStatusReport  # noqa: E402
 from streams.admin import create_topics  # noqa: E402
 from streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
 from streams.codec import encode  # noqa: E402
+from streams.fetch_wait import use_backlog_wait  # noqa: E402
 from streams.settings import HeartSettings  # noqa: E402
 from streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS  # noqa: E402
 
@@ -170,8 +171,12 @@ class Load:
         self.closes_sent = 0
         self.started = 0.0
         self.feed_seconds = 0.0
-        #: After the load stops, how long to wait for late decisions and assignments.
-        self.drain_s = 10.0
+        #: After the load stops, how long to keep waiting for late decisions and
+        #: assignments once none has arrived for that long (a busy machine delays them;
+        #: a stalled stage stops them).
+        self.drain_idle_s = 10.0
+        #: The longest wait after the load stops, however slowly they still arrive.
+        self.drain_max_s = 180.0
         self.stop = asyncio.Event()
 
     def event_now(self) -> datetime:
@@ -271,18 +276,24 @@ class Load:
             **self.settings.aiokafka_kwargs(),  # type: ignore[arg-type]
         )
         await consumer.start()
+        use_backlog_wait(consumer, self.settings.fetch_backlog_wait_ms)
         decisions = TRIAGE_DECISIONS.full_name(prefix)
         status_topic = UNITS_STATUS.full_name(prefix)
         early: list[tuple[str, str, int]] = []
-        drain_until: float | None = None
+        drain_started: float | None = None
+        last_news = time.monotonic()
         try:
             while True:
                 if self.stop.is_set():
-                    drain_until = drain_until or time.monotonic() + self.drain_s
+                    now = time.monotonic()
+                    drain_started = drain_started or now
                     caught_up = len(self.decided) >= self.calls_sent and not early
-                    if time.monotonic() > drain_until or caught_up:
+                    idle = now - last_news > self.drain_idle_s
+                    if caught_up or idle or now - drain_started > self.drain_max_s:
                         return
                 batch = await consumer.getmany(timeout_ms=100)
+                if batch:
+                    last_news = time.monotonic()
                 for records in batch.values():
                     for record in records:
                         data = orjson.loads(record.value)
@@ -372,7 +383,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         load = Load(settings, args.rate, args.duration, args.team_share, args.close)
-        load.drain_s = 5.0 if args.quick else 10.0
+        load.drain_idle_s = 5.0 if args.quick else 10.0
         sampler_stop = asyncio.Event()
         sampler = asyncio.create_task(sample(workers, args.sample, sampler_stop, samples))
         began = time.monotonic()

@@ -53,6 +53,7 @@ from bench.harness import Fleet, Proc, percentile
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, find_free_port
 from streams.codec import encode
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 from streams.topics import (
     CAD_CALLS,
@@ -555,6 +556,7 @@ class Bench:
         )
         await producer.start()
         await consumer.start()
+        use_backlog_wait(consumer, s.fetch_backlog_wait_ms)
         await _wait_assignment(consumer)
         gen = workload.LiveCalls(team_share=0.4, seed=rate, tag=f"{self.run_id}-{tag}")
         sent: dict[str, float] = {}
@@ -820,6 +822,7 @@ class Bench:
         )
         await producer.start()
         await consumer.start()
+        use_backlog_wait(consumer, s.fetch_backlog_wait_ms)
         await _wait_assignment(consumer)
         gen = workload.LiveCalls(team_share=0.1, seed=200, tag=f"{self.run_id}-mem")
         stop = asyncio.Event()

@@ -45,6 +45,7 @@ from schemas.followup import FollowupOutcome
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, find_free_port
 from streams.codec import encode
+from streams.fetch_wait import use_backlog_wait
 from streams.import_cli import ProgressBar
 from streams.settings import HeartSettings
 from streams.supervisor import Supervisor
@@ -263,6 +264,7 @@ class Replayer:
         first = min(starts) if starts else None
         await producer.start()
         await consumer.start()
+        use_backlog_wait(consumer, self.settings.fetch_backlog_wait_ms)
         stop = asyncio.Event()
         reader = asyncio.create_task(self._read(consumer, stop))
         began = time.monotonic()

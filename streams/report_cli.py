@@ -26,6 +26,7 @@ from agents.reporting.aggregate import (
 from agents.reporting.render import render_html, render_json
 from policy import Policy
 from streams.codec import DecodeError, decode
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 from streams.topics import REPORTS_MONTHLY
 from streams.transport import true_end_offsets
@@ -79,6 +80,7 @@ async def fetch_snapshot(settings: HeartSettings, month: str) -> MonthReport | N
     )
     try:
         await consumer.start()
+        use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
         # Listing topics never auto-creates one, unlike asking for a missing topic.
         if topic not in await consumer.topics():
             log.info("topic %s does not exist", topic)

@@ -36,6 +36,10 @@ class HeartSettings(BaseModel):
     # Tansu never answers a waiting fetch early, so Faust's hard-coded 1.5 s wait costs
     # about a second per hop; 10 ms brings a hop to tens of milliseconds.
     fetch_wait_ms: int = Field(10, ge=1, le=60_000)
+    # A fetch from inside a long partition log needs longer than that on Tansu, which
+    # stops gathering records when the wait is over (streams/fetch_wait.py); used only
+    # while a consumer is behind, when the broker answers as soon as it has gathered.
+    fetch_backlog_wait_ms: int = Field(500, ge=1, le=60_000)
     # Each group join on the embedded broker takes half the session timeout.
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)

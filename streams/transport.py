@@ -4,7 +4,9 @@ Two Tansu defects are handled here, both harmless on Apache Kafka:
 
 * Faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer, and Tansu never
   answers a waiting fetch early, so every agent hop costs about a second. The worker
-  consumer uses ``HeartSettings.fetch_wait_ms`` instead.
+  consumer uses ``HeartSettings.fetch_wait_ms`` instead, and
+  ``HeartSettings.fetch_backlog_wait_ms`` while it is behind, because Tansu stops
+  gathering records when the wait is over (:mod:`streams.fetch_wait`).
 * Tansu answers ListOffsets(LATEST) (``end_offsets()``) with the base offset of the last
   record batch + 1. Faust's table recovery stops at that offset and silently drops the
   changelog's tail. :func:`true_end_offsets` corrects the answer from the high watermark
@@ -35,6 +37,7 @@ from faust.types.auth import CredentialsT
 from faust.types.transports import ProducerT, TransportT
 from mode import Service
 
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)
@@ -176,6 +179,13 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             raise RuntimeError("Faust started the worker consumer before it was tuned")
         consumer._fetch_max_wait_ms = self.heart_settings.fetch_wait_ms
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        settings = self.heart_settings
+        use_backlog_wait(
+            self._ensure_consumer(), settings.fetch_backlog_wait_ms, settings.fetch_wait_ms
+        )
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reported = await super()._highwaters(partitions)

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from streams.broker import find_free_port
 from streams.codec import encode
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 from streams.topics import TopicSpec
 
@@ -62,6 +63,7 @@ async def read_topic(
         **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
     )
     await consumer.start()
+    use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
     records: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout

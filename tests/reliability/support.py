@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from schemas.registry import ANY_EVENT
 from streams.codec import encode
+from streams.fetch_wait import use_backlog_wait
 from streams.settings import HeartSettings
 from streams.topics import TopicSpec
 
@@ -49,6 +50,7 @@ class TopicWatch:
             **self.settings.aiokafka_kwargs(),  # type: ignore[arg-type]
         )
         await self._consumer.start()
+        use_backlog_wait(self._consumer, self.settings.fetch_backlog_wait_ms)
         self._task = asyncio.create_task(self._run())
         return self
 

@@ -53,11 +53,20 @@ def changelog_topic(app_id: str) -> str:
     return f"{app_id}-{TABLE}-changelog"
 
 
-def live_fetch_wait_ms(app: faust.App) -> int | None:
+def live_fetcher(app: faust.App) -> Any:
     thread = getattr(app.consumer, "_thread", None)
     consumer = getattr(thread, "_consumer", None)
-    fetcher = getattr(consumer, "_fetcher", None)
-    return None if fetcher is None else int(fetcher._fetch_max_wait_ms)
+    return getattr(consumer, "_fetcher", None)
+
+
+def live_fetch_waits(app: faust.App) -> dict[str, Any]:
+    """The worker consumer's fetch waits: at the log end, and while behind."""
+    fetcher = live_fetcher(app)
+    return {
+        "fetcher": type(fetcher).__name__,
+        "idle_ms": getattr(fetcher, "idle_wait_ms", None),
+        "backlog_ms": getattr(fetcher, "backlog_wait_ms", None),
+    }
 
 
 def build(app_id: str, source: str, status_path: Path) -> HeartApp:
@@ -75,7 +84,7 @@ def build(app_id: str, source: str, status_path: Path) -> HeartApp:
         await app.tables.recovery.completed.wait()
         status = {
             "items": {str(k): v for k, v in table.items()},
-            "fetch_wait_ms": live_fetch_wait_ms(app),
+            "fetch_waits": live_fetch_waits(app),
             "pid": os.getpid(),
         }
         # Written whole then renamed, so the test never reads half a file.

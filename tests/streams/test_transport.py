@@ -34,6 +34,14 @@ pytestmark = pytest.mark.broker
 REPO = Path(__file__).resolve().parents[2]
 KEYS = 30
 WORKER_FETCH_WAIT_MS = 25
+WORKER_BACKLOG_WAIT_MS = 400
+# What the running worker's consumer must use: the configured waits, in the fetcher that
+# switches between them.
+WORKER_FETCH_WAITS = {
+    "fetcher": "BacklogAwareFetcher",
+    "idle_ms": WORKER_FETCH_WAIT_MS,
+    "backlog_ms": WORKER_BACKLOG_WAIT_MS,
+}
 
 
 async def create_topics(settings: HeartSettings, partitions: dict[str, int]) -> None:
@@ -213,6 +221,7 @@ async def written_table(
         **os.environ,
         "HEART_KAFKA_BOOTSTRAP": broker.bootstrap,
         "HEART_FETCH_WAIT_MS": str(WORKER_FETCH_WAIT_MS),
+        "HEART_FETCH_BACKLOG_WAIT_MS": str(WORKER_BACKLOG_WAIT_MS),
     }
     # A long linger makes the changelog one multi-record batch, the case Tansu gets wrong.
     writer = Worker(workdir, "writer", app_id, source, {**env, "HEART_PRODUCER_LINGER_S": "0.2"})
@@ -249,7 +258,7 @@ async def test_changelog_end_is_under_reported(
     reported = await reported_end_offsets(settings, [changelog])
     assert reported[changelog] < KEYS
     assert await true_end_offsets(settings, [changelog]) == {changelog: KEYS}
-    assert written_table.writer_status["fetch_wait_ms"] == WORKER_FETCH_WAIT_MS
+    assert written_table.writer_status["fetch_waits"] == WORKER_FETCH_WAITS
 
 
 async def test_recovery_without_correction_drops_changelog_tail(
@@ -262,7 +271,7 @@ async def test_recovery_without_correction_drops_changelog_tail(
 async def test_recovery_after_sigkill_restores_every_key(written_table: WrittenTable) -> None:
     status = await recover(written_table, "corrected", correct=True)
     assert status["items"] == written_table.expected
-    assert status["fetch_wait_ms"] == WORKER_FETCH_WAIT_MS
+    assert status["fetch_waits"] == WORKER_FETCH_WAITS
 
 
 def _consumer_with(committed: int, acked: list[int], topic: str) -> tuple[Any, Any]:
