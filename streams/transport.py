@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, cast
 
@@ -200,6 +200,8 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 #: partition is rewound to re-read it. Acks arrive in offset order within a partition, so a
 #: hole is a record the stream never got; the grace only rides out a batch in flight.
 HOLE_REWIND_AFTER_S = 3.0
+#: Re-reads of the same missing offset before a partition is let go on without it.
+ORDER_REWINDS_MAX = 5
 
 
 class HeartConsumer(faust_aiokafka.Consumer):
@@ -218,6 +220,8 @@ class HeartConsumer(faust_aiokafka.Consumer):
     a skipped record) this consumer:
 
     * commits nothing while the lowest acknowledged offset is above the committed one;
+    * never hands a stream a record ahead of one it has not read: it rewinds the
+      partition to the missing one instead (:meth:`getmany`);
     * records no gaps, and logs the jump instead;
     * starts a partition that has no committed offset at its first offset, so the
       committed position is always known;
@@ -233,6 +237,61 @@ class HeartConsumer(faust_aiokafka.Consumer):
         # tp -> (committed offset the hole starts at, when it was first seen or rewound).
         self._holes: dict[TP, tuple[int, float]] = {}
         self._catalog_names: frozenset[str] | None = None
+        # tp -> (offset last rewound to for order, how many times in a row).
+        self._order_rewinds: dict[TP, tuple[int, int]] = {}
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's batches, never handing a stream a catalog record out of order.
+
+        When records of a partition were dropped around a rebalance (see the class
+        docstring), the next one fetched would reach the stream ahead of them, and the
+        dropped ones only when re-read later: a dispatch area would apply a team's later
+        report before its earlier one and refuse it. Instead the partition is rewound to
+        the first record not yet read, and the rest of the batch for it is skipped.
+        """
+        rewound: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
+            if tp in rewound:
+                continue
+            if self._is_catalog_tp(tp):
+                read = self._read_offset.get(tp)
+                if (
+                    read is not None
+                    and message.offset > read + 1
+                    and self._rewind_for_order(tp, read + 1, message.offset)
+                ):
+                    rewound.add(tp)
+                    await self.seek(tp, read + 1)
+                    continue
+            yield tp, message
+
+    def _rewind_for_order(self, tp: TP, missing: int, got: int) -> bool:
+        """Whether to rewind ``tp`` to ``missing``; not again and again for the same
+        offset, which would mean the records are gone from the broker (retention)."""
+        offset, times = self._order_rewinds.get(tp, (missing, 0))
+        times = times + 1 if offset == missing else 1
+        self._order_rewinds[tp] = (missing, times)
+        if times > ORDER_REWINDS_MAX:
+            log.error(
+                "%s[%d]: offsets %d-%d never arrive after %d re-reads; going on from %d",
+                tp.topic,
+                tp.partition,
+                missing,
+                got - 1,
+                ORDER_REWINDS_MAX,
+                got,
+            )
+            return False
+        log.warning(
+            "%s[%d]: offset %d came before %d-%d; re-reading from %d to keep the order",
+            tp.topic,
+            tp.partition,
+            got,
+            missing,
+            got - 1,
+            missing,
+        )
+        return True
 
     def _new_consumer_thread(self) -> HeartConsumerThread:
         return HeartConsumerThread(self, loop=self.loop, beacon=self.beacon)
