@@ -9,7 +9,12 @@ event time), and plays a CAD (which closes its calls) and responder apps:
   CCD (phone), CRT and CoR calls; the CAD closes every call: a CCD call two seconds later
   (so Care Navigation schedules a follow-up), any other 20 seconds later;
 - ``units.status``: responders answer every ``dispatch.assigned`` with en route, on scene
-  and cleared (so teams come free and dispatch keeps assigning).
+  and cleared (so teams come free and dispatch keeps assigning);
+- ``followup.outcomes``: care navigators answer every ``followup.due`` with ``reached``
+  (``--navigators answer``, the default; ``none`` leaves every follow-up open for its 48
+  hours). Navigation forgets a finished case ``--closed-retention-h`` hours after it
+  closes (a week in production; 0.05 h here by default, so that ten minutes reach the
+  steady state a week of real follow-ups would).
 
 Every ``--sample`` seconds it records each stage's consumer lag (``heart_consumergroup_lag``
 summed over partitions, from the worker's /metrics) and each worker's resident memory
@@ -47,13 +52,20 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from schemas import CallClosed, CallReceived, UnitStatusReport  # noqa: E402
+from schemas import CallClosed, CallReceived, FollowupOutcome, UnitStatusReport  # noqa: E402
 from streams.admin import create_topics  # noqa: E402
 from streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
 from streams.codec import encode  # noqa: E402
 from streams.fetch_wait import use_backlog_wait  # noqa: E402
 from streams.settings import HeartSettings  # noqa: E402
-from streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS  # noqa: E402
+from streams.topics import (  # noqa: E402
+    CAD_CALLS,
+    DISPATCH_EVENTS,
+    FOLLOWUP_OUTCOMES,
+    FOLLOWUP_TASKS,
+    TRIAGE_DECISIONS,
+    UNITS_STATUS,
+)
 
 STAGES = ("triage", "dispatch", "navigation")
 #: Monday 15 July 2024, 10:00 in Durham: inside every pilot's hours and every team's shift.
@@ -110,10 +122,12 @@ class StageWorker:
     log_dir: Path
     metrics_port: int = field(default_factory=find_free_port)
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> StageWorker:
         env = {
             **os.environ,
+            **self.env,
             "HEART_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "HEART_TOPIC_PREFIX": self.settings.topic_prefix,
             "HEART_METRICS_PORT": str(self.metrics_port),
@@ -155,8 +169,11 @@ class Load:
         duration: float,
         team_share: float,
         close: str = "all",
+        navigators: str = "answer",
     ) -> None:
         self.settings = settings
+        self.navigators_answer = navigators == "answer"
+        self.outcomes_sent = 0
         self.close_all = close == "all"
         self.team_per_mille = round(team_share * 1000)
         self.rate = rate
@@ -270,6 +287,7 @@ class Load:
         consumer = AIOKafkaConsumer(
             TRIAGE_DECISIONS.full_name(prefix),
             DISPATCH_EVENTS.full_name(prefix),
+            FOLLOWUP_TASKS.full_name(prefix),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             fetch_max_wait_ms=20,
@@ -278,7 +296,9 @@ class Load:
         await consumer.start()
         use_backlog_wait(consumer, self.settings.fetch_backlog_wait_ms)
         decisions = TRIAGE_DECISIONS.full_name(prefix)
+        tasks = FOLLOWUP_TASKS.full_name(prefix)
         status_topic = UNITS_STATUS.full_name(prefix)
+        outcome_topic = FOLLOWUP_OUTCOMES.full_name(prefix)
         early: list[tuple[str, str, int]] = []
         drain_started: float | None = None
         last_news = time.monotonic()
@@ -297,6 +317,10 @@ class Load:
                 for records in batch.values():
                     for record in records:
                         data = orjson.loads(record.value)
+                        if record.topic == tasks:
+                            if data["event_type"] == "followup.due" and self.navigators_answer:
+                                await self.follow_up(producer, outcome_topic, data)
+                            continue
                         call_id = data["call_id"]
                         if record.topic == decisions:
                             if data.get("revision") == 1 and call_id not in self.decided:
@@ -334,6 +358,17 @@ class Load:
             await producer.send(topic, encode(report), key=team.encode())
             self.reports_sent += 1
 
+    async def follow_up(self, producer: AIOKafkaProducer, topic: str, due: dict) -> None:
+        case_id = due["case_id"]
+        outcome = FollowupOutcome(
+            case_id=case_id,
+            outcome="reached",
+            occurred_at=max(datetime.fromisoformat(due["occurred_at"]), self.event_now()),
+            event_id=f"o-{case_id}",
+        )
+        await producer.send(topic, encode(outcome), key=case_id.encode())
+        self.outcomes_sent += 1
+
 
 async def sample(
     workers: list[StageWorker], every: float, stop: asyncio.Event, out: dict[str, list]
@@ -369,7 +404,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     samples: dict[str, Any] = {"lag": [], "rss_mib": [], "died": {}}
     try:
         await create_topics(settings)
-        workers = [StageWorker(s, settings, log_dir).start() for s in STAGES]
+        retention = {"HEART_NAVIGATION_CLOSED_RETENTION_H": str(args.closed_retention_h)}
+        workers = [StageWorker(s, settings, log_dir, env=retention).start() for s in STAGES]
         deadline = time.monotonic() + 120
         while not all(w.ready() for w in workers):
             if time.monotonic() > deadline:
@@ -382,7 +418,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"workers ready; {args.rate:g} calls/s for {args.duration:g} s (logs {log_dir})",
             flush=True,
         )
-        load = Load(settings, args.rate, args.duration, args.team_share, args.close)
+        load = Load(
+            settings, args.rate, args.duration, args.team_share, args.close, args.navigators
+        )
         load.drain_idle_s = 5.0 if args.quick else 10.0
         sampler_stop = asyncio.Event()
         sampler = asyncio.create_task(sample(workers, args.sample, sampler_stop, samples))
@@ -415,6 +453,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": args.duration,
             "sample_s": args.sample,
             "cad_closes": args.close,
+            "navigators": args.navigators,
+            "navigation_closed_retention_h": args.closed_retention_h,
             "mix": {
                 "crt+cor (teams)": args.team_share,
                 "ccd": 0.27,
@@ -431,6 +471,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "assigned": len(load.assigned),
         "closes_sent": load.closes_sent,
         "reports_sent": load.reports_sent,
+        "outcomes_sent": load.outcomes_sent,
         "workers_alive_at_end": alive,
         "worker_died_at_s": samples["died"],
         "latency_ms": {
@@ -463,7 +504,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"calls sent {result['calls_sent']} in {result['feed_s']} s "
         f"({result['achieved_rate_per_s']}/s); decided {result['decided']}, "
-        f"assigned {result['assigned']}"
+        f"assigned {result['assigned']}, follow-ups answered {result['outcomes_sent']}"
     )
     print(f"{'latency (ms)':24} {'n':>7} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}")
     for name, p in result["latency_ms"].items():
@@ -508,6 +549,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default="all",
         help="which calls the CAD closes: all (as a CAD does; default) or only phone-resolved "
         "ones (half the records on cad.calls; the mix of the first benchmark runs)",
+    )
+    p.add_argument(
+        "--navigators",
+        choices=("answer", "none"),
+        default="answer",
+        help="care navigators answer every follow-up as it comes due (default) or none",
+    )
+    p.add_argument(
+        "--closed-retention-h",
+        type=float,
+        default=0.05,
+        help="hours navigation keeps a finished case (HEART_NAVIGATION_CLOSED_RETENTION_H; "
+        "production: 168; default here 0.05)",
     )
     p.add_argument("--quick", action="store_true", help="about 15 s of load, for a smoke test")
     p.add_argument("--json", type=Path, default=Path("bench-load.json"), help="JSON output file")

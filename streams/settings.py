@@ -84,6 +84,9 @@ class HeartSettings(BaseModel):
     # Triage forgets a call this long after its last event, closed or not: a CAD that
     # never sends call.closed must not grow the stage without bound.
     triage_call_retention_h: float = Field(12.0, gt=0)
+    # Care Navigation keeps a finished case this long after its last event, so that a
+    # late or repeated outcome is told apart from one for a case it never had.
+    navigation_closed_retention_h: float = Field(168.0, gt=0)
 
     clock: Literal["wall", "event"] = "wall"
     policy: str | None = Field(None, description="Path to a policy TOML file.")

@@ -51,8 +51,6 @@ from streams.topics import (
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
-#: Closed cases are forgotten this long after their last event.
-RETENTION = timedelta(days=7)
 #: Ticks of a partition between two full reads of it (finished cases forgotten, open ones
 #: counted, the due index rebuilt); in between, a tick reads only what is due.
 FULL_SCAN_EVERY = 60
@@ -83,7 +81,8 @@ def register(stage: Stage) -> None:
     cases = stage.table(NAVIGATION_CASES)
     commands = stage.topic(NAVIGATION_COMMANDS)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
-    sweeper = _Sweeper(stage, cases, policy)
+    retention = timedelta(hours=stage.settings.navigation_closed_retention_h)
+    sweeper = _Sweeper(stage, cases, policy, retention)
 
     async def forward(key: str, command: NavigationCommand) -> None:
         await stage.send(NAVIGATION_COMMANDS, key, command)
@@ -203,6 +202,8 @@ class _Sweeper:
     stage: Stage
     cases: Any
     policy: Policy
+    #: Closed cases are forgotten this long after their last event.
+    retention: timedelta
     index: DueIndex = field(default_factory=DueIndex)
     ticks: Counter[int] = field(default_factory=Counter)
     open_by_partition: dict[int, int] = field(default_factory=dict)
@@ -247,7 +248,7 @@ class _Sweeper:
             self.written(partition, case.case_id, record)
 
     def _full_scan(self, partition: int, now: datetime) -> None:
-        horizon = _iso(now - RETENTION) or ""
+        horizon = _iso(now - self.retention) or ""
         forget: list[str] = []
         open_cases = 0
         for key, stored in list(self.cases.items()):
