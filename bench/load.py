@@ -1,8 +1,9 @@
 """Load benchmark: sustain N calls per second through every stage on the embedded broker.
 
 Not a CI test. It starts its own embedded broker (unless ``--bootstrap`` is given), the
-three stage workers as separate processes (``heart worker triage|dispatch|navigation``, on
-event time), and plays a CAD (which closes its calls) and responder apps:
+pilot stages' workers as separate processes (``heart worker triage|dispatch|navigation``, on
+event time; ``--with-reporting`` adds the reporting stage), and plays a CAD (which closes its
+calls), responder apps and care navigators:
 
 - ``cad.calls``: ``call.received`` at ``--rate`` per second, event times following the
   wall clock from a Monday 10:00 in Durham (inside every pilot's hours); a mix of police,
@@ -402,10 +403,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings = HeartSettings(kafka_bootstrap=bootstrap, topic_prefix=f"load{int(time.time())}.")
     workers: list[StageWorker] = []
     samples: dict[str, Any] = {"lag": [], "rss_mib": [], "died": {}}
+    stages = STAGES + (("reporting",) if args.with_reporting else ())
     try:
         await create_topics(settings)
         retention = {"HEART_NAVIGATION_CLOSED_RETENTION_H": str(args.closed_retention_h)}
-        workers = [StageWorker(s, settings, log_dir, env=retention).start() for s in STAGES]
+        workers = [StageWorker(s, settings, log_dir, env=retention).start() for s in stages]
         deadline = time.monotonic() + 120
         while not all(w.ready() for w in workers):
             if time.monotonic() > deadline:
@@ -472,6 +474,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "closes_sent": load.closes_sent,
         "reports_sent": load.reports_sent,
         "outcomes_sent": load.outcomes_sent,
+        "stages": list(stages),
         "workers_alive_at_end": alive,
         "worker_died_at_s": samples["died"],
         "latency_ms": {
@@ -479,19 +482,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "call_to_assignment": percentiles(load.assigned_ms),
         },
         "max_lag_messages": {
-            s: max((x[s] or 0) for x in samples["lag"]) if samples["lag"] else None for s in STAGES
+            s: max((x[s] or 0) for x in samples["lag"]) if samples["lag"] else None for s in stages
         },
         "final_lag_messages": {
-            s: samples["lag"][-1][s] if samples["lag"] else None for s in STAGES
+            s: samples["lag"][-1][s] if samples["lag"] else None for s in stages
         },
         "rss_mib_first_last": {
             s: (
                 samples["rss_mib"][0][s] if samples["rss_mib"] else None,
                 samples["rss_mib"][-1][s] if samples["rss_mib"] else None,
             )
-            for s in STAGES
+            for s in stages
         },
-        "rss_growth_after_warmup_mib": {s: growth(s) for s in STAGES},
+        "rss_growth_after_warmup_mib": {s: growth(s) for s in stages},
         "lag": samples["lag"],
         "rss_mib": samples["rss_mib"],
         "logs": str(log_dir),
@@ -513,7 +516,7 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"{name:24} {p['n']:7d} {text}")
     head = ("stage", "max lag", "end lag", "RSS first", "RSS last", "growth")
     print(f"{head[0]:12} " + " ".join(f"{h:>9}" for h in head[1:]))
-    for s in STAGES:
+    for s in result["stages"]:
         first, last = result["rss_mib_first_last"][s]
         print(
             f"{s:12} {result['max_lag_messages'][s] or 0:9.0f} "
@@ -526,9 +529,9 @@ def print_table(result: dict[str, Any]) -> None:
         rss = next((r for r in result["rss_mib"] if r["t"] == row["t"]), {})
         print(
             f"  t={row['t']:6.1f}s "
-            + " ".join(f"{s}={row[s] or 0:.0f}" for s in STAGES)
+            + " ".join(f"{s}={row[s] or 0:.0f}" for s in result["stages"])
             + " | RSS MiB "
-            + " ".join(f"{s}={rss.get(s) or 0:.0f}" for s in STAGES)
+            + " ".join(f"{s}={rss.get(s) or 0:.0f}" for s in result["stages"])
         )
 
 
@@ -562,6 +565,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.05,
         help="hours navigation keeps a finished case (HEART_NAVIGATION_CLOSED_RETENTION_H; "
         "production: 168; default here 0.05)",
+    )
+    p.add_argument(
+        "--with-reporting",
+        action="store_true",
+        help="also run the reporting stage (it keeps one record per call of the month)",
     )
     p.add_argument("--quick", action="store_true", help="about 15 s of load, for a smoke test")
     p.add_argument("--json", type=Path, default=Path("bench-load.json"), help="JSON output file")
