@@ -19,7 +19,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from policy.model import (
     load_policy,
     normalize,
 )
+from policy.toml_file import read_toml as read_toml_file
 from schemas.calls import LANGUAGE_PATTERN
 
 #: Shipped mappings (and their demo policies and the APCO table) live here.
@@ -526,21 +526,7 @@ def problems_from(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a TOML file, raising :class:`MappingError` naming it on any failure."""
-    file = Path(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise MappingError(file, [("", "file not found")]) from None
-    except OSError as exc:
-        raise MappingError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MappingError(
-            file, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MappingError(file, [("", f"TOML syntax error: {exc}")]) from None
+    return read_toml_file(Path(path), MappingError)
 
 
 def parse_mapping(

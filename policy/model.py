@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from policy.toml_file import read_toml
 from schemas.triage import Pilot, Route
 
 #: Pilot ids, in the order decisions list them; taken from the wire schema so the two agree.
@@ -656,19 +656,4 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     Raises :class:`PolicyError` naming the file, the field and the problem.
     """
     file = Path(path) if path is not None else default_policy_path()
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise PolicyError(file, [("", "file not found")]) from None
-    except OSError as exc:
-        raise PolicyError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            file, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message already ends with "(at line N, column M)".
-        raise PolicyError(file, [("", f"TOML syntax error: {exc}")]) from None
-    return parse_policy(data, source=file)
+    return parse_policy(read_toml(file, PolicyError), source=file)

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -57,6 +56,7 @@ from policy.model import (
     _week,
     normalize,
 )
+from policy.toml_file import read_toml
 
 TEAM_KINDS: tuple[str, ...] = ("crt", "cor")
 ROLES: tuple[str, ...] = ("clinician", "peer_support", "emt", "police_officer")
@@ -434,18 +434,4 @@ def load_roster(path: str | os.PathLike[str] | None = None) -> Roster:
     Raises :class:`RosterError` naming the file, the field and the problem.
     """
     file = Path(path) if path is not None else default_roster_path()
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise RosterError(file, [("", "file not found")]) from None
-    except OSError as exc:
-        raise RosterError(file, [("", f"cannot read: {exc.strerror or exc}")]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise RosterError(
-            file, [("", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RosterError(file, [("", f"TOML syntax error: {exc}")]) from None
-    return parse_roster(data, source=file)
+    return parse_roster(read_toml(file, RosterError), source=file)
