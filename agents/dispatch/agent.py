@@ -15,7 +15,15 @@ from typing import Any
 
 from faust.types import StreamT
 
-from agents.dispatch.area import TEAM_ROUTES, AreaState, Tick, apply, call_named, event_key
+from agents.dispatch.area import (
+    TEAM_ROUTES,
+    AreaState,
+    AuditRecord,
+    Tick,
+    apply,
+    call_named,
+    event_key,
+)
 from agents.dispatch.finished import FinishedLedger
 from agents.dispatch.roster import Roster, load_roster
 from agents.dispatch.units import ON_CALL, STATUSES
@@ -39,6 +47,22 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 1.0
 _AUDIT_NS = uuid.UUID("0b7d7c57-7a53-4b8e-9a55-2f3c7e0c1d2a")
+
+
+def audit_event_id(record: AuditRecord) -> str:
+    """The id of a team's status change on ``units.audit``.
+
+    An assignment and the freeing after a call are each made once per team and call, but
+    which input makes them (the decision, a clearing that drains the queue, a tick)
+    depends on the order a restarted worker reads its inputs in; named by team and call,
+    a replay after a crash that reaches them another way keeps their ids. A reported
+    change is named by its report, whose id the responder app keeps.
+    """
+    if record.cause in ("assigned", "freed") and record.call_id is not None:
+        name = f"{record.cause}|{record.team_id}|{record.call_id}|{record.to_status}"
+    else:
+        name = f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}"
+    return uuid.uuid5(_AUDIT_NS, name).hex
 
 
 def register(stage: Stage) -> None:
@@ -128,10 +152,7 @@ def register(stage: Stage) -> None:
             _count(out)
         for record in result.audit:
             audit = UnitAudit(
-                event_id=uuid.uuid5(
-                    _AUDIT_NS,
-                    f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}",
-                ).hex,
+                event_id=audit_event_id(record),
                 occurred_at=record.at,
                 team_id=record.team_id,
                 call_id=record.call_id,
