@@ -406,7 +406,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     stages = STAGES + (("reporting",) if args.with_reporting else ())
     try:
         await create_topics(settings)
-        retention = {"HEART_NAVIGATION_CLOSED_RETENTION_H": str(args.closed_retention_h)}
+        retention = {
+            "HEART_NAVIGATION_CLOSED_RETENTION_H": str(args.closed_retention_h),
+            "HEART_REPORTING_RECORD_RETENTION_H": str(args.reporting_retention_h),
+        }
         workers = [StageWorker(s, settings, log_dir, env=retention).start() for s in stages]
         deadline = time.monotonic() + 120
         while not all(w.ready() for w in workers):
@@ -457,6 +460,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "cad_closes": args.close,
             "navigators": args.navigators,
             "navigation_closed_retention_h": args.closed_retention_h,
+            "reporting_record_retention_h": (
+                args.reporting_retention_h if args.with_reporting else None
+            ),
             "mix": {
                 "crt+cor (teams)": args.team_share,
                 "ccd": 0.27,
@@ -569,7 +575,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--with-reporting",
         action="store_true",
-        help="also run the reporting stage (it keeps one record per call of the month)",
+        help="also run the reporting stage",
+    )
+    p.add_argument(
+        "--reporting-retention-h",
+        type=float,
+        default=0.05,
+        help="hours reporting keeps a call's record after its last fact "
+        "(HEART_REPORTING_RECORD_RETENTION_H; production: 336; default here 0.05)",
     )
     p.add_argument("--quick", action="store_true", help="about 15 s of load, for a smoke test")
     p.add_argument("--json", type=Path, default=Path("bench-load.json"), help="JSON output file")

@@ -142,6 +142,14 @@ CIRCUIT_TRIPS = Counter(
 REPORT_SNAPSHOTS = Counter(
     "heart_report_snapshots_total", "Monthly report snapshots published on reports.monthly."
 )
+REPORT_RECORDS_FORGOTTEN = Counter(
+    "heart_report_records_forgotten_total",
+    "Per-call report records forgotten after the reporting retention.",
+)
+REPORT_PARTS_SETTLED = Counter(
+    "heart_report_parts_settled_total",
+    "Per-call parts of a month folded into the month's settled totals.",
+)
 DEADLETTER_FAILURES = Counter(
     "heart_deadletter_failures_total",
     "Records that could not even be dead-lettered (logged critically).",

@@ -87,6 +87,10 @@ class HeartSettings(BaseModel):
     # Care Navigation keeps a finished case this long after its last event, so that a
     # late or repeated outcome is told apart from one for a case it never had.
     navigation_closed_retention_h: float = Field(168.0, gt=0)
+    # Reporting forgets what it keeps of a call this long after the call's last fact,
+    # folding the call's figures into its months' settled totals: past this, no pilot
+    # still changes a call, and the stage's memory follows recent calls only.
+    reporting_record_retention_h: float = Field(336.0, gt=0)
 
     clock: Literal["wall", "event"] = "wall"
     policy: str | None = Field(None, description="Path to a policy TOML file.")

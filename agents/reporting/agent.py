@@ -17,6 +17,11 @@ calls never becomes one large value rewritten on every event. The month's totals
 in-memory sum over its parts, built from the table the first time a partition is seen
 (after a start or a rebalance) and kept up to date part by part.
 
+Forgetting (``settle.py``): on each tick, a partition's owner forgets the records idle
+for longer than ``HEART_REPORTING_RECORD_RETENTION_H`` and has each month they touched
+fold the call's part into the month's settled base, so memory holds the calls of the last
+retention period plus one base per month.
+
 Publishing: a timer sends a tick to every partition every ``SNAPSHOT_INTERVAL_S``; the
 partition's owner publishes each of its months that changed since the last tick. A
 rebuilt partition publishes all its months once, so a crash between storing a part and
@@ -29,11 +34,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from faust.types import StreamT
 
+from agents.reporting import settle
 from agents.reporting.aggregate import (
     Part,
     Record,
@@ -46,7 +53,7 @@ from agents.reporting.aggregate import (
     report_from_totals,
 )
 from policy import load_policy
-from streams import metrics
+from streams import expiry, metrics
 from streams.codec import encode
 from streams.deadletter import decoded
 from streams.stage import Stage
@@ -66,6 +73,9 @@ from streams.topics import (
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL_S = 2.0
+#: Most records one partition forgets per tick: a backlog (a restart, a jump in event
+#: time) drains in batches rather than in one burst of tombstones and settlements.
+SETTLE_BATCH = 1_000
 INPUTS: tuple[TopicSpec, ...] = (
     TRIAGE_DECISIONS,
     DISPATCH_EVENTS,
@@ -77,13 +87,15 @@ INPUTS: tuple[TopicSpec, ...] = (
 
 @dataclass
 class MonthCache:
-    """This worker's months: totals per month, derived from the parts table.
+    """This worker's months: totals per month (settled base plus live parts) and each
+    month's base, derived from the parts table.
 
     Never changelogged: it is rebuilt from ``report-parts`` for each partition the first
     time a command of that partition is processed, so it cannot drift from the table.
     """
 
     totals: dict[str, Totals] = field(default_factory=dict)
+    bases: dict[str, Totals] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
     built: set[int] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
@@ -92,14 +104,15 @@ class MonthCache:
         if partition in self.built:
             return
         started = time.perf_counter()
-        months: dict[str, Totals] = {}
-        for stored in list(table.values()):
-            if stored is None or stored.get("p") != partition:
-                continue
-            months.setdefault(stored["month"], Totals()).add(Part.model_validate(stored["part"]))
+        months, bases, leftovers = settle.rebuild(list(table.items()), partition)
         for month, totals in months.items():
             self.totals[month] = totals
             self.partition_of[month] = partition
+        self.bases.update(bases)
+        # Called while a command of this partition is processed, so the tombstones go
+        # to this partition's changelog.
+        for table_key in leftovers:
+            del table[table_key]
         # Publish everything once: the last snapshot before a crash may be missing.
         self.dirty |= set(months)
         self.built.add(partition)
@@ -115,11 +128,16 @@ class MonthCache:
         self.partition_of[month] = partition
         self.dirty.add(month)
 
+    def base(self, partition: int, month: str) -> Totals:
+        self.partition_of.setdefault(month, partition)
+        return self.bases.setdefault(month, Totals())
+
     def drop(self, partitions: set[int]) -> None:
         """Forget partitions this worker no longer owns; a new owner rebuilds them."""
         self.built -= partitions
         for month in [m for m, p in self.partition_of.items() if p in partitions]:
             self.totals.pop(month, None)
+            self.bases.pop(month, None)
             self.partition_of.pop(month, None)
             self.dirty.discard(month)
 
@@ -134,6 +152,7 @@ def register(stage: Stage) -> None:
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, REPORTS_COMMANDS.name)
     commands_name = REPORTS_COMMANDS.full_name(stage.settings.topic_prefix)
+    retention = timedelta(hours=stage.settings.reporting_record_retention_h)
 
     for spec in INPUTS:
         _intake(stage, spec, zone)
@@ -143,9 +162,10 @@ def register(stage: Stage) -> None:
             REPORTS_COMMANDS, month, ReportCommand(kind="part", month=month, key=key, part=part)
         )
 
-    async def on_fact(command: ReportCommand) -> None:
+    async def on_fact(command: ReportCommand, partition: int) -> None:
         fact = command.fact
         assert fact is not None
+        stage.clock.observe(fact.at)
         stored = records.get(fact.key)
         old = Record.model_validate(stored) if stored is not None else None
         new = accept(old, fact)
@@ -157,7 +177,10 @@ def register(stage: Stage) -> None:
                 for month, part in parts_of(old).items():
                     await send_part(month, fact.key, part)
             return
-        records[fact.key] = new.dump()
+        # Stamped for forgetting: a new fact is the call's latest sign of life.
+        records[fact.key] = expiry.stamped(
+            new.dump(), partition=partition, touched=stage.clock.now()
+        )
         for month, part in changed_parts(old, new).items():
             await send_part(month, fact.key, part)
 
@@ -177,6 +200,33 @@ def register(stage: Stage) -> None:
             "part": part.model_dump(mode="json", exclude_defaults=True),
         }
         cache.replace(partition, month, old, part)
+
+    def on_settle(command: ReportCommand, partition: int) -> None:
+        month = command.month
+        assert month is not None
+        moved = settle.settle(
+            parts, cache.base(partition, month), partition, month, command.settled
+        )
+        metrics.REPORT_PARTS_SETTLED.inc(len(moved))
+
+    async def forget_idle(partition: int) -> None:
+        """Forget this partition's records idle past the retention; settle their parts."""
+        if not stage.clock.known:
+            # On event time, before this process has seen an event, time stands still.
+            return
+        before = stage.clock.now() - retention
+        gone = settle.expired_records(records, partition, before, SETTLE_BATCH)
+        for key, _record in gone:
+            # The tick's partition is the record's: the tombstone lands where it belongs.
+            del records[key]
+        for month, settled in settle.settlements(gone).items():
+            await stage.send(
+                REPORTS_COMMANDS,
+                month,
+                ReportCommand(kind="settle", month=month, settled=settled),
+            )
+        if gone:
+            metrics.REPORT_RECORDS_FORGOTTEN.inc(len(gone))
 
     async def publish(partition: int) -> None:
         for month in sorted(m for m in cache.dirty if cache.partition_of.get(m) == partition):
@@ -205,10 +255,13 @@ def register(stage: Stage) -> None:
             partition = event.message.partition
             cache.ensure(partition, parts)
             if command.kind == "fact":
-                await on_fact(command)
+                await on_fact(command, partition)
             elif command.kind == "part":
                 on_part(command, partition)
+            elif command.kind == "settle":
+                on_settle(command, partition)
             else:
+                await forget_idle(partition)
                 await publish(partition)
             latency.observe(time.perf_counter() - started)
 

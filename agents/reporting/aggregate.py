@@ -508,6 +508,36 @@ class Totals:
             totals.add(part)
         return totals
 
+    def merge(self, other: Totals) -> None:
+        """Add ``other``'s sums to these (a month's settled base to its live parts)."""
+        for key, n in other.counts.items():
+            value = self.counts[key] + n
+            if value:
+                self.counts[key] = value
+            else:
+                del self.counts[key]
+        self.version += other.version
+        if other.last_at is not None:
+            latest = self.last_at
+            self.last_at = other.last_at if latest is None else max(latest, other.last_at)
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-ready; :meth:`load` gives back equal totals (keys are tuples of str/float)."""
+        return {
+            "counts": [[list(key), n] for key, n in self.counts.items()],
+            "version": self.version,
+            "last_at": self.last_at.isoformat() if self.last_at is not None else None,
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Totals:
+        last_at = data.get("last_at")
+        return cls(
+            counts=Counter({tuple(key): n for key, n in data["counts"]}),
+            version=data["version"],
+            last_at=datetime.fromisoformat(last_at) if last_at is not None else None,
+        )
+
 
 # --- the report ---------------------------------------------------------------------------
 
@@ -694,12 +724,20 @@ def report(state: AggregateState, month: str) -> MonthReport:
 # --- the stage's internal command ---------------------------------------------------------
 
 
-class ReportCommand(WireModel):
-    """``heart.reports.commands``: facts keyed by call, parts keyed by month, ticks by
-    partition. Internal; carries no personal data."""
+class Settled(BaseModel):
+    """A forgotten record's part of a month, up to the record's last sequence number."""
 
-    kind: Literal["fact", "part", "tick"]
+    key: str = Field(min_length=1, max_length=64)
+    seq: int = Field(ge=0)
+
+
+class ReportCommand(WireModel):
+    """``heart.reports.commands``: facts keyed by call, parts and settlements keyed by
+    month, ticks by partition. Internal; carries no personal data."""
+
+    kind: Literal["fact", "part", "settle", "tick"]
     fact: Fact | None = None
     month: str | None = Field(None, pattern=MONTH_PATTERN.pattern)
     key: str | None = Field(None, max_length=64)
     part: Part | None = None
+    settled: list[Settled] = Field(default_factory=list)

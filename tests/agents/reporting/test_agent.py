@@ -33,6 +33,8 @@ from streams.topics import (
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
+    REPORT_PARTS,
+    REPORT_RECORDS,
     REPORTS_MONTHLY,
     TRIAGE_DECISIONS,
     TopicSpec,
@@ -166,3 +168,66 @@ async def test_month_snapshot_survives_sigkill_and_heart_report_writes_it(
     assert await asyncio.to_thread(run_report, scoped, "July", tmp_path, err=err) == 2
     assert "--month" in err.getvalue()
     assert not (tmp_path / "heart-report-2023-01.html").exists()
+
+
+def last_values(records: list[ConsumerRecord]) -> dict[bytes, Any]:
+    """A changelog compacted by hand: each key's last value (None when deleted)."""
+    return {r.key: (orjson.loads(r.value) if r.value is not None else None) for r in records}
+
+
+async def test_idle_records_are_forgotten_and_their_months_keep_every_figure(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    env = {"HEART_CLOCK": "event", "HEART_REPORTING_RECORD_RETENTION_H": "24"}
+    month = july()
+    # A call in September moves the event clock weeks past every July and August fact.
+    september = decision(
+        "S1", "ccd", local(2024, 9, 3, 10), "Welfare Check",
+        eligibility={"ccd": []}, pilots=["ccd", "cn"],
+    )  # fmt: skip
+    months = (*MONTHS, "2024-09")
+    worker = Worker("reporting", scoped, tmp_path, **env).start()
+    try:
+        await worker.wait_ready()
+        await publish(scoped, month)
+        want = {m: figures(build_report_from_events(month, m, POLICY)) for m in MONTHS}
+        await snapshots_matching(scoped, want)
+        await publish(scoped, [september])
+        events = [*month, september]
+        want = {m: figures(build_report_from_events(events, m, POLICY)) for m in months}
+        await snapshots_matching(scoped, want)
+
+        # Every record but September's is forgotten, and each month holds its base only.
+        def forgotten(records: list[ConsumerRecord]) -> bool:
+            alive = [k for k, v in last_values(records).items() if v is not None]
+            return len(alive) == 1 and b"S1" in alive[0]
+
+        records = await read_topic(scoped, REPORT_RECORDS.changelog, until=forgotten)
+        assert sum(v is None for v in last_values(records).values()) >= 14
+
+        def settled(records: list[ConsumerRecord]) -> bool:
+            alive = {k for k, v in last_values(records).items() if v is not None}
+            return {k for k in alive if k.endswith(b'|"')} == {
+                f'"{m}|"'.encode() for m in MONTHS
+            } and len(alive) == 4
+
+        parts = await read_topic(scoped, REPORT_PARTS.changelog, until=settled)
+        bases = [v for v in last_values(parts).values() if v is not None and "base" in v]
+        assert {b["month"] for b in bases} == set(MONTHS)
+        worker.kill(signal.SIGKILL)
+
+        # Restarted, the worker rebuilds each month from its base; a late July call adds
+        # to it, counted once.
+        worker = Worker("reporting", scoped, tmp_path, **env).start()
+        await worker.wait_ready()
+        late = decision(
+            "L1", "ccd", local(2024, 7, 20, 11), "Welfare Check",
+            eligibility={"ccd": []}, pilots=["ccd", "cn"],
+        )  # fmt: skip
+        await publish(scoped, [late])
+        events.append(late)
+        want = {m: figures(build_report_from_events(events, m, POLICY)) for m in months}
+        after = await snapshots_matching(scoped, want)
+    finally:
+        worker.kill(signal.SIGTERM)
+    assert after["2024-07"].calls == 15
