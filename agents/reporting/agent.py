@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -76,6 +77,9 @@ SNAPSHOT_INTERVAL_S = 2.0
 #: Most records one partition forgets per tick: a backlog (a restart, a jump in event
 #: time) drains in batches rather than in one burst of tombstones and settlements.
 SETTLE_BATCH = 1_000
+#: A partition's records are scanned for idle ones every this many of its ticks: the
+#: scan reads the whole table, and retention is hours, not seconds.
+FORGET_EVERY_TICKS = 5
 INPUTS: tuple[TopicSpec, ...] = (
     TRIAGE_DECISIONS,
     DISPATCH_EVENTS,
@@ -149,6 +153,7 @@ def register(stage: Stage) -> None:
     parts = stage.table(REPORT_PARTS)
     commands = stage.topic(REPORTS_COMMANDS)
     cache = MonthCache()
+    ticks: Counter[int] = Counter()
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, REPORTS_COMMANDS.name)
     commands_name = REPORTS_COMMANDS.full_name(stage.settings.topic_prefix)
@@ -211,7 +216,8 @@ def register(stage: Stage) -> None:
 
     async def forget_idle(partition: int) -> None:
         """Forget this partition's records idle past the retention; settle their parts."""
-        if not stage.clock.known:
+        ticks[partition] += 1
+        if ticks[partition] % FORGET_EVERY_TICKS != 1 or not stage.clock.known:
             # On event time, before this process has seen an event, time stands still.
             return
         before = stage.clock.now() - retention
@@ -227,6 +233,13 @@ def register(stage: Stage) -> None:
             )
         if gone:
             metrics.REPORT_RECORDS_FORGOTTEN.inc(len(gone))
+            log.info(
+                "reporting: partition %d forgot %d idle record(s); %d record(s), %d part(s) held",
+                partition,
+                len(gone),
+                len(records),
+                len(parts),
+            )
 
     async def publish(partition: int) -> None:
         for month in sorted(m for m in cache.dirty if cache.partition_of.get(m) == partition):
