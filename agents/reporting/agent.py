@@ -8,16 +8,20 @@ Two hops over one internal topic, ``heart.reports.commands``:
    partition owning that id keeps the call's :class:`Record` in the ``report-records``
    table, so duplicates, superseding decisions and joins across topics (an outcome needs
    its case's deadline) are settled per call, in one place, in any arrival order.
-2. Each record's changed :class:`Part` of a month goes out keyed by month. The partition
-   owning the month stores it in ``report-parts`` (key ``month|call``), replacing that
-   call's previous part; a part whose sequence number is not newer is a redelivery.
+2. Each record's changed :class:`Part` of a month is held (:class:`PartOutbox`) and goes
+   out with the partition's other parts of that month, keyed by month, on the next tick
+   (or once enough are held). The partition owning the month stores each in
+   ``report-parts`` (key ``month|call``), replacing that call's previous part; a part
+   whose sequence number is not newer is a redelivery. Held parts lost in a crash are
+   sent again: the first time a worker sees a partition, every record there sends its
+   parts.
 
 Both tables are changelogged, one small value per call, so a month of Durham's ~30,000
 calls never becomes one large value rewritten on every event. The month's totals are an
 in-memory sum over its parts, built from the table the first time a partition is seen
 (after a start or a rebalance) and kept up to date part by part.
 
-Forgetting (``settle.py``): on each tick, a partition's owner forgets the records idle
+Forgetting (``settle.py``): every few ticks, a partition's owner forgets the records idle
 for longer than ``HEART_REPORTING_RECORD_RETENTION_H`` and has each month they touched
 fold the call's part into the month's settled base, so memory holds the calls of the last
 retention period plus one base per month.
@@ -43,6 +47,7 @@ from faust.types import StreamT
 
 from agents.reporting import settle
 from agents.reporting.aggregate import (
+    KeyedPart,
     Part,
     Record,
     ReportCommand,
@@ -80,6 +85,11 @@ SETTLE_BATCH = 1_000
 #: A partition's records are scanned for idle ones every this many of its ticks: the
 #: scan reads the whole table, and retention is hours, not seconds.
 FORGET_EVERY_TICKS = 5
+#: Parts a partition holds before it sends them without waiting for its tick.
+FLUSH_PARTS = 512
+#: Most parts in one command (a part is a few hundred bytes; a command stays far below
+#: the 1 MiB message limit).
+PARTS_CHUNK = 500
 INPUTS: tuple[TopicSpec, ...] = (
     TRIAGE_DECISIONS,
     DISPATCH_EVENTS,
@@ -146,6 +156,40 @@ class MonthCache:
             self.dirty.discard(month)
 
 
+@dataclass
+class PartOutbox:
+    """Parts waiting to be sent, per call partition, newest per month and call.
+
+    Sending each part as its own command made the part hop as costly as the fact hop;
+    held here, a partition's parts go out in a few commands per month on each tick, or
+    sooner when :data:`FLUSH_PARTS` are waiting. What a crash loses is sent again by
+    the next owner (``resend_all``)."""
+
+    pending: dict[int, dict[str, dict[str, Part]]] = field(default_factory=dict)
+    resent: set[int] = field(default_factory=set)
+
+    def hold(self, partition: int, key: str, parts: dict[str, Part]) -> None:
+        months = self.pending.setdefault(partition, {})
+        for month, part in parts.items():
+            months.setdefault(month, {})[key] = part
+
+    def full(self, partition: int) -> bool:
+        return sum(map(len, self.pending.get(partition, {}).values())) >= FLUSH_PARTS
+
+    def take(self, partition: int) -> list[tuple[str, list[KeyedPart]]]:
+        """The partition's held parts, emptied, in chunks of at most :data:`PARTS_CHUNK`."""
+        out: list[tuple[str, list[KeyedPart]]] = []
+        for month, entries in sorted(self.pending.pop(partition, {}).items()):
+            keyed = [KeyedPart(key=key, part=part) for key, part in entries.items()]
+            out += [(month, keyed[i : i + PARTS_CHUNK]) for i in range(0, len(keyed), PARTS_CHUNK)]
+        return out
+
+    def drop(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.pending.pop(partition, None)
+            self.resent.discard(partition)
+
+
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     zone = policy.zone
@@ -153,6 +197,7 @@ def register(stage: Stage) -> None:
     parts = stage.table(REPORT_PARTS)
     commands = stage.topic(REPORTS_COMMANDS)
     cache = MonthCache()
+    outbox = PartOutbox()
     ticks: Counter[int] = Counter()
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, REPORTS_COMMANDS.name)
@@ -162,10 +207,24 @@ def register(stage: Stage) -> None:
     for spec in INPUTS:
         _intake(stage, spec, zone)
 
-    async def send_part(month: str, key: str, part: Part) -> None:
-        await stage.send(
-            REPORTS_COMMANDS, month, ReportCommand(kind="part", month=month, key=key, part=part)
-        )
+    async def flush(partition: int) -> None:
+        """Send the parts this call partition holds, one command per month and chunk."""
+        for month, entries in outbox.take(partition):
+            await stage.send(
+                REPORTS_COMMANDS, month, ReportCommand(kind="parts", month=month, parts=entries)
+            )
+
+    async def resend_all(partition: int) -> None:
+        # After a start or a rebalance: the parts held when the last owner stopped are
+        # lost, so every record of the partition sends its parts again (repeats are
+        # recognised by sequence number on the month's side).
+        if partition in outbox.resent:
+            return
+        outbox.resent.add(partition)
+        for key, stored in list(records.items()):
+            if stored is not None and stored.get("partition") == partition:
+                outbox.hold(partition, key, parts_of(Record.model_validate(stored)))
+        await flush(partition)
 
     async def on_fact(command: ReportCommand, partition: int) -> None:
         fact = command.fact
@@ -177,34 +236,36 @@ def register(stage: Stage) -> None:
         if new is None:
             duplicates.inc()
             if old is not None:
-                # The first delivery may have stored the record and lost its parts in a
-                # crash; parts are idempotent downstream, so send them again.
-                for month, part in parts_of(old).items():
-                    await send_part(month, fact.key, part)
-            return
-        # Stamped for forgetting: a new fact is the call's latest sign of life.
-        records[fact.key] = expiry.stamped(
-            new.dump(), partition=partition, touched=stage.clock.now()
-        )
-        for month, part in changed_parts(old, new).items():
-            await send_part(month, fact.key, part)
+                # Parts are idempotent downstream: sending them again costs little and
+                # repairs a month that missed one.
+                outbox.hold(partition, fact.key, parts_of(old))
+        else:
+            # Stamped for forgetting: a new fact is the call's latest sign of life.
+            records[fact.key] = expiry.stamped(
+                new.dump(), partition=partition, touched=stage.clock.now()
+            )
+            outbox.hold(partition, fact.key, changed_parts(old, new))
+        if outbox.full(partition):
+            await flush(partition)
 
-    def on_part(command: ReportCommand, partition: int) -> None:
-        month, key, part = command.month, command.key, command.part
-        assert month is not None and key is not None and part is not None
-        table_key = f"{month}|{key}"
-        stored = parts.get(table_key)
-        if stored is not None and stored["seq"] >= part.seq:
-            duplicates.inc()
-            return
-        old = Part.model_validate(stored["part"]) if stored is not None else None
-        parts[table_key] = {
-            "p": partition,
-            "month": month,
-            "seq": part.seq,
-            "part": part.model_dump(mode="json", exclude_defaults=True),
-        }
-        cache.replace(partition, month, old, part)
+    def on_parts(command: ReportCommand, partition: int) -> None:
+        month = command.month
+        assert month is not None
+        for entry in command.parts:
+            key, part = entry.key, entry.part
+            table_key = settle.part_key(month, key)
+            stored = parts.get(table_key)
+            if stored is not None and stored["seq"] >= part.seq:
+                duplicates.inc()
+                continue
+            old = Part.model_validate(stored["part"]) if stored is not None else None
+            parts[table_key] = {
+                "p": partition,
+                "month": month,
+                "seq": part.seq,
+                "part": part.model_dump(mode="json", exclude_defaults=True),
+            }
+            cache.replace(partition, month, old, part)
 
     def on_settle(command: ReportCommand, partition: int) -> None:
         month = command.month
@@ -222,6 +283,9 @@ def register(stage: Stage) -> None:
             return
         before = stage.clock.now() - retention
         gone = settle.expired_records(records, partition, before, SETTLE_BATCH)
+        # Held parts go out before any settlement: a month must not settle a call's
+        # older part and then receive its newer one as if it were a new call's.
+        await flush(partition)
         for key, _record in gone:
             # The tick's partition is the record's: the tombstone lands where it belongs.
             del records[key]
@@ -257,7 +321,9 @@ def register(stage: Stage) -> None:
             await commands.send(value=raw, partition=partition)
 
     async def on_revoked(_app: Any, revoked: set[Any], **_: Any) -> None:
-        cache.drop({tp.partition for tp in revoked if tp.topic == commands_name})
+        gone = {tp.partition for tp in revoked if tp.topic == commands_name}
+        cache.drop(gone)
+        outbox.drop(gone)
 
     stage.app.on_partitions_revoked.connect(on_revoked)
 
@@ -267,13 +333,15 @@ def register(stage: Stage) -> None:
             started = time.perf_counter()
             partition = event.message.partition
             cache.ensure(partition, parts)
+            await resend_all(partition)
             if command.kind == "fact":
                 await on_fact(command, partition)
-            elif command.kind == "part":
-                on_part(command, partition)
+            elif command.kind == "parts":
+                on_parts(command, partition)
             elif command.kind == "settle":
                 on_settle(command, partition)
             else:
+                await flush(partition)
                 await forget_idle(partition)
                 await publish(partition)
             latency.observe(time.perf_counter() - started)

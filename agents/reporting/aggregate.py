@@ -731,13 +731,19 @@ class Settled(BaseModel):
     seq: int = Field(ge=0)
 
 
-class ReportCommand(WireModel):
-    """``heart.reports.commands``: facts keyed by call, parts and settlements keyed by
-    month, ticks by partition. Internal; carries no personal data."""
+class KeyedPart(BaseModel):
+    """A call's (or case's) part of a month."""
 
-    kind: Literal["fact", "part", "settle", "tick"]
+    key: str = Field(min_length=1, max_length=64)
+    part: Part
+
+
+class ReportCommand(WireModel):
+    """``heart.reports.commands``: facts keyed by call; batches of parts and settlements
+    keyed by month; ticks by partition. Internal; carries no personal data."""
+
+    kind: Literal["fact", "parts", "settle", "tick"]
     fact: Fact | None = None
     month: str | None = Field(None, pattern=MONTH_PATTERN.pattern)
-    key: str | None = Field(None, max_length=64)
-    part: Part | None = None
+    parts: list[KeyedPart] = Field(default_factory=list)
     settled: list[Settled] = Field(default_factory=list)
