@@ -22,7 +22,7 @@ in-memory sum over its parts, built from the table the first time a partition is
 (after a start or a rebalance) and kept up to date part by part.
 
 Forgetting (``settle.py``): every few ticks, a partition's owner forgets the records idle
-for longer than ``HEART_REPORTING_RECORD_RETENTION_H`` and has each month they touched
+for longer than ``HEART_REPORTING_RECORD_RETENTION_H`` (wall time) and has each month they touched
 fold the call's part into the month's settled base, so memory holds the calls of the last
 retention period plus one base per month.
 
@@ -60,6 +60,7 @@ from agents.reporting.aggregate import (
 )
 from policy import load_policy
 from streams import expiry, metrics
+from streams.clock import WallClock
 from streams.codec import encode
 from streams.deadletter import decoded
 from streams.stage import Stage
@@ -203,6 +204,10 @@ def register(stage: Stage) -> None:
     duplicates = metrics.DUPLICATES.labels(stage.name, REPORTS_COMMANDS.name)
     commands_name = REPORTS_COMMANDS.full_name(stage.settings.topic_prefix)
     retention = timedelta(hours=stage.settings.reporting_record_retention_h)
+    # Retention is wall time even on the event clock: a replay runs weeks of event time in
+    # minutes, so a crash's redeliveries, minutes old, could be weeks old in event time and
+    # find their calls forgotten, to be counted again as new ones.
+    wall = WallClock()
 
     for spec in INPUTS:
         _intake(stage, spec, zone)
@@ -229,7 +234,6 @@ def register(stage: Stage) -> None:
     async def on_fact(command: ReportCommand, partition: int) -> None:
         fact = command.fact
         assert fact is not None
-        stage.clock.observe(fact.at)
         stored = records.get(fact.key)
         old = Record.model_validate(stored) if stored is not None else None
         new = accept(old, fact)
@@ -241,9 +245,7 @@ def register(stage: Stage) -> None:
                 outbox.hold(partition, fact.key, parts_of(old))
         else:
             # Stamped for forgetting: a new fact is the call's latest sign of life.
-            records[fact.key] = expiry.stamped(
-                new.dump(), partition=partition, touched=stage.clock.now()
-            )
+            records[fact.key] = expiry.stamped(new.dump(), partition=partition, touched=wall.now())
             outbox.hold(partition, fact.key, changed_parts(old, new))
         if outbox.full(partition):
             await flush(partition)
@@ -278,10 +280,9 @@ def register(stage: Stage) -> None:
     async def forget_idle(partition: int) -> None:
         """Forget this partition's records idle past the retention; settle their parts."""
         ticks[partition] += 1
-        if ticks[partition] % FORGET_EVERY_TICKS != 1 or not stage.clock.known:
-            # On event time, before this process has seen an event, time stands still.
+        if ticks[partition] % FORGET_EVERY_TICKS != 1:
             return
-        before = stage.clock.now() - retention
+        before = wall.now() - retention
         gone = settle.expired_records(records, partition, before, SETTLE_BATCH)
         # Held parts go out before any settlement: a month must not settle a call's
         # older part and then receive its newer one as if it were a new call's.

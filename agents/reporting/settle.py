@@ -2,13 +2,13 @@
 
 A call's :class:`~agents.reporting.aggregate.Record` is needed only while facts about it
 can still arrive: a superseding decision, a team's arrival, a follow-up's outcome. One
-idle for longer than the retention (``HEART_REPORTING_RECORD_RETENTION_H``, on the stage's
-clock) is forgotten by its partition's owner, which tells each month the record touched
-to *settle* the call's part: the month's owner adds the part to the month's settled
-**base**, a :class:`~agents.reporting.aggregate.Totals` stored in the parts table under
-``"{month}|"``, and deletes the part. The month's figures do not change; only the
-per-call state goes, so the stage's memory follows the calls of the last retention period,
-not every call ever seen.
+idle for longer than the retention (``HEART_REPORTING_RECORD_RETENTION_H``, wall time
+even when the stage runs on event time) is forgotten by its partition's owner, which
+tells each month the record touched to *settle* the call's part: the month's owner adds
+the part to the month's settled **base**, a :class:`~agents.reporting.aggregate.Totals`
+stored in the parts table under ``"{month}|"``, and deletes the part. The month's
+figures do not change; only the per-call state goes, so the stage's memory follows the
+calls of the last retention period, not every call ever seen.
 
 Crash safety rests on the order of one changelog partition: the base is written before
 the parts it absorbed are deleted, and it names them (``settled``). A crash between the
