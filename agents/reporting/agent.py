@@ -261,12 +261,7 @@ def register(stage: Stage) -> None:
                 duplicates.inc()
                 continue
             old = Part.model_validate(stored["part"]) if stored is not None else None
-            parts[table_key] = {
-                "p": partition,
-                "month": month,
-                "seq": part.seq,
-                "part": part.model_dump(mode="json", exclude_defaults=True),
-            }
+            parts[table_key] = settle.part_value(partition, month, part)
             cache.replace(partition, month, old, part)
 
     def on_settle(command: ReportCommand, partition: int) -> None:
@@ -284,9 +279,6 @@ def register(stage: Stage) -> None:
             return
         before = wall.now() - retention
         gone = settle.expired_records(records, partition, before, SETTLE_BATCH)
-        # Held parts go out before any settlement: a month must not settle a call's
-        # older part and then receive its newer one as if it were a new call's.
-        await flush(partition)
         for key, _record in gone:
             # The tick's partition is the record's: the tombstone lands where it belongs.
             del records[key]
@@ -342,6 +334,8 @@ def register(stage: Stage) -> None:
             elif command.kind == "settle":
                 on_settle(command, partition)
             else:
+                # Held parts go out before any settlement: a month must not settle a
+                # call's older part and then receive its newer one as a new call's.
                 await flush(partition)
                 await forget_idle(partition)
                 await publish(partition)

@@ -485,16 +485,24 @@ class Totals:
     version: int = 0
     last_at: datetime | None = None
 
+    def _count(self, key: tuple[Any, ...], n: int) -> None:
+        # A figure that sums to zero is dropped, so equal sums compare equal.
+        value = self.counts[key] + n
+        if value:
+            self.counts[key] = value
+        else:
+            del self.counts[key]
+
+    def _seen(self, last_at: datetime | None) -> None:
+        if last_at is not None:
+            self.last_at = last_at if self.last_at is None else max(self.last_at, last_at)
+
     def add(self, part: Part, sign: int = 1) -> None:
         for key in _keys(part):
-            value = self.counts[key] + sign
-            if value:
-                self.counts[key] = value
-            else:
-                del self.counts[key]
+            self._count(key, sign)
         self.version += sign * part.seq
-        if sign > 0 and part.last_at is not None:
-            self.last_at = part.last_at if self.last_at is None else max(self.last_at, part.last_at)
+        if sign > 0:
+            self._seen(part.last_at)
 
     def replace(self, old: Part | None, new: Part) -> None:
         if old is not None:
@@ -511,15 +519,9 @@ class Totals:
     def merge(self, other: Totals) -> None:
         """Add ``other``'s sums to these (a month's settled base to its live parts)."""
         for key, n in other.counts.items():
-            value = self.counts[key] + n
-            if value:
-                self.counts[key] = value
-            else:
-                del self.counts[key]
+            self._count(key, n)
         self.version += other.version
-        if other.last_at is not None:
-            latest = self.last_at
-            self.last_at = other.last_at if latest is None else max(latest, other.last_at)
+        self._seen(other.last_at)
 
     def dump(self) -> dict[str, Any]:
         """JSON-ready; :meth:`load` gives back equal totals (keys are tuples of str/float)."""

@@ -61,6 +61,16 @@ def settlements(records: Iterable[tuple[str, Record]]) -> dict[str, list[Settled
     return out
 
 
+def part_value(partition: int, month: str, part: Part) -> dict[str, Any]:
+    """A part as the parts table stores it: its partition and month, for rebuilds."""
+    return {
+        "p": partition,
+        "month": month,
+        "seq": part.seq,
+        "part": part.model_dump(mode="json", exclude_defaults=True),
+    }
+
+
 def base_value(partition: int, month: str, base: Totals, settled: list[str]) -> dict[str, Any]:
     return {"p": partition, "month": month, "base": base.dump(), "settled": settled}
 

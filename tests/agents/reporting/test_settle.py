@@ -36,12 +36,7 @@ def folded() -> AggregateState:
 def parts_table(state: AggregateState, partition: int = 0) -> dict[str, Any]:
     """The stage's ``report-parts`` table for the folded month, all in one partition."""
     return {
-        settle.part_key(month, key): {
-            "p": partition,
-            "month": month,
-            "seq": part.seq,
-            "part": part.model_dump(mode="json", exclude_defaults=True),
-        }
+        settle.part_key(month, key): settle.part_value(partition, month, part)
         for month, parts in state.parts.items()
         for key, part in parts.items()
     }
