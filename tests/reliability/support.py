@@ -82,7 +82,7 @@ class TopicWatch:
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             if condition(self):
                 return
             await asyncio.sleep(0.1)
@@ -94,12 +94,12 @@ class TopicWatch:
         """Wait until no new record has arrived for ``seconds``: late duplicates show up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() - self.last_change < seconds:
-            self._check_alive()
+            self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.spec.name} never went quiet")
             await asyncio.sleep(0.1)
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         if self._task is not None and self._task.done() and not self._task.cancelled():
             exc = self._task.exception()
             if exc is not None:

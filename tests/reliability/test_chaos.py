@@ -102,15 +102,29 @@ async def _chaos(
     phase2: Callable[[], Awaitable[None]],
     second_kill_when: Callable[[], bool],
     drained: Callable[[], Awaitable[None]],
+    alive: Callable[[], None] = lambda: None,
+    status: Callable[[], str] = lambda: "",
 ) -> None:
-    """The common kill schedule: A+B, kill A mid-phase 1 and restart it, kill B mid-phase 2."""
+    """The common kill schedule: A+B, kill A mid-phase 1 and restart it, kill B mid-phase 2.
+
+    ``alive`` raises if one of the scenario's own helpers (a topic watch, the responder
+    apps) has died, so that a dead helper is not mistaken for a stalled stage; ``status``
+    describes the scenario's progress for the message of a phase that never came.
+    """
     a = Worker(stage, settings, log_dir, **env).start()
     b = Worker(stage, settings, log_dir, **env).start()
     workers = [a, b]
+
+    async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+        try:
+            await _until(condition, timeout, what, feeding, alive)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {status()}; {_workers_report(workers)}") from None
+
     try:
         await asyncio.gather(a.wait_ready(90), b.wait_ready(90))
-        feeding = asyncio.create_task(phase1())
-        await _until(first_kill_when, 60, f"{stage}: first batch in flight", feeding)
+        feeding: asyncio.Task[None] | None = asyncio.create_task(phase1())
+        await until(first_kill_when, 60, f"{stage}: first batch in flight")
         a.kill(signal.SIGKILL)
         run.kills.append(f"{stage}: SIGKILL replica A mid-batch 1, B alive; A2 started")
         a2 = Worker(stage, settings, log_dir, **env).start()
@@ -118,7 +132,7 @@ async def _chaos(
         await feeding
         await a2.wait_ready(90)
         feeding = asyncio.create_task(phase2())
-        await _until(second_kill_when, 90, f"{stage}: second batch in flight", feeding)
+        await until(second_kill_when, 90, f"{stage}: second batch in flight")
         b.kill(signal.SIGKILL)
         run.kills.append(f"{stage}: SIGKILL replica B mid-batch 2, A2 alone finishes")
         await feeding
@@ -135,15 +149,33 @@ async def _until(
     condition: Callable[[], bool],
     timeout: float,
     what: str,
-    feeding: asyncio.Task[None] | None = None,
+    feeding: asyncio.Task[None] | None,
+    alive: Callable[[], None],
 ) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if feeding is not None and feeding.done() and feeding.exception() is not None:
             raise feeding.exception()  # type: ignore[misc]
+        alive()
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"{what}: not reached in {timeout:.0f}s")
         await asyncio.sleep(0.05)
+
+
+def _workers_report(workers: list[Worker]) -> str:
+    """Which replicas run, and the warnings and errors each logged (the last few)."""
+    lines = []
+    for name, w in zip(("A", "B", "A2"), workers, strict=False):
+        running = w.proc is not None and w.proc.poll() is None
+        notable = [
+            line
+            for line in w.log().splitlines()
+            if any(level in line for level in ("WARNING", "ERROR", "CRITICAL", "Traceback"))
+        ]
+        lines.append(
+            f"replica {name} {'running' if running else 'stopped'}, last warnings: {notable[-8:]}"
+        )
+    return "; ".join(lines)
 
 
 # --- triage -------------------------------------------------------------------------------
@@ -254,6 +286,8 @@ async def run_triage(settings: HeartSettings, log_dir: Path) -> Run:
             phase2=lambda: feed.paced(items[half:], per_second=80),
             second_kill_when=lambda: decided() >= 400,
             drained=drained,
+            alive=decisions.check_alive,
+            status=lambda: f"{decided()} calls decided",
         )
     finally:
         await feed.stop()
@@ -315,6 +349,11 @@ class Responders:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def check_alive(self) -> None:
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            exc = self._task.exception()
+            raise RuntimeError(f"the responder apps stopped: {exc!r}") from exc
+
     async def _run(self) -> None:
         while True:
             events = self.events.events()
@@ -363,6 +402,10 @@ async def run_dispatch(settings: HeartSettings, log_dir: Path) -> Run:
     def assigned() -> int:
         return len({e.call_id for e in of_type(events.events(), "dispatch.assigned")})
 
+    def helpers_alive() -> None:
+        for helper in (events, audit, dead, responders):
+            helper.check_alive()
+
     async def drained() -> None:
         calls = run.expected["calls"]
         try:
@@ -405,6 +448,14 @@ async def run_dispatch(settings: HeartSettings, log_dir: Path) -> Run:
             phase2=lambda: feed.paced(items[half:], per_second=25, chunk=5),
             second_kill_when=lambda: assigned() >= half + 30,
             drained=drained,
+            alive=helpers_alive,
+            status=lambda: (
+                f"{assigned()} calls assigned, "
+                f"{len(of_type(distinct(events.events()), 'dispatch.queued'))} queued, "
+                f"responders answered {len(responders.answered)} and cleared "
+                f"{len(responders.cleared)}, teams last reported {responders.last_reported}, "
+                f"{len(dead.records)} dead letters"
+            ),
         )
         run.expected["last_reported"] = dict(responders.last_reported)
     finally:
@@ -537,6 +588,10 @@ async def run_navigation(settings: HeartSettings, log_dir: Path) -> Run:
     feed = await Feed(scoped).start()
     pulses: list[Pulses] = []
 
+    def watches_alive() -> None:
+        timers.check_alive()
+        tasks.check_alive()
+
     def due(attempt: int) -> int:
         return len(
             {
@@ -598,6 +653,8 @@ async def run_navigation(settings: HeartSettings, log_dir: Path) -> Run:
             phase2=phase2,
             second_kill_when=lambda: due(1) >= 60,
             drained=drained,
+            alive=watches_alive,
+            status=lambda: f"{len(timers.records)} timer records, {due(1)} first attempts due",
         )
     finally:
         for p in pulses:
