@@ -74,6 +74,10 @@ EVENT_START = datetime(2024, 7, 15, 14, 0, tzinfo=UTC)
 CRT_BEATS = ("111", "214", "411", "512")
 #: When the CAD closes a call that was not resolved by phone, in seconds after it came in.
 CLOSE_AFTER_S = 20.0
+#: After the longest retention, one more minute for its first sweep to forget.
+WARMUP_MARGIN_S = 60.0
+#: The RSS growth compares the mean of this many seconds after warm-up with the last ones.
+GROWTH_WINDOW_S = 60.0
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
@@ -392,6 +396,32 @@ async def sample(
             await asyncio.wait_for(stop.wait(), every)
 
 
+def warmup_seconds(duration_s: float, *retentions_h: float) -> float:
+    """Until the longest retention has passed and its first sweep ran, a stage still gains
+    state it is meant to hold; what it gains after that is what must stay flat."""
+    return min(max(retentions_h, default=0.0) * 3600 + WARMUP_MARGIN_S, duration_s / 2)
+
+
+def rss_growth(
+    rows: list[dict[str, Any]], stage: str, warmup_s: float
+) -> tuple[float | None, float | None]:
+    """MiB and % from the mean of the first minute after warm-up to that of the last
+    minute; ``(None, None)`` when the run is too short to have both apart."""
+
+    def mean(start: float, end: float) -> float | None:
+        values = [r[stage] for r in rows if start <= r["t"] < end and r.get(stage)]
+        return statistics.fmean(values) if values else None
+
+    end = rows[-1]["t"] if rows else 0.0
+    if end - GROWTH_WINDOW_S < warmup_s + GROWTH_WINDOW_S:
+        return None, None
+    warm = mean(warmup_s, warmup_s + GROWTH_WINDOW_S)
+    last = mean(end - GROWTH_WINDOW_S, end + 1)
+    if warm is None or last is None:
+        return None, None
+    return round(last - warm, 1), round(100 * (last - warm) / warm, 1)
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="heart-load-"))
     broker: EmbeddedBroker | None = None
@@ -441,16 +471,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if broker is not None:
             broker.stop()
 
-    def growth(stage: str) -> float | None:
-        series = [s[stage] for s in samples["rss_mib"] if s.get(stage) is not None]
-        if len(series) < 4:
-            return None
-        quarter = max(1, len(series) // 4)
-        # After warm-up: the last quarter's mean minus the second quarter's.
-        return round(
-            statistics.fmean(series[-quarter:]) - statistics.fmean(series[quarter : 2 * quarter]),
-            1,
-        )
+    warmup_s = warmup_seconds(
+        args.duration,
+        args.closed_retention_h,
+        args.reporting_retention_h if args.with_reporting else 0.0,
+    )
+    growth = {s: rss_growth(samples["rss_mib"], s, warmup_s) for s in stages}
 
     result = {
         "config": {
@@ -500,12 +526,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             for s in stages
         },
-        "rss_growth_after_warmup_mib": {s: growth(s) for s in stages},
+        "warmup_s": round(warmup_s, 1),
+        "rss_growth_after_warmup_mib": {s: growth[s][0] for s in stages},
+        "rss_growth_after_warmup_pct": {s: growth[s][1] for s in stages},
         "lag": samples["lag"],
         "rss_mib": samples["rss_mib"],
         "logs": str(log_dir),
     }
     return result
+
+
+def _cell(value: float | None) -> str:
+    return f"{value:9.1f}" if value is not None else f"{'-':>9}"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -520,14 +552,19 @@ def print_table(result: dict[str, Any]) -> None:
         cells = [p.get(k) for k in ("p50", "p90", "p99", "max")]
         text = " ".join(f"{c:8.0f}" if c is not None else f"{'-':>8}" for c in cells)
         print(f"{name:24} {p['n']:7d} {text}")
-    head = ("stage", "max lag", "end lag", "RSS first", "RSS last", "growth")
+    print(
+        f"growth: mean RSS of the last {GROWTH_WINDOW_S:.0f} s minus that of the "
+        f"{GROWTH_WINDOW_S:.0f} s after warm-up ({result['warmup_s']:.0f} s)"
+    )
+    head = ("stage", "max lag", "end lag", "RSS first", "RSS last", "growth", "growth %")
     print(f"{head[0]:12} " + " ".join(f"{h:>9}" for h in head[1:]))
     for s in result["stages"]:
         first, last = result["rss_mib_first_last"][s]
         print(
             f"{s:12} {result['max_lag_messages'][s] or 0:9.0f} "
             f"{result['final_lag_messages'][s] or 0:9.0f} {first or 0:9.1f} {last or 0:9.1f} "
-            f"{result['rss_growth_after_warmup_mib'][s] or 0:9.1f}"
+            f"{_cell(result['rss_growth_after_warmup_mib'][s])} "
+            f"{_cell(result['rss_growth_after_warmup_pct'][s])}"
         )
     print("lag over time (messages, summed over partitions):")
     step = max(1, len(result["lag"]) // 20)
