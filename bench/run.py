@@ -751,6 +751,7 @@ class Bench:
             "send_s": _round(sent_s, 2),
             "syncs": summary.get("syncs"),
             "sync_timeouts": summary.get("sync_timeouts"),
+            "sync_wait_s": summary.get("sync_wait_s"),
             "routes": summary.get("routes"),
             "dispatch": summary.get("dispatch"),
             "rss_mib": {p.name: {k: _round(v) for k, v in p.rss.items()} for p in procs},

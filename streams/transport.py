@@ -20,6 +20,7 @@ Use :class:`HeartApp` instead of :class:`faust.App` to get all three.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from faust.types.transports import ProducerT, TransportT
 from mode import Service
 
 from streams.fetch_wait import use_backlog_wait
+from streams.memory import malloc_trim, release_free_memory
 from streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)
@@ -539,6 +541,18 @@ class HeartApp(faust.App):
             if self.on_recovery_stalled is not None:
                 self.on_recovery_stalled(stalled)
             since = now  # only logged: say it again after another full period
+
+    @Service.task
+    async def _release_free_memory(self) -> None:
+        every = self.heart_settings.memory_release_interval_s
+        if not every or malloc_trim() is None:
+            return
+        loop = asyncio.get_running_loop()
+        while not self.should_stop:
+            await self.sleep(every)
+            # Off the event loop: the heap walk takes milliseconds on a large heap, and
+            # ctypes releases the GIL while it runs.
+            await loop.run_in_executor(None, release_free_memory)
 
     def _new_transport(self) -> TransportT:
         return cast(TransportT, HeartTransport(self.conf.broker_consumer, self))
