@@ -132,6 +132,57 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def team_call_hops(read: dict[str, list[ConsumerRecord]]) -> dict[str, dict[str, Any]]:
+    """Where a team call's lock-step round trip goes, from the records' create times: CAD
+    to decision (triage), decision to dispatch command (dispatch's intake), command to the
+    first dispatch event (dispatch), as p50 / p90 / p99 / max / sum in ms over team calls."""
+
+    def first(records: list[ConsumerRecord], call_of: Callable[[Any], str | None]) -> dict:
+        out: dict[str, int] = {}
+        for r in records:
+            call = call_of(orjson.loads(r.value))
+            if call is not None and call not in out:
+                out[call] = r.timestamp
+        return out
+
+    team = {"crt", "cor"}
+    decided = first(
+        read[TRIAGE_DECISIONS.name], lambda v: v["call_id"] if v.get("route") in team else None
+    )
+    received = first(
+        read[CAD_CALLS.name],
+        lambda v: v["call_id"] if v.get("event_type") == "call.received" else None,
+    )
+    commanded = first(
+        read[DISPATCH_COMMANDS.name],
+        lambda v: (v.get("decision") or {}).get("call_id") if v.get("kind") == "decision" else None,
+    )
+    answered = first(
+        read[DISPATCH_EVENTS.name],
+        lambda v: (
+            v.get("call_id")
+            if v.get("event_type") in ("dispatch.assigned", "dispatch.queued", "dispatch.fallback")
+            else None
+        ),
+    )
+    legs = {
+        "triage": (received, decided),
+        "intake": (decided, commanded),
+        "dispatch": (commanded, answered),
+        "total": (received, answered),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, (start, end) in legs.items():
+        ms = [end[c] - start[c] for c in decided if c in start and c in end]
+        out[name] = {
+            "n": len(ms),
+            **{f"p{q}": _round(percentile(ms, q)) for q in (50, 90, 99)},
+            "max": max(ms, default=None),
+            "sum": sum(ms),
+        }
+    return out
+
+
 def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -736,10 +787,21 @@ class Bench:
             )
         )
         last = 0
-        for spec in (TRIAGE_DECISIONS, DISPATCH_EVENTS, FOLLOWUP_TIMERS, FOLLOWUP_TASKS):
+        read: dict[str, list[ConsumerRecord]] = {}
+        for spec in (
+            TRIAGE_DECISIONS,
+            DISPATCH_EVENTS,
+            FOLLOWUP_TIMERS,
+            FOLLOWUP_TASKS,
+            CAD_CALLS,
+            DISPATCH_COMMANDS,
+        ):
             records = await harness.read_all(s, spec.full_name(prefix), spec.partitions)
-            last = max([last, *(r.timestamp for r in records)])
+            read[spec.name] = records
+            if spec not in (CAD_CALLS, DISPATCH_COMMANDS):
+                last = max([last, *(r.timestamp for r in records)])
         through_s = last / 1000 - began_wall if last else None
+        hops = team_call_hops(read)
         self.release("replay", planned)
         summary = stats.as_dict()
         result = {
@@ -752,6 +814,8 @@ class Bench:
             "syncs": summary.get("syncs"),
             "sync_timeouts": summary.get("sync_timeouts"),
             "sync_wait_s": summary.get("sync_wait_s"),
+            "sync_wait_ms": summary.get("sync_wait_ms"),
+            "team_call_hops_ms": hops,
             "routes": summary.get("routes"),
             "dispatch": summary.get("dispatch"),
             "rss_mib": {p.name: {k: _round(v) for k, v in p.rss.items()} for p in procs},

@@ -86,6 +86,8 @@ class ReplayStats:
     sync_timeouts: int = 0
     #: Wall seconds spent waiting for dispatch's answers, per kind of wait.
     sync_wait_s: Counter[str] = field(default_factory=Counter)
+    #: The longest single waits, per kind: where a lock-step replay's time goes.
+    sync_waits: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,9 +100,20 @@ class ReplayStats:
             "syncs": self.syncs,
             "sync_timeouts": self.sync_timeouts,
             "sync_wait_s": {k: round(v, 2) for k, v in self.sync_wait_s.items()},
+            "sync_wait_ms": {k: _spread(v) for k, v in self.sync_waits.items()},
             "wall_s": round(self.wall_s, 2),
             "calls_per_s": round(self.calls / self.wall_s, 1) if self.wall_s else None,
         }
+
+
+def _spread(seconds: list[float]) -> dict[str, float]:
+    """p50, p90, p99 and max of waits, in milliseconds."""
+    ordered = sorted(seconds)
+
+    def at(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
 
 
 class Replayer:
@@ -412,7 +425,9 @@ class Replayer:
             log.warning("replay: no %s answer for %s within %.1fs", kind, ident, timeout)
         finally:
             self._waiting.pop((kind, ident), None)
-            self.stats.sync_wait_s[kind] += time.monotonic() - began
+            waited = time.monotonic() - began
+            self.stats.sync_wait_s[kind] += waited
+            self.stats.sync_waits.setdefault(kind, []).append(waited)
 
     async def _pace(self, first: datetime, now: datetime, began: float) -> None:
         if self.speed is None:

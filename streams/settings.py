@@ -64,8 +64,7 @@ class HeartSettings(BaseModel):
     # then exits non-zero so its supervisor (heart up, Kubernetes, compose) restarts it.
     # A healthy recovery applies records continuously. 0 disables the deadline.
     recovery_stall_timeout_s: float = Field(60.0, ge=0)
-    # Seconds between handing the heap's free pages back to the OS, with large buffers
-    # kept out of the heap (streams/memory.py):
+    # Seconds between handing the heap's free pages back to the OS (streams/memory.py):
     # without it a worker's resident memory creeps while what it holds stays flat.
     # 0 disables it.
     memory_release_interval_s: float = Field(60.0, ge=0)

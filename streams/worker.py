@@ -13,7 +13,6 @@ from typing import Protocol
 
 from streams import metrics
 from streams.admin import create_topics
-from streams.memory import keep_large_buffers_out_of_the_heap
 from streams.settings import HeartSettings
 from streams.stage import Stage, create_stage
 
@@ -68,8 +67,6 @@ def stage_inputs(name: str) -> frozenset[str]:
 def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> None:
     import faust
 
-    if settings.memory_release_interval_s:
-        keep_large_buffers_out_of_the_heap()
     stage = build_stage(name, settings)
     # Faust would auto-create missing topics with 4 partitions and no config.
     asyncio.run(create_topics(settings))
