@@ -17,39 +17,27 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 
 @cache
-def _libc() -> ctypes.CDLL | None:
+def malloc_trim() -> Any | None:
+    """glibc's ``malloc_trim``; ``None`` where the C library has none (musl, macOS), whose
+    allocators return memory their own way."""
     name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        return ctypes.CDLL(name)
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
     except OSError:
         return None
-
-
-@cache
-def malloc_trim() -> Callable[[], bool] | None:
-    """glibc's ``malloc_trim(0)``: ``True`` when it released memory; ``None`` where the C
-    library has none (musl, macOS), whose allocators return memory their own way."""
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-
-    def release() -> bool:
-        return bool(trim(0))
-
-    return release
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+    return trim
 
 
 def release_free_memory() -> bool:
     """Give free heap pages back to the OS; ``False`` when nothing was released or the
     C library cannot."""
     trim = malloc_trim()
-    return trim() if trim is not None else False
+    return bool(trim(0)) if trim is not None else False

@@ -22,6 +22,7 @@ import itertools
 import logging
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -84,9 +85,8 @@ class ReplayStats:
     outcomes: int = 0
     syncs: int = 0
     sync_timeouts: int = 0
-    #: Wall seconds spent waiting for dispatch's answers, per kind of wait.
-    sync_wait_s: Counter[str] = field(default_factory=Counter)
-    #: The longest single waits, per kind: where a lock-step replay's time goes.
+    #: Each wait for dispatch's answers, in wall seconds, per kind of wait: where a
+    #: lock-step replay's time goes.
     sync_waits: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -99,7 +99,7 @@ class ReplayStats:
             "outcomes": self.outcomes,
             "syncs": self.syncs,
             "sync_timeouts": self.sync_timeouts,
-            "sync_wait_s": {k: round(v, 2) for k, v in self.sync_wait_s.items()},
+            "sync_wait_s": {k: round(sum(v), 2) for k, v in self.sync_waits.items()},
             "sync_wait_ms": {k: _spread(v) for k, v in self.sync_waits.items()},
             "wall_s": round(self.wall_s, 2),
             "calls_per_s": round(self.calls / self.wall_s, 1) if self.wall_s else None,
@@ -108,12 +108,15 @@ class ReplayStats:
 
 def _spread(seconds: list[float]) -> dict[str, float]:
     """p50, p90, p99 and max of waits, in milliseconds."""
-    ordered = sorted(seconds)
-
-    def at(q: float) -> float:
-        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)}
+    # quantiles needs two points; one wait is every percentile of itself.
+    if len(seconds) > 1:
+        cuts = statistics.quantiles(seconds, n=100, method="inclusive")
+    else:
+        cuts = seconds * 99
+    return {
+        **{f"p{q}": round(1000 * cuts[q - 1], 1) for q in (50, 90, 99)},
+        "max": round(1000 * max(seconds), 1),
+    }
 
 
 class Replayer:
@@ -425,9 +428,7 @@ class Replayer:
             log.warning("replay: no %s answer for %s within %.1fs", kind, ident, timeout)
         finally:
             self._waiting.pop((kind, ident), None)
-            waited = time.monotonic() - began
-            self.stats.sync_wait_s[kind] += waited
-            self.stats.sync_waits.setdefault(kind, []).append(waited)
+            self.stats.sync_waits.setdefault(kind, []).append(time.monotonic() - began)
 
     async def _pace(self, first: datetime, now: datetime, began: float) -> None:
         if self.speed is None:
