@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import platform
+import random
 import signal
 import socket
 import subprocess
@@ -24,10 +25,47 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be started."""
 
 
-def find_free_port(host: str = "127.0.0.1") -> int:
+# Port picks must not follow a test's or a simulation's seeded global random state.
+_port_random = random.Random()
+
+
+def ephemeral_ports() -> range:
+    """The ports the kernel gives the local end of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def find_free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free to listen on.
+
+    Picked outside the ephemeral range, not by binding port 0: a port in that range can be
+    taken at any moment as the local end of an outgoing connection (every Kafka client makes
+    several), and a listener can then no longer bind it.
+    """
+    ephemeral = ephemeral_ports()
+    below = range(10_000, ephemeral.start - count + 1)
+    above = range(ephemeral.stop, 65_536 - count + 1)
+    candidates = max(below, above, key=len)
+    if len(candidates) < 1_000:
+        candidates = range(1_024, 65_536 - count + 1)
+    for _ in range(1_000):
+        first = _port_random.choice(candidates)
+        if all(can_listen(host, port) for port in range(first, first + count)):
+            return first
+    raise OSError(f"no {count} consecutive free ports found on {host}")
+
+
+def can_listen(host: str, port: int) -> bool:
+    """Whether a listener could bind ``port`` now (nothing listens on it or uses it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -62,6 +62,7 @@ def _cmd_schemas(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from streams.metrics import MetricsPortError
     from streams.worker import STAGES, run_worker
 
     if args.stage not in STAGES:
@@ -71,7 +72,11 @@ def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
             file=sys.stderr,
         )
         return 2
-    run_worker(args.stage, settings, loglevel=args.loglevel)
+    try:
+        run_worker(args.stage, settings, loglevel=args.loglevel)
+    except MetricsPortError as exc:
+        print(f"heart worker {args.stage}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -60,9 +60,19 @@ DECISIONS_SUPERSEDED = Counter(
 )
 
 
+class MetricsPortError(OSError):
+    """The metrics endpoint could not be bound."""
+
+
 def serve(port: int = 0, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> int:
     """Serve ``/metrics`` with prometheus-client's own exposition; return the bound port."""
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise MetricsPortError(
+            f"cannot serve metrics on {host}:{port} (HEART_METRICS_PORT; 0 picks a free "
+            f"port): {exc.strerror or exc}"
+        ) from exc
     bound = int(server.server_port)
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound

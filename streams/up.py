@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, find_free_port, port_in_use
+from streams.broker import EmbeddedBroker, can_listen, find_free_port, port_in_use
 from streams.settings import HeartSettings
 from streams.supervisor import Supervisor
 from streams.worker import STAGES
@@ -98,6 +99,21 @@ async def run_up(
 ) -> int:
     from simulator.city import City
 
+    stages = sorted(STAGES)
+    busy = [
+        f"{port} ({stage})"
+        for port, stage in enumerate(stages, start=metrics_port)
+        if not can_listen("127.0.0.1", port)
+    ]
+    if busy:
+        print(
+            f"heart up: --metrics-port {metrics_port}: the stages need ports {metrics_port}-"
+            f"{metrics_port + len(stages) - 1}, but {', '.join(busy)} "
+            f"{'is' if len(busy) == 1 else 'are'} in use; "
+            "choose another first port",
+            file=sys.stderr,
+        )
+        return 2
     broker: EmbeddedBroker | None = None
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -122,7 +138,7 @@ async def run_up(
             # Simulated time runs faster than the wall: stages follow event time.
             "HEART_CLOCK": "event" if simulate and speed != 1 else settings.clock,
         }
-        supervisor = Supervisor(sorted(STAGES), env, logs, metrics_port)
+        supervisor = Supervisor(stages, env, logs, metrics_port)
         supervisor.start()
         for p in supervisor.processes:
             print(

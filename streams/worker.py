@@ -68,9 +68,10 @@ def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> No
     import faust
 
     stage = build_stage(name, settings)
+    # First, so that a taken port stops the worker before it touches the broker.
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
     # Faust would auto-create missing topics with 4 partitions and no config.
     asyncio.run(create_topics(settings))
-    port = metrics.serve(settings.metrics_port, settings.metrics_host)
     log.info("stage %s: metrics on port %d", name, port)
     print(f"heart worker {name}: metrics on http://127.0.0.1:{port}/metrics", flush=True)
     stage.app.on_recovery_stalled = _exit_for_restart

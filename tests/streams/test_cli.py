@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,9 @@ import orjson
 import pytest
 
 from schemas import TriageDecision
+from streams.broker import find_free_port
 from streams.cli import main
+from streams.worker import STAGES
 from tests.factories import call_received
 from tests.kafka import ROOT
 
@@ -65,6 +69,38 @@ def test_unknown_stage_names_the_stages(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["worker", "triag"]) == 2
     err = capsys.readouterr().err
     assert "unknown stage 'triag'; the stages are:" in err and "triage" in err
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_the_port_named() -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # Nothing listens at the bootstrap address: the worker must stop before it needs it.
+        env = {
+            **os.environ,
+            "HEART_METRICS_PORT": str(port),
+            "HEART_KAFKA_BOOTSTRAP": f"127.0.0.1:{find_free_port()}",
+        }
+        result = heart("worker", "triage", env=env)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert f"heart worker triage: cannot serve metrics on 0.0.0.0:{port}" in err
+    assert "HEART_METRICS_PORT" in err and "Address already in use" in err
+
+
+def test_up_names_the_taken_metrics_port_and_its_stage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    first = find_free_port(count=len(STAGES))
+    stages = sorted(STAGES)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first + 2))
+        taken.listen()
+        assert main(["up", "--metrics-port", str(first), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--metrics-port {first}: the stages need ports {first}-{first + 4}" in err
+    assert f"but {first + 2} ({stages[2]}) is in use; choose another first port" in err
 
 
 def test_typo_in_a_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:

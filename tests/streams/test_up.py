@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from streams.broker import find_free_port
+from streams.worker import STAGES
 from tests.kafka import ROOT, processes_with
 
 
@@ -20,7 +21,7 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
     marker = f"HEART_TEST_MARKER={uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k != "HEART_KAFKA_BOOTSTRAP"}
     env[marker.split("=")[0]] = marker.split("=")[1]
-    first_port = find_free_port()
+    first_port = find_free_port(count=len(STAGES))
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -64,9 +65,12 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
             if decided >= 20 and due >= 1 and outcomes >= 1:
                 break
         assert decided >= 20 and due >= 1 and outcomes >= 1, "".join(lines[-30:])
-        assert metrics_urls
+        assert len(metrics_urls) == len(STAGES), "".join(lines[-30:])
         for url in metrics_urls:
-            body = urllib.request.urlopen(url, timeout=5).read().decode()
+            try:
+                body = urllib.request.urlopen(url, timeout=5).read().decode()
+            except OSError as exc:
+                raise AssertionError(f"{url}: {exc}\n{''.join(lines[-30:])}") from exc
             assert "heart_events_consumed_total" in body
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
@@ -77,4 +81,5 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
     output = "".join(lines)
     assert proc.returncode == 0, output[-3000:]
     assert "stopped: no stage or broker process left running" in output
+    assert " died (exit " not in output, output[-3000:]
     assert processes_with(marker) == [], "a stage or broker outlived heart up"
