@@ -241,6 +241,10 @@ class HeartConsumer(faust_aiokafka.Consumer):
         self._catalog_names: frozenset[str] | None = None
         # tp -> (offset last rewound to for order, how many times in a row).
         self._order_rewinds: dict[TP, tuple[int, int]] = {}
+        # tp -> the offset a catalog partition's stream must get next. Faust's
+        # _read_offset cannot say: it holds the next offset after a seek but the last one
+        # read after a record, so a record one past a missing one looks in order.
+        self._expected: dict[TP, int] = {}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's batches, never handing a stream a catalog record out of order.
@@ -256,16 +260,32 @@ class HeartConsumer(faust_aiokafka.Consumer):
             if tp in rewound:
                 continue
             if self._is_catalog_tp(tp):
-                read = self._read_offset.get(tp)
-                if (
-                    read is not None
-                    and message.offset > read + 1
-                    and self._rewind_for_order(tp, read + 1, message.offset)
-                ):
-                    rewound.add(tp)
-                    await self.seek(tp, read + 1)
-                    continue
+                expected = self._expected.get(tp)
+                if expected is not None:
+                    if message.offset > expected and self._rewind_for_order(
+                        tp, expected, message.offset
+                    ):
+                        rewound.add(tp)
+                        await self.seek(tp, expected)
+                        continue
+                    # Never backwards: a record from before a seek forward is dropped by
+                    # Faust's drain loop, and must not make the next one look ahead.
+                    self._expected[tp] = max(expected, message.offset + 1)
             yield tp, message
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._expected[partition] = offset
+
+    def _expect_committed(self) -> None:
+        """After a rebalance, each catalog partition's stream resumes at its committed
+        offset (the next one to read); one without a commit has none yet."""
+        assigned = self.assignment()
+        self._expected = {
+            tp: offset
+            for tp in assigned
+            if self._is_catalog_tp(tp) and (offset := self._committed_offset.get(tp))
+        }
 
     def _rewind_for_order(self, tp: TP, missing: int, got: int) -> bool:
         """Whether to rewind ``tp`` to ``missing``; not again and again for the same
@@ -312,6 +332,7 @@ class HeartConsumer(faust_aiokafka.Consumer):
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        self._expect_committed()
         # Faust keeps no committed position for a partition without a commit (nor for a
         # commit of 0), and aiokafka then leaves the fetch position wherever it was, which
         # can be past records fetched and dropped around a rebalance. Start such a

@@ -327,6 +327,7 @@ async def _drain(consumer: Any, scripted: list[tuple[Any, int]], monkeypatch: An
     async def seek(tp: Any, offset: int) -> None:
         seen.append(-offset)
         consumer._read_offset[tp] = offset
+        consumer._expected[tp] = offset
 
     monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", batch)
     monkeypatch.setattr(consumer, "seek", seek)
@@ -339,17 +340,54 @@ async def _drain(consumer: Any, scripted: list[tuple[Any, int]], monkeypatch: An
 async def test_a_record_ahead_of_a_missing_one_is_not_handed_on(monkeypatch: Any) -> None:
     # The dispatch chaos run that found it: 269-275 dropped around a rebalance, 276 next.
     consumer, tp = _consumer_with(0, [], "hole.heart.dispatch.commands")
-    consumer._read_offset[tp] = 268
+    consumer._expected[tp] = 269
     otp = type(tp)("hole.units.status", 0)
-    consumer._read_offset[otp] = 9
+    consumer._expected[otp] = 10
     seen = await _drain(consumer, [(tp, 276), (otp, 10), (tp, 277), (otp, 11)], monkeypatch)
     # Rewound to 269; 277 skipped with 276; the other partition goes on untouched.
     assert seen == [-269, 10, 11]
 
 
+async def test_the_record_at_the_committed_offset_is_not_skipped_after_a_rebalance(
+    monkeypatch: Any,
+) -> None:
+    # The dispatch chaos run in CI: committed 244 (the next offset to read), 245 fetched
+    # first after the rebalance. Faust's read offset after the seek is 244, which made 245
+    # look like the record after it.
+    consumer, tp = _consumer_with(244, [], "hole.units.status")
+    fresh = type(tp)("hole.cad.calls", 1)  # assigned, never committed: seeked to its start
+    gone = type(tp)("hole.cad.calls", 2)  # revoked
+    consumer._expected[gone] = 7
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, fresh})
+    consumer._expect_committed()
+    assert consumer._expected == {tp: 244}
+    seen = await _drain(consumer, [(tp, 245), (tp, 246)], monkeypatch)
+    assert seen == [-244]
+    # Read again from 244, in order, then on.
+    assert await _drain(consumer, [(tp, 244), (tp, 245), (tp, 246)], monkeypatch) == [
+        244,
+        245,
+        246,
+    ]
+    assert consumer._expected[tp] == 247
+
+
+async def test_a_record_from_before_a_seek_forward_does_not_move_the_position_back(
+    monkeypatch: Any,
+) -> None:
+    consumer, tp = _consumer_with(0, [], "hole.cad.calls")
+    consumer._expected[tp] = 300
+    assert await _drain(consumer, [(tp, 250), (tp, 300), (tp, 301)], monkeypatch) == [
+        250,
+        300,
+        301,
+    ]
+
+
 async def test_a_changelog_keeps_fausts_order_handling(monkeypatch: Any) -> None:
     consumer, tp = _consumer_with(0, [], "hole.heart-triage-calls-changelog")
     consumer._read_offset[tp] = 5
+    consumer._expected[tp] = 6
     assert await _drain(consumer, [(tp, 9), (tp, 10)], monkeypatch) == [9, 10]
 
 
@@ -361,7 +399,7 @@ async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
     consumer, tp = _consumer_with(0, [], "hole.cad.calls")
     rounds = []
     for _ in range(ORDER_REWINDS_MAX + 1):
-        consumer._read_offset[tp] = 99
+        consumer._expected[tp] = 100
         rounds.append(await _drain(consumer, [(tp, 120)], monkeypatch))
     assert rounds[:-1] == [[-100]] * ORDER_REWINDS_MAX
     assert rounds[-1] == [120]
