@@ -48,6 +48,7 @@ from streams.broker import EmbeddedBroker, find_free_port
 from streams.codec import encode
 from streams.fetch_wait import use_backlog_wait
 from streams.import_cli import ProgressBar
+from streams.inflight import InFlight
 from streams.settings import HeartSettings
 from streams.supervisor import Supervisor
 from streams.topics import (
@@ -55,6 +56,7 @@ from streams.topics import (
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
+    TRIAGE_DECISIONS,
     UNITS_STATUS,
     TopicSpec,
 )
@@ -73,6 +75,10 @@ SYNC_TIMEOUT_S = 15.0
 ASSIGN_AFTER_CLEAR_TIMEOUT_S = 0.1
 #: How far ahead of the team lane, in event time, the other lane may send.
 LANE_WINDOW = timedelta(minutes=15)
+#: Calls the replayer lets triage hold, sent and not yet decided. Every team call waits in
+#: triage behind what is there, on the lock-step path; a few dozen take triage tens of
+#: milliseconds, and keep it busy while the team lane waits on dispatch.
+TRIAGE_BACKLOG = 64
 TEAM_ROUTES = frozenset({"crt", "cor"})
 
 
@@ -140,6 +146,7 @@ class Replayer:
         speed: float | None,
         seed: int = 2018,
         progress: ProgressBar | None = None,
+        triage_backlog: int = TRIAGE_BACKLOG,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -157,6 +164,12 @@ class Replayer:
         self._team_time: datetime | None = None
         self._team_moved = asyncio.Event()
         self._team_done = False
+        #: Event time of the other lane's next call (every call before it is sent); the
+        #: team lane waits for it to come within LANE_WINDOW of a team call.
+        self._other_next: datetime | None = None
+        self._other_moved = asyncio.Event()
+        self._other_done = False
+        self._triage = InFlight(triage_backlog, SYNC_TIMEOUT_S)
         self._sent = 0
         self._total = 0
         #: Calls whose team's clearing was sent / has come back from dispatch.
@@ -260,9 +273,11 @@ class Replayer:
         kwargs = self.settings.aiokafka_kwargs()
         prefix = self.settings.topic_prefix
         producer = AIOKafkaProducer(linger_ms=2, **kwargs)  # type: ignore[arg-type]
+        self._decisions_topic = TRIAGE_DECISIONS.full_name(prefix)
         consumer = AIOKafkaConsumer(
             DISPATCH_EVENTS.full_name(prefix),
             FOLLOWUP_TASKS.full_name(prefix),
+            self._decisions_topic,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=5,
             **kwargs,  # type: ignore[arg-type]
@@ -316,6 +331,7 @@ class Replayer:
             for call in calls:
                 await self._flush(producer, self._team_agenda, call.occurred_at, team=True)
                 self._advance_team(call.occurred_at)
+                await self._other_caught_up(call.occurred_at - LANE_WINDOW)
                 await self._pace(first, call.occurred_at, began)
                 await self._send_call(producer, call)
                 await producer.flush()
@@ -336,11 +352,20 @@ class Replayer:
         first: datetime,
         began: float,
     ) -> None:
-        for call in calls:
-            await self._within_window(call.occurred_at)
-            await self._flush(producer, self._other_agenda, call.occurred_at, team=False)
-            await self._pace(first, call.occurred_at, began)
-            await self._send_call(producer, call)
+        try:
+            for call in calls:
+                self._other_next = call.occurred_at
+                self._other_moved.set()
+                await self._within_window(call.occurred_at)
+                await self._flush(producer, self._other_agenda, call.occurred_at, team=False)
+                await self._pace(first, call.occurred_at, began)
+                waited = await self._triage.room()
+                if waited > 0.001:
+                    self.stats.sync_waits.setdefault("triage_backlog", []).append(waited)
+                await self._send_call(producer, call)
+        finally:
+            self._other_done = True
+            self._other_moved.set()
 
     async def _all_cleared(self) -> None:
         # The replay is over when dispatch has seen the last team clear, not when the
@@ -358,6 +383,13 @@ class Replayer:
             self._team_time = at
         self._team_moved.set()
 
+    async def _other_caught_up(self, at: datetime) -> None:
+        # Whatever the other lane still has before ``at`` would otherwise go into triage
+        # beside the team call, and the call would wait behind all of it.
+        while not self._other_done and (self._other_next is None or self._other_next < at):
+            self._other_moved.clear()
+            await self._other_moved.wait()
+
     async def _within_window(self, at: datetime) -> None:
         while not self._team_done and (
             self._team_time is None or at > self._team_time + LANE_WINDOW
@@ -366,6 +398,7 @@ class Replayer:
             await self._team_moved.wait()
 
     async def _send_call(self, producer: AIOKafkaProducer, call: CallReceived) -> None:
+        self._triage.sent(call.call_id)
         await self._send(producer, CAD_CALLS, call.call_id, call)
         self.stats.calls += 1
         self._sent += 1
@@ -377,7 +410,11 @@ class Replayer:
             batch = await consumer.getmany(timeout_ms=20)
             for records in batch.values():
                 for record in records:
-                    self._react(orjson.loads(record.value))
+                    if record.topic == self._decisions_topic:
+                        # Keyed by call id: no need to parse the decision.
+                        self._triage.answered(record.key.decode())
+                    else:
+                        self._react(orjson.loads(record.value))
 
     async def _flush(
         self,
@@ -509,7 +546,7 @@ async def run_replay(
         if roster_file is not None:
             env["HEART_ROSTER"] = str(roster_file)
         stages = [s for s in REPLAY_STAGES if s in STAGES]
-        supervisor = Supervisor(stages, env, logs, find_free_port())
+        supervisor = Supervisor(stages, env, logs, find_free_port(count=len(stages)))
         supervisor.start()
         await wait_stages_ready(supervisor)
         print(

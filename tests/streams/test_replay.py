@@ -12,7 +12,8 @@ import pytest
 from agents.triage.decide import decide
 from cad.importer import import_rows
 from cad.mapping import load_mapping
-from streams.replay import run_replay
+from schemas.calls import CallReceived
+from streams.replay import LANE_WINDOW, TEAM_ROUTES, Replayer, run_replay
 from streams.settings import HeartSettings
 from tests.cad import shared_file
 
@@ -50,6 +51,16 @@ async def test_replay_runs_every_call_through_every_stage(
     team_calls = sum(decide(c, policy).route in ("crt", "cor") for c in calls)
     assert team_calls > 5, "the slice exercises dispatch"
 
+    sent: list[tuple[str, CallReceived]] = []  # (lane, call) in the order they were sent
+    send = Replayer._send
+
+    async def recording(self: Replayer, producer, spec, key, event) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(event, CallReceived):
+            team = decide(event, policy).route in TEAM_ROUTES
+            sent.append(("team" if team else "other", event))
+        await send(self, producer, spec, key, event)
+
+    monkeypatch.setattr(Replayer, "_send", recording)
     out = tmp_path / "out"
     code = await run_replay(
         scoped,
@@ -71,6 +82,7 @@ async def test_replay_runs_every_call_through_every_stage(
     assert answered == team_calls
     assert dispatch.get("dispatch.cleared", 0) == dispatch.get("dispatch.assigned", 0)
     assert summary["followups_due"] > 0
+    assert_lanes_within_window(sent)
     # The monthly report comes out at the end and counts every replayed call.
     months = Counter(c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls)
     for month, n in months.items():
@@ -78,3 +90,24 @@ async def test_replay_runs_every_call_through_every_stage(
         assert report["calls"] == n
         page = (out / f"heart-report-{month}.html").read_text()
         assert page.lower().startswith("<!doctype html>")
+
+
+def assert_lanes_within_window(sent: list[tuple[str, CallReceived]]) -> None:
+    """When a team call goes to triage, the other lane has sent every call more than
+    LANE_WINDOW older (it would otherwise go into triage beside the team call) and none
+    more than LANE_WINDOW newer (stage clocks stay within minutes of each other)."""
+    assert sorted(c.call_id for _, c in sent) == sorted({c.call_id for _, c in sent})
+    for lane in ("team", "other"):
+        times = [c.occurred_at for name, c in sent if name == lane]
+        assert times == sorted(times), f"{lane} lane out of event-time order"
+    others = [c.occurred_at for name, c in sent if name == "other"]
+    checked = 0
+    for i, (lane, call) in enumerate(sent):
+        if lane != "team":
+            continue
+        before = [c.occurred_at for name, c in sent[:i] if name == "other"]
+        owed = [t for t in others if t < call.occurred_at - LANE_WINDOW]
+        assert len(before) >= len(owed), f"team call {call.call_id} sent ahead of older calls"
+        assert all(t <= call.occurred_at + LANE_WINDOW for t in before), call.call_id
+        checked += 1
+    assert checked > 5
