@@ -48,7 +48,6 @@ from streams.broker import EmbeddedBroker, find_free_port
 from streams.codec import encode
 from streams.fetch_wait import use_backlog_wait
 from streams.import_cli import ProgressBar
-from streams.inflight import InFlight
 from streams.settings import HeartSettings
 from streams.supervisor import Supervisor
 from streams.topics import (
@@ -56,7 +55,6 @@ from streams.topics import (
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
-    TRIAGE_DECISIONS,
     UNITS_STATUS,
     TopicSpec,
 )
@@ -75,10 +73,6 @@ SYNC_TIMEOUT_S = 15.0
 ASSIGN_AFTER_CLEAR_TIMEOUT_S = 0.1
 #: How far ahead of the team lane, in event time, the other lane may send.
 LANE_WINDOW = timedelta(minutes=15)
-#: Calls the replayer lets triage hold, sent and not yet decided. Every team call waits in
-#: triage behind what is there, on the lock-step path; a few dozen take triage tens of
-#: milliseconds, and keep it busy while the team lane waits on dispatch.
-TRIAGE_BACKLOG = 64
 TEAM_ROUTES = frozenset({"crt", "cor"})
 
 
@@ -133,8 +127,8 @@ class Replayer:
     until dispatch has answered what it sent before (the call assigned, queued or
     released; after a clear while calls wait, the team's next assignment), because the
     answer decides which reports come next. The other lane (police and phone calls, their
-    closing, follow-up outcomes) feeds no loop; it streams meanwhile, never more than
-    :data:`LANE_WINDOW` of event time ahead of the team lane, so the stages' event clocks
+    closing, follow-up outcomes) feeds no loop; it streams meanwhile, within
+    :data:`LANE_WINDOW` of event time of the team lane either way, so the stages' event clocks
     stay within minutes of each other while every round trip to dispatch overlaps with
     useful work.
     """
@@ -146,7 +140,6 @@ class Replayer:
         speed: float | None,
         seed: int = 2018,
         progress: ProgressBar | None = None,
-        triage_backlog: int = TRIAGE_BACKLOG,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -169,7 +162,6 @@ class Replayer:
         self._other_next: datetime | None = None
         self._other_moved = asyncio.Event()
         self._other_done = False
-        self._triage = InFlight(triage_backlog, SYNC_TIMEOUT_S)
         self._sent = 0
         self._total = 0
         #: Calls whose team's clearing was sent / has come back from dispatch.
@@ -273,11 +265,9 @@ class Replayer:
         kwargs = self.settings.aiokafka_kwargs()
         prefix = self.settings.topic_prefix
         producer = AIOKafkaProducer(linger_ms=2, **kwargs)  # type: ignore[arg-type]
-        self._decisions_topic = TRIAGE_DECISIONS.full_name(prefix)
         consumer = AIOKafkaConsumer(
             DISPATCH_EVENTS.full_name(prefix),
             FOLLOWUP_TASKS.full_name(prefix),
-            self._decisions_topic,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=5,
             **kwargs,  # type: ignore[arg-type]
@@ -359,9 +349,6 @@ class Replayer:
                 await self._within_window(call.occurred_at)
                 await self._flush(producer, self._other_agenda, call.occurred_at, team=False)
                 await self._pace(first, call.occurred_at, began)
-                waited = await self._triage.room()
-                if waited > 0.001:
-                    self.stats.sync_waits.setdefault("triage_backlog", []).append(waited)
                 await self._send_call(producer, call)
         finally:
             self._other_done = True
@@ -384,8 +371,9 @@ class Replayer:
         self._team_moved.set()
 
     async def _other_caught_up(self, at: datetime) -> None:
-        # Whatever the other lane still has before ``at`` would otherwise go into triage
-        # beside the team call, and the call would wait behind all of it.
+        # The other lane can fall behind when the pipeline is slower than the producer;
+        # a team call sent then would move the stages' event clocks ahead of calls not
+        # yet sent, and every stage would see them out of event-time order.
         while not self._other_done and (self._other_next is None or self._other_next < at):
             self._other_moved.clear()
             await self._other_moved.wait()
@@ -398,7 +386,6 @@ class Replayer:
             await self._team_moved.wait()
 
     async def _send_call(self, producer: AIOKafkaProducer, call: CallReceived) -> None:
-        self._triage.sent(call.call_id)
         await self._send(producer, CAD_CALLS, call.call_id, call)
         self.stats.calls += 1
         self._sent += 1
@@ -410,11 +397,7 @@ class Replayer:
             batch = await consumer.getmany(timeout_ms=20)
             for records in batch.values():
                 for record in records:
-                    if record.topic == self._decisions_topic:
-                        # Keyed by call id: no need to parse the decision.
-                        self._triage.answered(record.key.decode())
-                    else:
-                        self._react(orjson.loads(record.value))
+                    self._react(orjson.loads(record.value))
 
     async def _flush(
         self,
