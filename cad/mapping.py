@@ -196,7 +196,8 @@ class TimeSpec(_Strict):
     #: ``strptime`` formats, tried in order.
     formats: list[TimeFormat] = Field(min_length=1)
     #: Optional regular expression searched in the time text; its groups, joined with
-    #: spaces, are what the formats parse (drops agency suffixes, placeholder times).
+    #: spaces, are what the formats parse (drops agency suffixes, or San José's dummy
+    #: ``12:00:00 AM`` between the date and the real time).
     extract: Extract | None = None
 
 
