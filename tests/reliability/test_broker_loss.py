@@ -31,7 +31,7 @@ from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, find_free_port
 from streams.settings import HeartSettings
 from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_DECISIONS
-from streams.worker import RECOVERY_STALLED_EXIT
+from streams.worker import RECOVERY_STALLED_EXIT, STAGES
 from tests.factories import call_received
 from tests.kafka import ROOT, Worker, processes_with, produce, read_topic
 from tests.reliability.support import TopicWatch, stop_worker
@@ -216,7 +216,7 @@ def _heart_up_kill_and_restart(tmp_path: Path) -> None:
     marker = f"HEART_RELIABILITY_MARKER={uuid.uuid4().hex}"
     env = {k: v for k, v in os.environ.items() if k != "HEART_KAFKA_BOOTSTRAP"}
     env[marker.split("=")[0]] = marker.split("=")[1]
-    first_port = find_free_port()
+    first_port = find_free_port(count=len(STAGES))
     proc = subprocess.Popen(
         [
             sys.executable,
