@@ -58,9 +58,15 @@ def find_free_port(host: str = "127.0.0.1", count: int = 1) -> int:
     raise OSError(f"no {count} consecutive free ports found on {host}")
 
 
-def can_listen(host: str, port: int) -> bool:
-    """Whether a listener could bind ``port`` now (nothing listens on it or uses it)."""
+def can_listen(host: str, port: int, *, reuse: bool = False) -> bool:
+    """Whether a listener could bind ``port`` now (nothing listens on it or uses it).
+
+    ``reuse`` asks as a server that sets ``SO_REUSEADDR`` would (prometheus-client's
+    does): a connection lingering in TIME_WAIT after a scrape does not count as a use.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

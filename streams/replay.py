@@ -155,11 +155,12 @@ class Replayer:
         self._team_kind: dict[str, str] = {}
         #: Event time the team lane has reached; the other lane may run LANE_WINDOW ahead.
         self._team_time: datetime | None = None
-        self._team_moved = asyncio.Event()
+        #: Set when the other lane may have more to send: the team lane moved, or a
+        #: reaction put something on the other lane's agenda.
+        self._wake_other = asyncio.Event()
         self._team_done = False
-        #: Event time of the other lane's next call (every call before it is sent); the
-        #: team lane waits for it to come within LANE_WINDOW of a team call.
-        self._other_next: datetime | None = None
+        #: Event time of the other lane's next call; None once every call is sent.
+        self._other_call: datetime | None = None
         self._other_moved = asyncio.Event()
         self._other_done = False
         self._sent = 0
@@ -173,6 +174,8 @@ class Replayer:
     def _later(self, at: datetime, spec: TopicSpec, key: str, event: BaseModel) -> None:
         agenda = self._team_agenda if spec is UNITS_STATUS else self._other_agenda
         heapq.heappush(agenda, (at, next(self._seq), spec, key, event))
+        if agenda is self._other_agenda:
+            self._wake_other.set()
 
     def _resolve(self, kind: str, ident: str) -> None:
         waiter = self._waiting.get((kind, ident))
@@ -281,6 +284,7 @@ class Replayer:
             if route == "ccd":
                 self._closing(call)
         self._total = len(team_calls) + len(other_calls)
+        self._other_call = other_calls[0].occurred_at if other_calls else None
         starts = [c[0].occurred_at for c in (team_calls, other_calls) if c]
         first = min(starts) if starts else None
         await producer.start()
@@ -343,16 +347,41 @@ class Replayer:
         began: float,
     ) -> None:
         try:
-            for call in calls:
-                self._other_next = call.occurred_at
-                self._other_moved.set()
-                await self._within_window(call.occurred_at)
-                await self._flush(producer, self._other_agenda, call.occurred_at, team=False)
+            for i, call in enumerate(calls):
+                await self._follow_team(producer, call.occurred_at)
                 await self._pace(first, call.occurred_at, began)
                 await self._send_call(producer, call)
+                self._other_call = calls[i + 1].occurred_at if i + 1 < len(calls) else None
+            # Closings and follow-up outcomes still to come keep to the window too.
+            await self._follow_team(producer, None)
         finally:
             self._other_done = True
             self._other_moved.set()
+
+    async def _follow_team(self, producer: AIOKafkaProducer, until: datetime | None) -> None:
+        """Send the other agenda as far as the window allows, until ``until`` (the next
+        call) is within it; ``None``: until the team lane is done, whose rest the run
+        sends at the end."""
+        while True:
+            self._wake_other.clear()
+            horizon = until
+            if not self._team_done:
+                limit = None if self._team_time is None else self._team_time + LANE_WINDOW
+                horizon = limit if until is None or limit is None else min(until, limit)
+            if horizon is not None:
+                await self._flush(producer, self._other_agenda, horizon, team=False)
+            self._other_moved.set()
+            if self._team_done or (
+                until is not None and self._team_time is not None and until <= horizon
+            ):
+                return
+            await self._wake_other.wait()
+
+    def _other_position(self) -> datetime | None:
+        """Event time of the first thing the other lane has still to send (None: nothing
+        it knows of)."""
+        heads = [self._other_call, self._other_agenda[0][0] if self._other_agenda else None]
+        return min((t for t in heads if t is not None), default=None)
 
     async def _all_cleared(self) -> None:
         # The replay is over when dispatch has seen the last team clear, not when the
@@ -368,22 +397,19 @@ class Replayer:
     def _advance_team(self, at: datetime | None) -> None:
         if at is not None:
             self._team_time = at
-        self._team_moved.set()
+        self._wake_other.set()
 
     async def _other_caught_up(self, at: datetime) -> None:
         # The other lane can fall behind when the pipeline is slower than the producer;
         # a team call sent then would move the stages' event clocks ahead of calls not
         # yet sent, and every stage would see them out of event-time order.
-        while not self._other_done and (self._other_next is None or self._other_next < at):
+        while not self._other_done:
             self._other_moved.clear()
+            position = self._other_position()
+            if position is None or position >= at:
+                return
+            self._wake_other.set()
             await self._other_moved.wait()
-
-    async def _within_window(self, at: datetime) -> None:
-        while not self._team_done and (
-            self._team_time is None or at > self._team_time + LANE_WINDOW
-        ):
-            self._team_moved.clear()
-            await self._team_moved.wait()
 
     async def _send_call(self, producer: AIOKafkaProducer, call: CallReceived) -> None:
         await self._send(producer, CAD_CALLS, call.call_id, call)
@@ -411,6 +437,7 @@ class Replayer:
             at, _, spec, key, event = heapq.heappop(agenda)
             if team:
                 self._advance_team(at)
+                await self._other_caught_up(at - LANE_WINDOW)
             await self._send(producer, spec, key, event)
             if spec is FOLLOWUP_OUTCOMES:
                 self.stats.outcomes += 1

@@ -268,6 +268,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
                         rewound.add(tp)
                         await self.seek(tp, expected)
                         continue
+                    if message.offset == expected and tp in self._order_rewinds:
+                        # The missing record arrived: a later rewind starts a new count.
+                        del self._order_rewinds[tp]
                     # Never backwards: a record from before a seek forward is dropped by
                     # Faust's drain loop, and must not make the next one look ahead.
                     self._expected[tp] = max(expected, message.offset + 1)

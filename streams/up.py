@@ -100,10 +100,18 @@ async def run_up(
     from simulator.city import City
 
     stages = sorted(STAGES)
+    last_first = 65_535 - len(stages) + 1
+    if not 1 <= metrics_port <= last_first:
+        print(
+            f"heart up: --metrics-port {metrics_port}: the first of {len(stages)} stage "
+            f"ports must be between 1 and {last_first}",
+            file=sys.stderr,
+        )
+        return 2
     busy = [
         f"{port} ({stage})"
         for port, stage in enumerate(stages, start=metrics_port)
-        if not can_listen("127.0.0.1", port)
+        if not can_listen(settings.metrics_host, port, reuse=True)
     ]
     if busy:
         print(

@@ -4,12 +4,14 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
 
 from schemas import TriageDecision
+from streams import broker as broker_mod
 from streams.broker import find_free_port
 from streams.cli import main
 from streams.worker import STAGES
@@ -101,6 +103,34 @@ def test_up_names_the_taken_metrics_port_and_its_stage(
     err = capsys.readouterr().err
     assert f"--metrics-port {first}: the stages need ports {first}-{first + 4}" in err
     assert f"but {first + 2} ({stages[2]}) is in use; choose another first port" in err
+
+
+def test_up_refuses_a_first_metrics_port_with_no_room_for_every_stage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    last = 65_535 - len(STAGES) + 1
+    for bad in (0, last + 1):
+        assert main(["up", "--metrics-port", str(bad), "--duration", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"--metrics-port {bad}: the first of {len(STAGES)} stage ports" in err
+        assert f"between 1 and {last}" in err
+
+
+def test_a_port_left_in_time_wait_by_a_scrape_is_free_for_a_metrics_server() -> None:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.exposition import start_http_server
+
+    port = find_free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=CollectorRegistry())
+    urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+    # The server side closed first, so its end of the connection lingers in TIME_WAIT.
+    assert broker_mod.can_listen("127.0.0.1", port, reuse=True)
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=CollectorRegistry())
+    server.shutdown()
+    server.server_close()
 
 
 def test_typo_in_a_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:

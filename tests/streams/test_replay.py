@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -12,7 +15,9 @@ import pytest
 from agents.triage.decide import decide
 from cad.importer import import_rows
 from cad.mapping import load_mapping
-from schemas.calls import CallReceived
+from policy import Policy
+from schemas.calls import CallClosed, CallReceived
+from schemas.dispatch import UnitStatusReport
 from streams.replay import LANE_WINDOW, TEAM_ROUTES, Replayer, run_replay
 from streams.settings import HeartSettings
 from tests.cad import shared_file
@@ -51,13 +56,11 @@ async def test_replay_runs_every_call_through_every_stage(
     team_calls = sum(decide(c, policy).route in ("crt", "cor") for c in calls)
     assert team_calls > 5, "the slice exercises dispatch"
 
-    sent: list[tuple[str, CallReceived]] = []  # (lane, call) in the order they were sent
+    sent: list[Sent] = []  # in the order the replayer sent them
     send = Replayer._send
 
     async def recording(self: Replayer, producer, spec, key, event) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(event, CallReceived):
-            team = decide(event, policy).route in TEAM_ROUTES
-            sent.append(("team" if team else "other", event))
+        sent.append(Sent.of(event, policy))
         await send(self, producer, spec, key, event)
 
     monkeypatch.setattr(Replayer, "_send", recording)
@@ -92,22 +95,47 @@ async def test_replay_runs_every_call_through_every_stage(
         assert page.lower().startswith("<!doctype html>")
 
 
-def assert_lanes_within_window(sent: list[tuple[str, CallReceived]]) -> None:
-    """When a team call goes to triage, the other lane has sent every call more than
-    LANE_WINDOW older (it would otherwise go into triage beside the team call) and none
-    more than LANE_WINDOW newer (stage clocks stay within minutes of each other)."""
-    assert sorted(c.call_id for _, c in sent) == sorted({c.call_id for _, c in sent})
+@dataclass(frozen=True)
+class Sent:
+    lane: str  # "team": team calls and status reports; "other": the rest
+    kind: str
+    at: datetime
+    ident: str
+
+    @classmethod
+    def of(cls, event: Any, policy: Policy) -> Sent:
+        if isinstance(event, CallReceived):
+            team = decide(event, policy).route in TEAM_ROUTES
+            return cls("team" if team else "other", "call", event.occurred_at, event.call_id)
+        if isinstance(event, UnitStatusReport):
+            return cls("team", "report", event.occurred_at, event.event_id)
+        # Closings are known from the start; outcomes only once navigation asks for them.
+        kind = "closing" if isinstance(event, CallClosed) else type(event).__name__
+        return cls("other", kind, event.occurred_at, event.event_id)
+
+
+def assert_lanes_within_window(sent: list[Sent]) -> None:
+    """When the team lane sends a call or a report, the other lane has sent every call
+    and closing more than LANE_WINDOW older (stages would otherwise see them out of
+    event-time order) and nothing more than LANE_WINDOW newer."""
+    ids = [s.ident for s in sent]
+    assert len(ids) == len(set(ids)), "something was sent twice"
     for lane in ("team", "other"):
-        times = [c.occurred_at for name, c in sent if name == lane]
-        assert times == sorted(times), f"{lane} lane out of event-time order"
-    others = [c.occurred_at for name, c in sent if name == "other"]
+        times = [s.at for s in sent if s.lane == lane and s.kind == "call"]
+        assert times == sorted(times), f"{lane} lane's calls out of event-time order"
+    known = [s.at for s in sent if s.lane == "other" and s.kind in ("call", "closing")]
+    kinds = Counter(s.kind for s in sent)
+    # The shipped demo policies route no call to CCD, so no closing is sent here.
+    assert kinds["report"] and kinds["FollowupOutcome"], kinds
     checked = 0
-    for i, (lane, call) in enumerate(sent):
-        if lane != "team":
+    for i, item in enumerate(sent):
+        if item.lane != "team":
             continue
-        before = [c.occurred_at for name, c in sent[:i] if name == "other"]
-        owed = [t for t in others if t < call.occurred_at - LANE_WINDOW]
-        assert len(before) >= len(owed), f"team call {call.call_id} sent ahead of older calls"
-        assert all(t <= call.occurred_at + LANE_WINDOW for t in before), call.call_id
+        before = [s for s in sent[:i] if s.lane == "other"]
+        owed = [t for t in known if t < item.at - LANE_WINDOW]
+        done = [s for s in before if s.kind in ("call", "closing")]
+        assert len(done) >= len(owed), f"team {item.kind} {item.ident} ahead of older calls"
+        ahead = [s for s in before if s.at > item.at + LANE_WINDOW]
+        assert not ahead, f"team {item.kind} {item.ident} behind newer {ahead[0]}"
         checked += 1
-    assert checked > 5
+    assert checked > 20

@@ -384,6 +384,20 @@ async def test_a_record_from_before_a_seek_forward_does_not_move_the_position_ba
     ]
 
 
+async def test_the_rewind_count_starts_again_once_the_missing_record_arrives(
+    monkeypatch: Any,
+) -> None:
+    from streams.transport import ORDER_REWINDS_MAX
+
+    consumer, tp = _consumer_with(0, [], "hole.cad.calls")
+    # Separate holes at the same offset, each filled by a re-read, never add up to a
+    # give-up that would hand a record on out of order.
+    for _ in range(ORDER_REWINDS_MAX + 2):
+        consumer._expected[tp] = 100
+        assert await _drain(consumer, [(tp, 101)], monkeypatch) == [-100]
+        assert await _drain(consumer, [(tp, 100), (tp, 101)], monkeypatch) == [100, 101]
+
+
 async def test_a_changelog_keeps_fausts_order_handling(monkeypatch: Any) -> None:
     consumer, tp = _consumer_with(0, [], "hole.heart-triage-calls-changelog")
     consumer._read_offset[tp] = 5
