@@ -53,10 +53,13 @@ def register(stage: Stage) -> None:
             duplicates.inc()
         # Send before remembering: a crash in between re-decides the call on redelivery
         # (same deterministic event_id, recognisable downstream) instead of losing it.
+        # A duplicate of the event behind the current decision sends it again, in case
+        # the state was written and the decision lost (agents.triage.state.resent).
         if result.decision is not None:
             decision = result.decision
             await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
-            _count(decision, result.superseded_route)
+            if result.outcome != "duplicate":
+                _count(decision, result.superseded_route)
         if result.closure is not None:
             await stage.send(TRIAGE_CLOSURES, result.closure.call_id, result.closure)
         if result.state is None:

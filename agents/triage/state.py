@@ -33,6 +33,10 @@ class CallState(BaseModel):
     route: str
     revision: int
     seen: list[str] = Field(default_factory=list)
+    #: With ``call``, what the current decision was made from, so that it can be made
+    #: again, identical (:func:`resent`). None in states written before they were kept.
+    decided_at: datetime | None = None
+    supersedes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,27 @@ def closure(state: CallState, event: CallClosed) -> TriageClosure | None:
     )
 
 
+def resent(state: CallState, event_id: str, policy: Policy) -> TriageDecision | None:
+    """The current decision again, identical, when ``event_id`` is the CAD event that
+    produced it; None otherwise.
+
+    A stage sends its decision before it writes the call's state, but the two leave in
+    different batches: a crash in between can leave the state written and the decision
+    never delivered, and the CAD's redelivery would then be suppressed as a duplicate.
+    Sending it again costs a repeat with the same ``event_id``, which consumers drop.
+    """
+    if state.decided_at is None or decision_id(event_id, state.call.call_id) != state.decision_id:
+        return None
+    return decide(
+        state.call,
+        policy,
+        revision=state.revision,
+        supersedes=state.supersedes,
+        event_id=state.decision_id,
+        now=state.decided_at,
+    )
+
+
 def _remember(seen: list[str], event_id: str) -> list[str]:
     return [*seen, event_id][-SEEN_LIMIT:]
 
@@ -81,7 +106,7 @@ def step(
     now: datetime,
 ) -> Step:
     if state is not None and event.event_id in state.seen:
-        return Step("duplicate", state)
+        return Step("duplicate", state, resent(state, event.event_id, policy))
 
     if isinstance(event, CallClosed):
         if state is None:
@@ -102,6 +127,7 @@ def step(
                     route=decision.route,
                     revision=1,
                     seen=[event.event_id],
+                    decided_at=decision.occurred_at,
                 ),
                 decision,
             )
@@ -137,5 +163,7 @@ def step(
         route=decision.route,
         revision=decision.revision,
         seen=_remember(state.seen, event.event_id),
+        decided_at=decision.occurred_at,
+        supersedes=decision.supersedes,
     )
     return Step("redecided", new_state, decision, superseded_route=state.route)

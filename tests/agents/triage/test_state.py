@@ -23,6 +23,35 @@ def test_a_redelivered_call_is_a_duplicate_and_an_update_supersedes() -> None:
     assert (second.decision.revision, second.decision.supersedes) == (2, first.decision.event_id)
 
 
+def test_a_redelivery_of_the_event_behind_the_decision_sends_that_decision_again() -> None:
+    # The state may have been written and the decision lost in a crash: the redelivery is
+    # the one chance to send it, identical, so that consumers drop it if it had arrived.
+    call = call_received(call_id="S-9", call_type="Mental Health Crisis")
+    first = step(None, call, POLICY, T0)
+    again = step(first.state, call, POLICY, T0 + timedelta(hours=3))
+    assert (again.outcome, again.state) == ("duplicate", first.state)
+    assert again.decision == first.decision
+    update = CallUpdated(call_id="S-9", occurred_at=T0, weapon_involved=True, event_id="u-9")
+    second = step(first.state, update, POLICY, T0 + timedelta(minutes=5))
+    assert second.decision is not None and second.decision.revision == 2
+    redelivered = step(second.state, update, POLICY, T0 + timedelta(hours=3))
+    assert redelivered.decision == second.decision
+    # The original call's event is no longer behind the current decision: nothing to send.
+    assert step(second.state, call, POLICY, T0).decision is None
+
+
+def test_no_decision_is_sent_again_for_a_new_event_or_a_state_that_lacks_its_time() -> None:
+    call = call_received(call_id="S-10", call_type="Mental Health Crisis")
+    first = step(None, call, POLICY, T0)
+    assert first.state is not None
+    # The CAD sends the same call again under a new event id, nothing changed.
+    same = call.model_copy(update={"event_id": "other-id"})
+    assert step(first.state, same, POLICY, T0).decision is None
+    # A state written before the decision's time was kept cannot remake it identically.
+    old = first.state.model_copy(update={"decided_at": None})
+    assert step(old, call, POLICY, T0).decision is None
+
+
 def test_closing_a_phone_resolved_call_yields_one_closure_with_a_stable_id() -> None:
     call = call_received(call_id="S-2", call_type="Mental Health Crisis", needs_in_person=False)
     decided = step(None, call, POLICY, T0)
