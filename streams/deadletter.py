@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,9 @@ from streams import metrics
 from streams.breaker import CircuitBreaker
 from streams.clock import Clock
 from streams.codec import MAX_MESSAGE_BYTES, DecodeError, decode
+from streams.drain import Batch, event_batches
 from streams.lag import note_processed
+from streams.outbox import Outbox
 from streams.settings import HeartSettings
 from streams.topics import DEADLETTER, UNITS_STATUS, TopicSpec
 
@@ -241,11 +243,12 @@ class ProcessingError(Exception):
     """Stands in for an unexpected exception on the dead-letter topic: class name only."""
 
 
-async def decoded(
+def decoded(
     stream: StreamT,
     spec: TopicSpec,
     sink: DeadLetterSink,
     wanted: Callable[[dict[str, Any]], bool] | None = None,
+    outbox: Outbox | None = None,
 ) -> AsyncIterator[tuple[Any, EventT]]:
     """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on.
 
@@ -254,40 +257,63 @@ async def decoded(
     a message it does not want is skipped before validation. Such a reader dead-letters
     only what it wants and cannot use; an unreadable message is the owning stage's to
     dead-letter, so each bad message is reported once.
+
+    The stream is read a batch at a time (:func:`streams.drain.event_batches`); what the
+    stage queues in ``outbox`` while it handles a batch is sent before the batch is acked.
     """
+    return decode_batches(event_batches(stream, outbox=outbox), spec, sink, wanted)
+
+
+async def decode_batches(
+    batches: AsyncIterable[Batch],
+    spec: TopicSpec,
+    sink: DeadLetterSink,
+    wanted: Callable[[dict[str, Any]], bool] | None = None,
+) -> AsyncIterator[tuple[Any, EventT]]:
+    """:func:`decoded` over batches of events, each made the current event in turn."""
     adapter = spec.adapter
     topic_label = spec.name
     consumed = metrics.EVENTS_CONSUMED.labels(sink.stage, topic_label)
     breaker = sink.breaker
     future = sink.future
-    async for event in stream.events():
-        if breaker.is_open:  # wait() returns at once when closed; skip the coroutine
-            await breaker.wait()
-        consumed.inc()
-        message = event.message
-        note_processed(message.tp, message.timestamp)
-        try:
-            if wanted is not None and not wanted_message(event.value, wanted):
-                continue
-            model = decode(adapter, event.value)
-        except DecodeError as exc:
-            # Only unreadable input counts toward the breaker: a valid report refused for
-            # its content (an unknown team) is the app's mistake, not a format change.
-            breaker.record(exc.reason)
-            await sink.send(event, exc)
-            continue
-        breaker.record(None)
-        # Commands on internal topics carry no occurred_at: their payloads were checked
-        # when they came in from outside.
-        occurred_at = getattr(model, "occurred_at", None)
-        if future is not None and occurred_at is not None:
-            refused = future.refusal(topic_label, occurred_at, sink.clock)
-            if refused is not None:
-                # Not counted by the breaker: one device's broken clock is not a format
-                # change, and pausing the stage would stop every other source too.
-                await sink.send(event, refused, "future_timestamp")
-                continue
-        yield model, event
+    try:
+        async for batch in batches:
+            for event in batch:
+                if breaker.is_open:  # wait() returns at once when closed; skip the coroutine
+                    await breaker.wait()
+                batch.current(event)
+                consumed.inc()
+                message = event.message
+                note_processed(message.tp, message.timestamp)
+                try:
+                    if wanted is not None and not wanted_message(event.value, wanted):
+                        continue
+                    model = decode(adapter, event.value)
+                except DecodeError as exc:
+                    # Only unreadable input counts toward the breaker: a valid report refused
+                    # for its content (an unknown team) is the app's mistake, not a format
+                    # change.
+                    breaker.record(exc.reason)
+                    await sink.send(event, exc)
+                    continue
+                breaker.record(None)
+                # Commands on internal topics carry no occurred_at: their payloads were
+                # checked when they came in from outside.
+                occurred_at = getattr(model, "occurred_at", None)
+                if future is not None and occurred_at is not None:
+                    refused = future.refusal(topic_label, occurred_at, sink.clock)
+                    if refused is not None:
+                        # Not counted by the breaker: one device's broken clock is not a
+                        # format change, and pausing the stage would stop every other source.
+                        await sink.send(event, refused, "future_timestamp")
+                        continue
+                yield model, event
+    finally:
+        # Closed with this generator, not whenever it is collected: the reader puts an
+        # unfinished batch back for the agent Faust restarts.
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def wanted_message(raw: bytes | str | None, wanted: Callable[[dict[str, Any]], bool]) -> bool:

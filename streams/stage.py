@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from faust.types import TableT, TopicT
+from faust.serializers import codecs
+from faust.streams import current_event
+from faust.types import EventT, StreamT, TableT, TopicT
 from pydantic import BaseModel
 
 from streams import lag, metrics
@@ -16,7 +19,8 @@ from streams.app import create_app
 from streams.breaker import CircuitBreaker
 from streams.clock import Clock, make_clock
 from streams.codec import encode
-from streams.deadletter import DeadLetterSink, FutureLimit
+from streams.deadletter import DeadLetterSink, FutureLimit, decoded
+from streams.outbox import Outbox, current_outbox
 from streams.settings import HeartSettings
 from streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
 from streams.transport import HeartApp
@@ -89,17 +93,72 @@ class Stage:
                 metrics.EVENTS_PRODUCED.labels(self.name, spec.name),
             )
         topic, produced = output
+        outbox = current_outbox()
+        if outbox is not None:
+            outbox.add(topic, key.encode(), encode(event))
+            produced.inc()
+            return
         delivery = await self.app.producer.send(
             topic, key.encode(), encode(event), partition=None, timestamp=None, headers=None
         )
         delivery.add_done_callback(_log_failed_delivery)
         produced.inc()
 
+    def read(
+        self,
+        stream: StreamT,
+        spec: TopicSpec,
+        wanted: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> AsyncIterator[tuple[Any, EventT]]:
+        """``(model, event)`` for each valid event of ``stream`` (:func:`decoded`), read a
+        batch at a time: what the stage sends and writes to its tables while it handles a
+        batch goes out together, before the batch is acked (:mod:`streams.outbox`)."""
+        return decoded(stream, spec, self.deadletters, wanted, outbox=Outbox(self.app))
+
+    def put(self, table: TableT[Any, Any], key: Any, value: Any) -> None:
+        """``table[key] = value``, its changelog record going out with the batch's outputs."""
+        outbox = current_outbox()
+        event = current_event()
+        if outbox is None or event is None:
+            table[key] = value
+            return
+        topic, key_bytes, value_bytes = _changelog(table, key, value, table.value_serializer)
+        # Queued first: a record the producer would refuse leaves the table as it was.
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition)
+        table.data[key] = value
+
+    def delete(self, table: TableT[Any, Any], key: Any) -> None:
+        """``table.pop(key, None)``, its tombstone going out with the batch's outputs."""
+        outbox = current_outbox()
+        event = current_event()
+        if outbox is None or event is None:
+            table.pop(key, None)
+            return
+        if table.data.pop(key, _MISSING) is _MISSING:
+            return
+        topic, key_bytes, value_bytes = _changelog(table, key, None, "raw")
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition)
+
     def topic_label(self, full_name: str) -> str | None:
         """Catalog name of a subscribed topic, for metric labels; None for internal ones."""
         prefix = self.settings.topic_prefix
         name = full_name[len(prefix) :] if full_name.startswith(prefix) else full_name
         return name if name in CATALOG else None
+
+
+_MISSING = object()
+
+
+def _changelog(
+    table: TableT[Any, Any], key: Any, value: Any, value_serializer: Any
+) -> tuple[str, bytes | None, bytes | None]:
+    """The changelog record Faust's ``Table.on_key_set`` / ``on_key_del`` would send,
+    encoded with the table's own codecs (the tables have no key or value type, so Faust's
+    schema step adds nothing); it goes to the partition of the event being handled, as
+    Faust's does."""
+    key_bytes = codecs.dumps(table.key_serializer, key)
+    value_bytes = None if value is None else codecs.dumps(value_serializer, value)
+    return table.changelog_topic.get_topic_name(), key_bytes, value_bytes
 
 
 def _log_failed_delivery(delivery: asyncio.Future[Any]) -> None:

@@ -27,11 +27,12 @@ from agents.dispatch.area import (
 from agents.dispatch.finished import FinishedLedger
 from agents.dispatch.roster import Roster, load_roster
 from agents.dispatch.units import ON_CALL, STATUSES
+from agents.ids import uuid5_hex
 from policy import Policy, load_policy
 from schemas.commands import DispatchCommand
 from schemas.dispatch import DispatchEvent, UnitAudit
 from streams import metrics
-from streams.deadletter import decoded, guarded, source_ref
+from streams.deadletter import guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
     DISPATCH_AREAS,
@@ -62,7 +63,7 @@ def audit_event_id(record: AuditRecord) -> str:
         name = f"{record.cause}|{record.team_id}|{record.call_id}|{record.to_status}"
     else:
         name = f"{record.cause_event_id}|{record.team_id}|{record.to_status}|{record.at}"
-    return uuid.uuid5(_AUDIT_NS, name).hex
+    return uuid5_hex(_AUDIT_NS, name)
 
 
 def register(stage: Stage) -> None:
@@ -80,9 +81,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="dispatch-decisions")
     async def take_decisions(stream: StreamT) -> None:
-        async for decision, event in decoded(
-            stream, TRIAGE_DECISIONS, stage.deadletters, wanted=_needs_dispatch
-        ):
+        async for decision, event in stage.read(stream, TRIAGE_DECISIONS, wanted=_needs_dispatch):
             area = roster.area_for(decision.beat, decision.district)
             if area is None:
                 await stage.deadletters.send(
@@ -96,7 +95,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(UNITS_STATUS), name="dispatch-status")
     async def take_reports(stream: StreamT) -> None:
-        async for report, event in decoded(stream, UNITS_STATUS, stage.deadletters):
+        async for report, event in stage.read(stream, UNITS_STATUS):
             team = roster.team(report.team_id)
             if team is None:
                 await stage.deadletters.send(
@@ -174,7 +173,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(DISPATCH_COMMANDS), name="dispatch")
     async def dispatch(stream: StreamT) -> None:
-        async for command, event in decoded(stream, DISPATCH_COMMANDS, stage.deadletters):
+        async for command, event in stage.read(stream, DISPATCH_COMMANDS):
             started = time.perf_counter()
             async with guarded(stage.deadletters, event):
                 await handle(command)

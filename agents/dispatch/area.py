@@ -90,6 +90,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from agents.dispatch.roster import Roster, Team
 from agents.dispatch.units import ON_CALL, IllegalTransition, assign, transition
+from agents.ids import uuid5_hex
 from policy.model import Policy, normalize
 from schemas.calls import Location
 from schemas.dispatch import DispatchEvent, DispatchEventType, UnitStatus, UnitStatusReport
@@ -729,7 +730,7 @@ def _emit(
     # triggered them, so a replay after a crash re-emits the same id even if a Tick, not
     # the same report, triggers it this time. Report-driven events are named by the report.
     cause = record.opened_by if kind in _ONCE_PER_CALL else step.cause
-    event_id = uuid.uuid5(_EVENT_NS, f"{cause}|{kind}|{record.call_id}").hex
+    event_id = uuid5_hex(_EVENT_NS, f"{cause}|{kind}|{record.call_id}")
     info = record.info
     # En route, on scene and cleared go to a team that already has the call's details.
     details: dict[str, Any] = (

@@ -36,7 +36,7 @@ from schemas.commands import NavigationCommand
 from schemas.followup import FollowupDue, FollowupOverdue
 from streams import expiry, metrics
 from streams.codec import encode
-from streams.deadletter import decoded, guarded, source_ref
+from streams.deadletter import guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
     DISPATCH_EVENTS,
@@ -89,15 +89,13 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(TRIAGE_CLOSURES), name="navigation-closures")
     async def take_closures(stream: StreamT) -> None:
-        async for closure, event in decoded(stream, TRIAGE_CLOSURES, stage.deadletters):
+        async for closure, event in stage.read(stream, TRIAGE_CLOSURES):
             command = NavigationCommand(kind="closed", closed=closure, source=source_ref(event))
             await forward(closure.call_id, command)
 
     @stage.app.agent(stage.topic(DISPATCH_EVENTS), name="navigation-cleared")
     async def take_cleared(stream: StreamT) -> None:
-        async for dispatched, event in decoded(
-            stream, DISPATCH_EVENTS, stage.deadletters, wanted=_clearing
-        ):
+        async for dispatched, event in stage.read(stream, DISPATCH_EVENTS, wanted=_clearing):
             if dispatched.event_type == "dispatch.cleared":
                 command = NavigationCommand(
                     kind="cleared", cleared=dispatched, source=source_ref(event)
@@ -106,7 +104,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(stage.topic(FOLLOWUP_OUTCOMES), name="navigation-outcomes")
     async def take_outcomes(stream: StreamT) -> None:
-        async for outcome, event in decoded(stream, FOLLOWUP_OUTCOMES, stage.deadletters):
+        async for outcome, event in stage.read(stream, FOLLOWUP_OUTCOMES):
             command = NavigationCommand(kind="outcome", outcome=outcome, source=source_ref(event))
             await forward(outcome.case_id, command)
 
@@ -120,7 +118,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(commands, name="navigation")
     async def navigate(stream: StreamT) -> None:
-        async for command, event in decoded(stream, NAVIGATION_COMMANDS, stage.deadletters):
+        async for command, event in stage.read(stream, NAVIGATION_COMMANDS):
             started = time.perf_counter()
             partition = event.message.partition
             async with guarded(stage.deadletters, event):

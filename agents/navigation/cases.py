@@ -42,6 +42,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from agents.ids import uuid5_hex
 from agents.navigation.staffed import (
     add_staffed_minutes,
     next_staffed_moment,
@@ -168,7 +169,7 @@ class Case(BaseModel):
 
 
 def _event_id(*parts: str) -> str:
-    return uuid.uuid5(_EVENT_NS, ":".join(parts)).hex
+    return uuid5_hex(_EVENT_NS, ":".join(parts))
 
 
 def _utc(moment: datetime) -> datetime:

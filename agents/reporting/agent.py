@@ -62,7 +62,6 @@ from policy import load_policy
 from streams import expiry, metrics
 from streams.clock import WallClock
 from streams.codec import encode
-from streams.deadletter import decoded
 from streams.stage import Stage
 from streams.topics import (
     DISPATCH_EVENTS,
@@ -322,7 +321,7 @@ def register(stage: Stage) -> None:
 
     @stage.app.agent(commands, name="reporting")
     async def aggregate(stream: StreamT) -> None:
-        async for command, event in decoded(stream, REPORTS_COMMANDS, stage.deadletters):
+        async for command, event in stage.read(stream, REPORTS_COMMANDS):
             started = time.perf_counter()
             partition = event.message.partition
             cache.ensure(partition, parts)
@@ -345,7 +344,7 @@ def register(stage: Stage) -> None:
 def _intake(stage: Stage, spec: TopicSpec, zone: ZoneInfo) -> None:
     @stage.app.agent(stage.topic(spec), name=f"reporting-{spec.name}")
     async def intake(stream: StreamT) -> None:
-        async for event, _raw in decoded(stream, spec, stage.deadletters):
+        async for event, _raw in stage.read(stream, spec):
             fact = fact_of(event, zone)
             if fact is not None:
                 await stage.send(REPORTS_COMMANDS, fact.key, ReportCommand(kind="fact", fact=fact))

@@ -16,7 +16,7 @@ from policy import load_policy
 from schemas.registry import CadEvent
 from schemas.triage import COVERAGE_REASONS, TriageDecision
 from streams import expiry, metrics
-from streams.deadletter import decoded, guarded
+from streams.deadletter import guarded
 from streams.stage import Stage
 from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 
@@ -63,19 +63,23 @@ def register(stage: Stage) -> None:
         if result.closure is not None:
             await stage.send(TRIAGE_CLOSURES, result.closure.call_id, result.closure)
         if result.state is None:
-            calls.pop(event.call_id, None)
+            stage.delete(calls, event.call_id)
         elif result.state is not state:
             # Stamped for the expiry sweep: a new event (not a redelivered one) is the
             # call's latest sign of life, on the stage's clock.
-            calls[event.call_id] = expiry.stamped(
-                result.state.model_dump(mode="json"),
-                partition=raw.message.partition,
-                touched=stage.clock.now(),
+            stage.put(
+                calls,
+                event.call_id,
+                expiry.stamped(
+                    result.state.model_dump(mode="json"),
+                    partition=raw.message.partition,
+                    touched=stage.clock.now(),
+                ),
             )
 
     @stage.app.agent(stage.topic(CAD_CALLS), name="triage")
     async def triage(stream: StreamT) -> None:
-        async for event, raw in decoded(stream, CAD_CALLS, stage.deadletters):
+        async for event, raw in stage.read(stream, CAD_CALLS):
             started = time.perf_counter()
             async with guarded(stage.deadletters, raw):
                 await handle(event, raw)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.ids import uuid5_hex
 from agents.triage.decide import apply_update, decide, needs_redecision
 from policy import Policy
 from schemas.calls import CallClosed, CallReceived, CallUpdated
@@ -53,7 +54,7 @@ def decision_id(source_event_id: str, call_id: str = "") -> str:
     # event_id and downstream consumers drop it as a duplicate. The call id is part of the
     # name: a CAD that reuses an event id for two calls must not make their decisions look
     # like repeats of each other.
-    return uuid.uuid5(_DECISION_NS, f"{call_id}|{source_event_id}").hex
+    return uuid5_hex(_DECISION_NS, f"{call_id}|{source_event_id}")
 
 
 def closure(state: CallState, event: CallClosed) -> TriageClosure | None:
@@ -62,7 +63,7 @@ def closure(state: CallState, event: CallClosed) -> TriageClosure | None:
     if state.route != "ccd":
         return None
     return TriageClosure(
-        event_id=uuid.uuid5(_CLOSURE_NS, f"{event.call_id}|{event.event_id}").hex,
+        event_id=uuid5_hex(_CLOSURE_NS, f"{event.call_id}|{event.event_id}"),
         occurred_at=event.occurred_at,
         call_id=event.call_id,
         route=state.route,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +12,7 @@ import orjson
 from schemas import UnitStatusReport
 from schemas.deadletter import DeadLetter
 from streams.clock import EventClock, ManualClock, WallClock
-from streams.deadletter import DeadLetterSink, FutureLimit, decoded
+from streams.deadletter import DeadLetterSink, FutureLimit, decode_batches
 from streams.settings import HeartSettings
 from streams.topics import CAD_CALLS, UNITS_STATUS
 from tests.factories import T0, call_received
@@ -84,11 +84,19 @@ def test_the_tolerances_are_settings() -> None:
     assert event.tolerance(CAD_CALLS.name) == timedelta(hours=2)
 
 
+class FakeBatch(list[Any]):
+    def current(self, event: Any) -> None:
+        pass
+
+
 class FakeStream:
     def __init__(self, values: list[bytes]) -> None:
         self._values = values
 
-    async def events(self) -> AsyncIterator[Any]:
+    async def batches(self) -> AsyncIterator[FakeBatch]:
+        yield FakeBatch(self._events())
+
+    def _events(self) -> Iterator[Any]:
         for offset, value in enumerate(self._values):
             message = SimpleNamespace(
                 topic="units.status",
@@ -114,7 +122,7 @@ async def test_decoded_dead_letters_a_far_future_report_and_yields_the_next_one(
         UnitStatusReport(team_id="COR-2", status="out_of_service", occurred_at=now),
     ]
     stream = FakeStream([orjson.dumps(r.model_dump(mode="json")) for r in reports])
-    got = [model async for model, _ in decoded(stream, UNITS_STATUS, sink)]  # type: ignore[arg-type]
+    got = [model async for model, _ in decode_batches(stream.batches(), UNITS_STATUS, sink)]  # type: ignore[arg-type]
     assert [r.status for r in got] == ["out_of_service"]
     [sent] = topic.sent
     letter = DeadLetter.from_headers(sent["headers"])
@@ -128,5 +136,5 @@ async def test_a_sink_without_a_limit_accepts_any_date() -> None:
     sink = DeadLetterSink(topic, "triage", WallClock())  # type: ignore[arg-type]
     call = call_received(occurred_at=datetime(2999, 1, 1, tzinfo=UTC))
     stream = FakeStream([orjson.dumps(call.model_dump(mode="json"))])
-    got = [model async for model, _ in decoded(stream, CAD_CALLS, sink)]  # type: ignore[arg-type]
+    got = [model async for model, _ in decode_batches(stream.batches(), CAD_CALLS, sink)]  # type: ignore[arg-type]
     assert len(got) == 1 and topic.sent == []
