@@ -75,7 +75,8 @@ async def event_batches(
     app = stream.app
     flow_control = app.flow_control
     consumer = app.consumer
-    add_unacked = consumer.unacked.add
+    unacked = consumer.unacked
+    add_unacked = unacked.add
     acking_topics = app.topics.acking_topics
     on_message_in = s._on_message_in
     on_message_out = s._on_message_out
@@ -86,9 +87,14 @@ async def event_batches(
         while not stream.should_stop:
             # Once per batch, not per event: let the producer, timers and fetcher run.
             await asyncio.sleep(0)
-            if errors:
-                raise errors.popleft()
-            first = await slow_get() if empty() else get_nowait()
+            try:
+                if errors:
+                    raise errors.popleft()
+                first = await slow_get() if empty() else get_nowait()
+            except StopAsyncIteration:
+                # How Faust ends a stream (stopping, or an agent restarting); it may not
+                # leave an async generator, so end here, as Stream.__aiter__ does.
+                return
             batch = Batch(stream)
             skipped: list[EventT] = []
             item: Any = first
@@ -123,7 +129,7 @@ async def event_batches(
                 # goes away with the worker and the broker redelivers from the commit.
                 if outbox is not None:
                     outbox.discard()
-                _requeue(queue, batch)
+                _requeue(queue, batch, unacked)
                 raise
             finally:
                 s.current_event = None
@@ -138,8 +144,13 @@ async def event_batches(
             stream.service_reset()
 
 
-def _requeue(queue: Any, events: list[EventT]) -> None:
-    """Put ``events`` back at the front of the channel's queue, in their order."""
+def _requeue(queue: Any, events: list[EventT], unacked: Any) -> None:
+    """Put ``events`` back at the front of the channel's queue, in their order, untracked
+    as Faust's queued events are: the consumer waits for every tracked message to be
+    acked before it stops or gives up partitions, and these may never be read again."""
     pending = queue._queue
     for event in reversed(events):
+        message = event.message
+        message.tracked = False
+        unacked.discard(message)
         pending.appendleft(event)

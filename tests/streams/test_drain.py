@@ -1,0 +1,146 @@
+"""The batch reader: what it hands over, when it acks, and what a failure leaves behind.
+
+These run a real Faust app and stream over an in-memory channel: the reader's contract
+is with Faust's stream and channel, not with the broker (the stages' own tests cover the
+whole path over the embedded broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from faust.streams import current_event
+from faust.types import ChannelT, StreamT
+
+from streams.app import create_app
+from streams.drain import event_batches
+from streams.settings import HeartSettings
+
+
+@pytest.fixture
+def channel() -> Iterator[ChannelT]:
+    app = create_app("test-drain", HeartSettings())
+    app.flow_control.resume()
+    yield app.channel()
+
+
+async def _fill(channel: ChannelT, values: range) -> None:
+    for value in values:
+        await channel.send(value=value)
+
+
+async def _first(it: AsyncIterator[Any]) -> Any:
+    return await asyncio.wait_for(it.__anext__(), 5)
+
+
+class RecordingOutbox:
+    """Stands in for :class:`streams.outbox.Outbox`: notes what the reader asks of it."""
+
+    def __init__(self, stream: StreamT) -> None:
+        self.stream = stream
+        self.calls: list[str] = []
+        self.acked_at_flush: list[bool] = []
+        self.batch: list[Any] = []
+
+    def activate(self) -> None:
+        self.calls.append("activate")
+
+    async def flush(self) -> None:
+        self.calls.append("flush")
+        self.acked_at_flush = [event.message.acked for event in self.batch]
+
+    def discard(self) -> None:
+        self.calls.append("discard")
+
+
+async def test_a_batch_is_what_waits_up_to_the_limit_in_order(channel: ChannelT) -> None:
+    stream = channel.stream()  # subscribes: it gets what is sent from now on
+    await _fill(channel, range(7))
+    batches = event_batches(stream, limit=3)
+    got = [[e.value for e in await _first(batches)] for _ in range(3)]
+    assert got == [[0, 1, 2], [3, 4, 5], [6]]
+    await batches.aclose()
+
+
+async def test_a_batch_is_acked_after_the_flush_once_the_stage_asks_for_more(
+    channel: ChannelT,
+) -> None:
+    stream = channel.stream()
+    outbox = RecordingOutbox(stream)
+    await _fill(channel, range(4))
+    batches = event_batches(stream, limit=10, outbox=outbox)  # type: ignore[arg-type]
+    batch = await _first(batches)
+    outbox.batch = list(batch)
+    assert [e.value for e in batch] == [0, 1, 2, 3]
+    assert not any(e.message.acked for e in batch), "acked while the stage still holds it"
+    await _fill(channel, range(4, 5))
+    following = await _first(batches)
+    assert [e.value for e in following] == [4]
+    assert outbox.calls == ["activate", "flush"]
+    assert outbox.acked_at_flush == [False] * 4, "the flush comes before the acks"
+    assert all(e.message.acked for e in batch)
+    assert not following[0].message.acked
+    await batches.aclose()
+
+
+async def test_a_failed_batch_is_not_acked_and_is_read_again_first(channel: ChannelT) -> None:
+    stream = channel.stream()
+    outbox = RecordingOutbox(stream)
+    await _fill(channel, range(5))
+    batches = event_batches(stream, limit=3, outbox=outbox)  # type: ignore[arg-type]
+    batch = await _first(batches)
+    assert [e.value for e in batch] == [0, 1, 2]
+    with pytest.raises(RuntimeError):
+        await batches.athrow(RuntimeError("the stage failed"))
+    assert outbox.calls == ["activate", "discard"], "the failed batch's records are dropped"
+    assert not any(e.message.acked for e in batch)
+    # Untracked, as queued events are: Faust waits for tracked ones before it stops.
+    assert not any(e.message.tracked for e in batch)
+    assert not set(stream.app.consumer.unacked) & {e.message for e in batch}
+    again = event_batches(stream, limit=10)
+    assert [e.value for e in await _first(again)] == [0, 1, 2, 3, 4]
+    await again.aclose()
+
+
+async def test_events_of_an_older_generation_are_acked_and_not_handed_on(
+    channel: ChannelT,
+) -> None:
+    stream = channel.stream()
+    await _fill(channel, range(3))
+    stream.app.consumer_generation_id += 1  # a rebalance since they were read
+    await _fill(channel, range(3, 5))
+    batches = event_batches(stream, limit=10)
+    batch = await _first(batches)
+    assert [e.value for e in batch] == [3, 4]
+    await batches.aclose()
+
+
+async def test_each_event_can_be_made_the_current_one(channel: ChannelT) -> None:
+    stream = channel.stream()
+    await _fill(channel, range(2))
+    batches = event_batches(stream)
+    batch = await _first(batches)
+    for event in batch:
+        batch.current(event)
+        assert current_event() is event
+        assert stream.current_event is event
+    await batches.aclose()
+
+
+async def test_a_limit_below_one_is_refused(channel: ChannelT) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        await _first(event_batches(channel.stream(), limit=0))
+
+
+async def test_the_batches_end_when_faust_ends_the_stream(channel: ChannelT) -> None:
+    stream = channel.stream()
+    batches = event_batches(stream)
+    waiting = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0.05)
+    # What faust.agents.actor.Actor.cancel does to stop or restart an agent.
+    stream.channel._throw(StopAsyncIteration())  # type: ignore[attr-defined]
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 5)
