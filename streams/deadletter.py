@@ -23,7 +23,7 @@ from streams import metrics
 from streams.breaker import CircuitBreaker
 from streams.clock import Clock
 from streams.codec import MAX_MESSAGE_BYTES, DecodeError, decode
-from streams.drain import Batch, event_batches
+from streams.drain import DEFAULT_BATCH, Batch, event_batches
 from streams.lag import note_processed
 from streams.outbox import Outbox
 from streams.settings import HeartSettings
@@ -249,6 +249,7 @@ def decoded(
     sink: DeadLetterSink,
     wanted: Callable[[dict[str, Any]], bool] | None = None,
     outbox: Outbox | None = None,
+    limit: int = DEFAULT_BATCH,
 ) -> AsyncIterator[tuple[Any, EventT]]:
     """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on.
 
@@ -261,7 +262,7 @@ def decoded(
     The stream is read a batch at a time (:func:`streams.drain.event_batches`); what the
     stage queues in ``outbox`` while it handles a batch is sent before the batch is acked.
     """
-    return decode_batches(event_batches(stream, outbox=outbox), spec, sink, wanted)
+    return decode_batches(event_batches(stream, limit, outbox), spec, sink, wanted)
 
 
 async def decode_batches(
@@ -281,7 +282,8 @@ async def decode_batches(
             for event in batch:
                 if breaker.is_open:  # wait() returns at once when closed; skip the coroutine
                     await breaker.wait()
-                batch.current(event)
+                if not batch.take(event):
+                    break  # stopping or rebalancing: the rest go back to the channel
                 consumed.inc()
                 message = event.message
                 note_processed(message.tp, message.timestamp)

@@ -9,14 +9,17 @@ yields once per batch, so the loop runs once per batch instead of once per event
 
 It keeps what Faust's iteration guarantees:
 
-* an event is tracked as unacked before the stage sees it and acked only after the stage
-  is done with the whole batch, so an offset is committed only after its outputs were
-  handed to the producer (Faust flushes the producer before it commits): at-least-once;
-* events of an older consumer generation (a rebalance happened since they were fetched)
-  or read while flow control is suspended are acked without being handed on, as Faust
-  does;
-* the task's current event is set for each event before it is handed on, so a table
-  written while handling it sends its changelog record to that event's partition.
+* an event is tracked as in progress when the stage takes it (:meth:`Batch.take`) and
+  acked only after the stage is done with the whole batch and its outputs were handed to
+  the producer (Faust flushes the producer before it commits offsets): at-least-once;
+* once flow control is suspended (stopping, rebalancing) or the consumer generation has
+  changed, the stage takes no more events of the batch, so the consumer's wait for the
+  events in progress ends as it does with Faust's own iteration; the events not taken go
+  back to the channel untracked and unacked;
+* events already of an older generation when they are read are acked without being
+  handed on, as Faust does;
+* the task's current event is set for each event taken, so a table written while
+  handling it sends its changelog record to that event's partition.
 """
 
 from __future__ import annotations
@@ -41,26 +44,52 @@ DEFAULT_BATCH = 500
 class Batch(list[EventT]):
     """The events of one batch, in channel order, with the stream they came from.
 
-    :meth:`current` makes an event the task's current one (Faust's tables read it to pick
-    a changelog partition); the reader calls it before handing each event on.
+    The stage takes them one at a time with :meth:`take`, in order. Only events taken are
+    acked when the batch is done; the rest go back to the channel.
     """
 
-    __slots__ = ("stream",)
+    __slots__ = ("_acking_topics", "_add_unacked", "_app", "_on_in", "stream", "taken")
 
     def __init__(self, stream: StreamT) -> None:
         super().__init__()
+        s = cast(Any, stream)
         self.stream = stream
+        #: How many events, from the first, the stage has taken.
+        self.taken = 0
+        self._app = stream.app
+        self._acking_topics = stream.app.topics.acking_topics
+        self._add_unacked = stream.app.consumer.unacked.add
+        self._on_in = s._on_message_in
 
-    def current(self, event: EventT) -> None:
+    def take(self, event: EventT) -> bool:
+        """Hand ``event`` (the next one) to the stage, or refuse it: False while flow
+        control is suspended or after a rebalance, when the stage must stop taking events
+        (Faust's own iteration skips them then), so that the consumer's wait for the events
+        in progress, before it stops or gives up partitions, ends with this one.
+
+        A taken event is tracked as in progress and made the task's current event (Faust's
+        tables read it to pick a changelog partition).
+        """
+        app = self._app
+        message = event.message
+        if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+            return False
+        if message.topic in self._acking_topics and not message.tracked:
+            message.tracked = True
+            self._add_unacked(message)
+            self._on_in(message.tp, message.offset, message)
         _current_event.set(weakref.ref(event))
         self.stream.current_event = event
+        self.taken += 1
+        return True
 
 
 async def event_batches(
     stream: StreamT, limit: int = DEFAULT_BATCH, outbox: Outbox | None = None
 ) -> AsyncIterator[Batch]:
     """Yield the stream's events in batches of at most ``limit``; once the consumer of
-    the generator is done with a batch, flush ``outbox`` and ack the batch."""
+    the generator is done with a batch, flush ``outbox``, ack the events it took and put
+    the others back in the channel."""
     if limit < 1:
         raise ValueError(f"batch limit must be at least 1, got {limit}")
     s = cast(Any, stream)
@@ -74,11 +103,7 @@ async def event_batches(
     slow_get = channel.__anext__
     app = stream.app
     flow_control = app.flow_control
-    consumer = app.consumer
-    unacked = consumer.unacked
-    add_unacked = unacked.add
-    acking_topics = app.topics.acking_topics
-    on_message_in = s._on_message_in
+    unacked = app.consumer.unacked
     on_message_out = s._on_message_out
     event_cls = EventT
     if outbox is not None:
@@ -90,35 +115,29 @@ async def event_batches(
             try:
                 if errors:
                     raise errors.popleft()
-                first = await slow_get() if empty() else get_nowait()
+                item: Any = await slow_get() if empty() else get_nowait()
             except StopAsyncIteration:
                 # How Faust ends a stream (stopping, or an agent restarting); it may not
                 # leave an async generator, so end here, as Stream.__aiter__ does.
                 return
             batch = Batch(stream)
             skipped: list[EventT] = []
-            item: Any = first
             generation = app.consumer_generation_id
             active = flow_control.is_active()
             while True:
                 if isinstance(item, event_cls):
-                    message = item.message
-                    if not active or message.generation_id != generation:
+                    if not active or item.message.generation_id != generation:
                         skipped.append(item)
                     else:
-                        if message.topic in acking_topics and not message.tracked:
-                            message.tracked = True
-                            add_unacked(message)
-                            on_message_in(message.tp, message.offset, message)
                         batch.append(item)
                 if len(batch) >= limit or empty():
                     break
                 item = get_nowait()
             for event in skipped:
+                # As Stream.__aiter__ does with what it skips.
                 event.ack()
             if not batch:
                 continue
-            s.events_total += len(batch)
             try:
                 yield batch
                 if outbox is not None:
@@ -129,14 +148,18 @@ async def event_batches(
                 # goes away with the worker and the broker redelivers from the commit.
                 if outbox is not None:
                     outbox.discard()
-                _requeue(queue, batch, unacked)
+                _put_back(queue, batch, unacked)
                 raise
             finally:
                 s.current_event = None
-            for event in batch:
+            taken = batch.taken
+            s.events_total += taken
+            for event in batch[:taken]:
                 if event.ack():
                     message = event.message
                     on_message_out(message.tp, message.offset, message)
+            if taken < len(batch):
+                _put_back(queue, batch[taken:], unacked)
     finally:
         s._channel_stop_iteration(channel)
         if started_here:
@@ -144,7 +167,7 @@ async def event_batches(
             stream.service_reset()
 
 
-def _requeue(queue: Any, events: list[EventT], unacked: Any) -> None:
+def _put_back(queue: Any, events: list[EventT], unacked: Any) -> None:
     """Put ``events`` back at the front of the channel's queue, in their order, untracked
     as Faust's queued events are: the consumer waits for every tracked message to be
     acked before it stops or gives up partitions, and these may never be read again."""

@@ -56,6 +56,9 @@ class HeartSettings(BaseModel):
     commit_interval_s: float = Field(1.0, gt=0)
     stream_buffer_maxsize: int = Field(16_384, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
+    # Most input events a stage handles per trip through the event loop (streams.drain);
+    # their outputs go to the producer together when the batch is done.
+    batch_max_events: int = Field(500, ge=1)
     # The embedded broker under-reports end offsets; correcting them costs one fetch per
     # changelog partition at recovery and is harmless on Apache Kafka.
     correct_end_offsets: bool = True

@@ -113,7 +113,14 @@ class Stage:
         """``(model, event)`` for each valid event of ``stream`` (:func:`decoded`), read a
         batch at a time: what the stage sends and writes to its tables while it handles a
         batch goes out together, before the batch is acked (:mod:`streams.outbox`)."""
-        return decoded(stream, spec, self.deadletters, wanted, outbox=Outbox(self.app))
+        return decoded(
+            stream,
+            spec,
+            self.deadletters,
+            wanted,
+            outbox=Outbox(self.app),
+            limit=self.settings.batch_max_events,
+        )
 
     def put(self, table: TableT[Any, Any], key: Any, value: Any) -> None:
         """``table[key] = value``, its changelog record going out with the batch's outputs."""
@@ -122,6 +129,8 @@ class Stage:
         if outbox is None or event is None:
             table[key] = value
             return
+        # Faust's own check, once per source topic: co-partitioned with the changelog.
+        table._verify_source_topic_partitions(event.message.topic)  # type: ignore[attr-defined]
         topic, key_bytes, value_bytes = _changelog(table, key, value, table.value_serializer)
         # Queued first: a record the producer would refuse leaves the table as it was.
         outbox.add(topic, key_bytes, value_bytes, event.message.partition)
@@ -134,6 +143,7 @@ class Stage:
         if outbox is None or event is None:
             table.pop(key, None)
             return
+        table._verify_source_topic_partitions(event.message.topic)  # type: ignore[attr-defined]
         if table.data.pop(key, _MISSING) is _MISSING:
             return
         topic, key_bytes, value_bytes = _changelog(table, key, None, "raw")

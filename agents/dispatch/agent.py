@@ -167,7 +167,7 @@ def register(stage: Stage) -> None:
             ledger.prune(command.area, now)
         if result.state is not state:
             stored = result.state.model_dump(mode="json")
-            areas[command.area] = stored
+            stage.put(areas, command.area, stored)
             models[command.area] = (stored, result.state)
         _gauge(result.state, roster, policy, now)
 

@@ -187,7 +187,7 @@ async def _handle(
                     metrics.FOLLOWUPS_AT_RISK.labels(case.pilot).inc()
 
     record = _record(partition, case=case, touched=now)
-    cases[key] = record
+    stage.put(cases, key, record)
     sweeper.written(partition, key, record)
 
 
@@ -242,7 +242,7 @@ class _Sweeper:
                 "pending_at": _iso(case.pending_at()),
                 "touched": _iso(now),
             }
-            self.cases[case.case_id] = record
+            self.stage.put(self.cases, case.case_id, record)
             self.written(partition, case.case_id, record)
 
     def _full_scan(self, partition: int, now: datetime) -> None:
@@ -257,7 +257,7 @@ class _Sweeper:
             elif stored["touched"] < horizon:
                 forget.append(key)
         for key in forget:
-            del self.cases[key]
+            self.stage.delete(self.cases, key)
         self.open_by_partition[partition] = open_cases
         metrics.FOLLOWUPS_OPEN.set(sum(self.open_by_partition.values()))
         # Rebuilt on the next lookup: compacts entries of cases that have moved on.

@@ -244,7 +244,11 @@ def register(stage: Stage) -> None:
                 outbox.hold(partition, fact.key, parts_of(old))
         else:
             # Stamped for forgetting: a new fact is the call's latest sign of life.
-            records[fact.key] = expiry.stamped(new.dump(), partition=partition, touched=wall.now())
+            stage.put(
+                records,
+                fact.key,
+                expiry.stamped(new.dump(), partition=partition, touched=wall.now()),
+            )
             outbox.hold(partition, fact.key, changed_parts(old, new))
         if outbox.full(partition):
             await flush(partition)
@@ -260,7 +264,7 @@ def register(stage: Stage) -> None:
                 duplicates.inc()
                 continue
             old = Part.model_validate(stored["part"]) if stored is not None else None
-            parts[table_key] = settle.part_value(partition, month, part)
+            stage.put(parts, table_key, settle.part_value(partition, month, part))
             cache.replace(partition, month, old, part)
 
     def on_settle(command: ReportCommand, partition: int) -> None:
@@ -280,7 +284,7 @@ def register(stage: Stage) -> None:
         gone = settle.expired_records(records, partition, before, SETTLE_BATCH)
         for key, _record in gone:
             # The tick's partition is the record's: the tombstone lands where it belongs.
-            del records[key]
+            stage.delete(records, key)
         for month, settled in settle.settlements(gone).items():
             await stage.send(
                 REPORTS_COMMANDS,

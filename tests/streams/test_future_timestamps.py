@@ -85,8 +85,8 @@ def test_the_tolerances_are_settings() -> None:
 
 
 class FakeBatch(list[Any]):
-    def current(self, event: Any) -> None:
-        pass
+    def take(self, event: Any) -> bool:
+        return True
 
 
 class FakeStream:

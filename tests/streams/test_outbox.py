@@ -1,0 +1,152 @@
+"""The outbox: a batch's records reach the broker where and in the order sending them one
+by one would have put them, and table writes queue the changelog record Faust would send."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from faust.streams import _current_event
+
+from streams.admin import create_topics
+from streams.app import create_app
+from streams.outbox import Outbox, current_outbox
+from streams.settings import HeartSettings
+from streams.stage import create_stage
+from streams.topics import CAD_CALLS, TRIAGE_CALLS
+from streams.transport import HeartApp
+from tests.kafka import read_topic
+
+
+@pytest.fixture
+async def running(settings: HeartSettings, unique: str) -> AsyncIterator[tuple[HeartApp, Any]]:
+    scoped = settings.model_copy(update={"topic_prefix": f"ob{unique}."})
+    await create_topics(scoped)
+    app = create_app(f"test-outbox-{unique}", scoped)
+    await app.producer.start()
+    try:
+        yield app, scoped
+    finally:
+        await app.producer.stop()
+
+
+async def test_keyed_records_go_where_the_partitioner_puts_their_keys_in_order(
+    running: tuple[HeartApp, HeartSettings],
+) -> None:
+    app, scoped = running
+    topic = CAD_CALLS.full_name(scoped.topic_prefix)
+    outbox = Outbox(app)
+    sent = [(f"call-{i % 10}".encode(), str(i).encode()) for i in range(60)]
+    for key, value in sent:
+        outbox.add(topic, key, value)
+    assert len(outbox) == 60
+    await outbox.flush()
+    assert len(outbox) == 0
+    await app.producer.flush()
+    records = await read_topic(scoped, CAD_CALLS, until=lambda r: len(r) >= 60, settle=0.3)
+    assert sorted((r.key, r.value) for r in records) == sorted(sent)
+    partitions = list(range(CAD_CALLS.partitions))
+    partitioner = DefaultPartitioner()
+    for r in records:
+        assert r.partition == partitioner(r.key, partitions, partitions)
+    for key in {k for k, _ in sent}:
+        mine = sorted((r for r in records if r.key == key), key=lambda r: r.offset)
+        assert [int(r.value) for r in mine] == sorted(int(r.value) for r in mine)
+
+
+async def test_consecutive_flushes_to_one_partition_keep_their_order(
+    running: tuple[HeartApp, HeartSettings],
+) -> None:
+    app, scoped = running
+    topic = CAD_CALLS.full_name(scoped.topic_prefix)
+    outbox = Outbox(app)
+    for first in (0, 5, 10):
+        for i in range(first, first + 5):
+            outbox.add(topic, b"k", str(i).encode(), partition=2)
+        # No wait between flushes: the next one joins the partition's open batch.
+        await outbox.flush()
+    await app.producer.flush()
+    records = await read_topic(scoped, CAD_CALLS, until=lambda r: len(r) >= 15, settle=0.3)
+    assert {r.partition for r in records} == {2}
+    ordered = sorted(records, key=lambda r: r.offset)
+    assert [int(r.value) for r in ordered] == list(range(15))
+
+
+def test_a_record_the_producer_would_refuse_is_refused_when_queued() -> None:
+    app = create_app("test-outbox-size", HeartSettings())
+    outbox = Outbox(app)
+    too_big = b"x" * (app.conf.producer_max_request_size + 1)
+    with pytest.raises(MessageSizeTooLargeError):
+        outbox.add("some.topic", b"k", too_big)
+    assert len(outbox) == 0
+
+
+def test_discard_drops_what_was_queued() -> None:
+    outbox = Outbox(create_app("test-outbox-discard", HeartSettings()))
+    outbox.add("some.topic", b"k", b"v")
+    outbox.discard()
+    assert len(outbox) == 0
+
+
+class _Event:
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(topic=CAD_CALLS.name, partition=partition)
+
+
+def _handling(partition: int) -> Any:
+    """Make a record of ``partition`` the event being handled, as the batch reader does;
+    returns the contextvar token and the event (held: Faust keeps a weak reference)."""
+    event = _Event(partition)
+    return _current_event.set(weakref.ref(event)), event  # type: ignore[arg-type]
+
+
+async def test_table_writes_queue_the_changelog_record_faust_would_send() -> None:
+    stage = create_stage("triage", HeartSettings())
+    table = stage.table(TRIAGE_CALLS)
+    outbox = Outbox(stage.app)
+    outbox.activate()
+    assert current_outbox() is outbox
+    token, _event = _handling(3)
+    try:
+        stage.put(table, "D-1", {"route": "crt", "n": 1})
+        stage.delete(table, "D-1")
+        stage.delete(table, "never-written")
+    finally:
+        _current_event.reset(token)
+    changelog = table.changelog_topic.get_topic_name()
+    expected_key, _ = table.changelog_topic.prepare_key("D-1", table.key_serializer)
+    expected_value, _ = table.changelog_topic.prepare_value(
+        {"route": "crt", "n": 1}, table.value_serializer
+    )
+    queued = outbox._records
+    assert queued == [
+        (changelog, expected_key, expected_value, 3),
+        (changelog, expected_key, None, 3),
+    ], "a delete of a missing key sends nothing, as Faust's pop(key, None) does"
+    assert orjson.loads(queued[0][2]) == {"route": "crt", "n": 1}
+    assert "D-1" not in table.data
+
+
+async def test_a_table_write_outside_a_batch_goes_through_faust() -> None:
+    stage = create_stage("triage", HeartSettings())
+    table = stage.table(TRIAGE_CALLS)
+    sent: list[tuple[Any, ...]] = []
+    table.send_changelog = lambda *args, **kw: (
+        sent.append(args)
+        or SimpleNamespace(  # type: ignore[method-assign]
+            message=SimpleNamespace(partition=args[0])
+        )
+    )
+    token, _event = _handling(1)
+    try:
+        stage.put(table, "D-2", {"route": "police"})
+    finally:
+        _current_event.reset(token)
+    assert table.data["D-2"] == {"route": "police"}
+    assert sent == [(1, "D-2", {"route": "police"})]
