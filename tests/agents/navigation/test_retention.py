@@ -9,6 +9,7 @@ from typing import Any
 from agents.navigation.agent import _Sweeper
 from streams import expiry
 from streams.settings import HeartSettings
+from streams.stage import create_stage
 
 NOW = datetime(2024, 7, 22, 12, tzinfo=UTC)
 
@@ -19,7 +20,9 @@ def record(partition: int, touched: datetime, *, open_: bool) -> dict[str, Any]:
 
 
 def scan(retention_h: float, cases: dict[str, Any], partition: int = 0) -> _Sweeper:
-    sweeper = _Sweeper(None, cases, None, timedelta(hours=retention_h))  # type: ignore[arg-type]
+    # Outside a batch the stage deletes from the table itself (here a plain dict).
+    stage = create_stage("navigation", HeartSettings())
+    sweeper = _Sweeper(stage, cases, None, timedelta(hours=retention_h))  # type: ignore[arg-type]
     sweeper._full_scan(partition, NOW)
     return sweeper
 
