@@ -4,15 +4,23 @@
 (the same :class:`~streams.transport.HeartApp`, consumer tuning and ``HEART_*`` settings
 every stage uses) whose one agent copies ``bench.passthrough.in`` to
 ``bench.passthrough.out`` unchanged: no decoding, no validation, no table, no metrics.
-What a stage costs beyond this is its own logic.
+
+``python -m bench.passthrough --runtime`` copies the same way through the stages' own
+runtime instead of Faust's per-event iteration: the batch reader
+(:mod:`streams.drain`) and the outbox (:mod:`streams.outbox`). What a stage costs beyond
+this is its own logic (decoding, validation, policy, state, metrics).
 """
 
 from __future__ import annotations
+
+import sys
 
 import faust
 from faust.types import StreamT
 
 from streams.app import create_app
+from streams.drain import event_batches
+from streams.outbox import Outbox
 from streams.settings import HeartSettings
 
 IN = "bench.passthrough.in"
@@ -38,8 +46,30 @@ def build(settings: HeartSettings) -> faust.App:
     return app
 
 
+def build_runtime(settings: HeartSettings) -> faust.App:
+    app = create_app("bench-runtime", settings)
+    prefix = settings.topic_prefix
+    source = app.topic(
+        f"{prefix}{IN}", key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
+    )
+    sink = f"{prefix}{OUT}"
+
+    @app.agent(source, name="runtime")
+    async def runtime(stream: StreamT) -> None:
+        outbox = Outbox(app)
+        async for batch in event_batches(stream, settings.batch_max_events, outbox):
+            for event in batch:
+                if not batch.take(event):
+                    break
+                outbox.add(sink, event.message.key, event.message.value)
+
+    return app
+
+
 def main() -> None:
-    app = build(HeartSettings.from_env())
+    settings = HeartSettings.from_env()
+    app = build_runtime(settings) if "--runtime" in sys.argv[1:] else build(settings)
+    sys.argv[1:] = [a for a in sys.argv[1:] if a != "--runtime"]
     faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
 
 

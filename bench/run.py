@@ -255,7 +255,7 @@ class Bench:
         return plans
 
     def throughput_order(self) -> list[str]:
-        return ["raw", "passthrough", *self._stage_envs()]
+        return ["raw", "passthrough", "runtime", *self._stage_envs()]
 
     def run_prefix(self, what: str, tag: str, rnd: int) -> str:
         return self.prefix(f"{what}-{tag or 'now'}{rnd}")
@@ -265,6 +265,8 @@ class Bench:
             return self._rawhop("raw", "raw.in", "raw.out", prefix)
         if what == "passthrough":
             return self.fleet.module("passthrough", "bench.passthrough", prefix, code=code)
+        if what == "runtime":
+            return self.fleet.module("runtime", "bench.passthrough", prefix, "--runtime", code=code)
         return self.fleet.worker(what, prefix, code=code, **self._stage_envs()[what])
 
     def _rawhop(self, name: str, src: str, dst: str, prefix: str) -> Proc:
@@ -348,13 +350,13 @@ class Bench:
                 end=[(f"{p}raw.out", 6, _all)],
                 input="300-byte JSON messages",
             )
-        if what == "passthrough":
+        if what in ("passthrough", "runtime"):
             return dict(
                 n=self.sizes.passthrough,
                 records=lambda: workload.filler(self.sizes.passthrough, seed=2),
                 source=(f"{p}{IN}", 6),
                 plain=[f"{p}{IN}", f"{p}{OUT}"],
-                group=f"{p}heart-bench-passthrough",
+                group=f"{p}heart-bench-{what}",
                 internal=[],
                 start=[(f"{p}{OUT}", 6, _all)],
                 end=[(f"{p}{OUT}", 6, _all)],
@@ -463,9 +465,7 @@ class Bench:
     ) -> dict[str, Any]:
         """Floor references and every stage alone, ``rounds`` times, interleaved with the
         baseline tree's runs of the same thing so that machine drift hits both alike."""
-        whats = [
-            w for w in self.throughput_order() if w in ("raw", "passthrough") or "stages" in only
-        ]
+        whats = [w for w in self.throughput_order() if w in FLOORS or "stages" in only]
         if "floor" not in only:
             whats = [w for w in whats if w != "raw"]
         trees: list[tuple[str, Path]] = [("", ROOT)]
@@ -478,8 +478,8 @@ class Bench:
                 # (or a busier) machine.
                 ordered = trees if rnd % 2 == 0 else trees[::-1]
                 for tag, code in ordered:
-                    if what == "raw" and tag:
-                        continue  # the raw floor is the benchmark's own code
+                    if what in ("raw", "runtime") and tag:
+                        continue  # the benchmark's own code, or the current runtime
                     figures = await self.throughput(what, code, tag, rnd, planned)
                     runs.setdefault(tag, {}).setdefault(what, []).append(figures)
         out: dict[str, Any] = {}
@@ -488,17 +488,22 @@ class Bench:
         out["floor"] = {"faust_passthrough": now["passthrough"]}
         if "raw" in now:
             out["floor"]["raw_aiokafka"] = now["raw"]
+        runtime = now.get("runtime", {}).get("events_per_s")
+        if "runtime" in now:
+            now["runtime"]["ratio_to_passthrough"] = _ratio(runtime, floor)
+            out["floor"]["stage_runtime"] = now["runtime"]
         out["stages"] = {}
         for what, figures in now.items():
-            if what in ("raw", "passthrough"):
+            if what in FLOORS:
                 continue
             figures["ratio_to_passthrough"] = _ratio(figures["events_per_s"], floor)
+            figures["ratio_to_runtime"] = _ratio(figures["events_per_s"], runtime)
             out["stages"][what] = figures
         if baseline is not None:
             before = {what: _best(r) for what, r in runs["before"].items()}
             floor_before = before.get("passthrough", {}).get("events_per_s")
             for what, figures in before.items():
-                if what != "passthrough":
+                if what not in FLOORS:
                     figures["ratio_to_passthrough"] = _ratio(figures["events_per_s"], floor_before)
                     figures["ratio_to_current_passthrough"] = _ratio(figures["events_per_s"], floor)
             out["before"] = {"code": str(baseline), "throughput": before}
@@ -1036,6 +1041,8 @@ def _latency_figures(
 
 
 SECTIONS = ("floor", "stages", "latency", "replay", "memory")
+#: The throughput references every stage is compared with; not stages themselves.
+FLOORS = ("raw", "passthrough", "runtime")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -1171,6 +1178,7 @@ def table(results: dict[str, Any]) -> str:
         for label, key, what in (
             ("raw aiokafka consume -> JSON -> produce", "raw_aiokafka", "raw"),
             ("Faust passthrough agent (project settings)", "faust_passthrough", "passthrough"),
+            ("stage runtime, no logic (batch reader+outbox)", "stage_runtime", "runtime"),
         ):
             if key not in floor:
                 continue
@@ -1187,7 +1195,7 @@ def table(results: dict[str, Any]) -> str:
     stages = results.get("stages")
     if stages:
         add("")
-        head = [("stage alone", 12), ("events", 7), ("events/s", 9), ("x pass", 7)]
+        head = [("stage alone", 12), ("events", 7), ("events/s", 9), ("x pass", 7), ("x rt", 6)]
         head += [("CPU µs/ev", 10), ("RSS MiB", 8)]
         if before:
             head += [("before ev/s", 12), ("x pass", 7), ("CPU µs/ev", 10)]
@@ -1199,6 +1207,7 @@ def table(results: dict[str, Any]) -> str:
                 (f["events"], 7),
                 (_fmt(f["events_per_s"]), 9),
                 (_fmt(f["ratio_to_passthrough"], 2), 7),
+                (_fmt(f.get("ratio_to_runtime"), 2), 6),
                 (_fmt(f.get("cpu_us_per_event")), 10),
                 (_fmt(rss.get("end")), 8),
             ]

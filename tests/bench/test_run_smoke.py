@@ -40,7 +40,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
 
 def test_floor_references(quick: tuple[dict[str, Any], str]) -> None:
     results, _ = quick
-    for name in ("raw_aiokafka", "faust_passthrough"):
+    for name in ("raw_aiokafka", "faust_passthrough", "stage_runtime"):
         figures = results["floor"][name]
         assert _number(figures["events_per_s"]), (name, figures)
         assert figures["events_per_s"] > 0
@@ -57,7 +57,7 @@ def test_every_stage_alone(quick: tuple[dict[str, Any], str]) -> None:
     for name in expected:
         figures = stages[name]
         assert figures["drained"], (name, figures)
-        for key in ("events_per_s", "ratio_to_passthrough", "cpu_us_per_event"):
+        for key in ("events_per_s", "ratio_to_passthrough", "ratio_to_runtime", "cpu_us_per_event"):
             assert _number(figures[key]), (name, key, figures)
         assert _number(figures["rss_mib"]["ready"]), (name, figures)
 
