@@ -80,6 +80,10 @@ class Outbox:
         aio = producer._ensure_producer()
         # Dicts keep insertion order, so each partition's records keep theirs.
         by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        #: topic -> (all partitions, available ones), as the producer's send() lists them,
+        #: read once per flush rather than per record.
+        listed: dict[str, tuple[list[int], list[int]]] = {}
+        partitioner = aio._partitioner
         for topic, key, value, partition in records:
             if topic not in self._known_topics:
                 # Once per topic: the partitioner needs the topic's partitions.
@@ -87,7 +91,14 @@ class Outbox:
                 self._known_topics.add(topic)
             if partition is None:
                 # The producer's own partitioner, as its send() would pick.
-                partition = aio._partition(topic, None, None, None, key, value)
+                lists = listed.get(topic)
+                if lists is None:
+                    metadata = aio._metadata
+                    lists = listed[topic] = (
+                        list(metadata.partitions_for_topic(topic)),
+                        list(metadata.available_partitions_for_topic(topic)),
+                    )
+                partition = partitioner(key, *lists)
             items = by_partition.get((topic, partition))
             if items is None:
                 items = by_partition[(topic, partition)] = []
