@@ -85,6 +85,10 @@ class Stage:
         are the same: like ``Topic.send`` this returns once the record is buffered, and
         Faust flushes the producer before it commits the offsets of the events that
         caused it, so at-least-once holds.
+
+        While the stage handles a batch read by :meth:`read`, the record waits in the
+        batch's outbox instead and goes to the producer with the rest of the batch's
+        records, before the batch is acked (:mod:`streams.outbox`).
         """
         output = self._outputs.get(spec.name)
         if output is None:
