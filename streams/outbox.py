@@ -38,22 +38,38 @@ def current_outbox() -> Outbox | None:
     return _current.get()
 
 
+Record = tuple[str, bytes | None, bytes | None, int | None]
+
+
 class Outbox:
+    """A batch's records: outputs (what the stage sends) and state (its tables' changelog
+    records). State goes to the producer only once the outputs are written, so that a
+    crash can repeat an output (same event id, dropped downstream) but never lose one
+    behind a state that says the input was handled."""
+
     def __init__(self, app: AppT) -> None:
         self.app = app
         #: (topic, key, value, partition or None), in the order added.
-        self._records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self._outputs: list[Record] = []
+        self._state: list[Record] = []
         self._known_topics: set[str] = set()
         self._max_request_size: int = app.conf.producer_max_request_size
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._outputs) + len(self._state)
 
     def add(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        *,
+        state: bool = False,
     ) -> None:
-        """Queue a record; refuse one the producer would refuse, here, where the stage's
-        handler can dead-letter the event behind it, as ``send()`` refuses it."""
+        """Queue an output record, or with ``state`` a changelog record; refuse one the
+        producer would refuse, here, where the stage's handler can dead-letter the event
+        behind it, as ``send()`` refuses it."""
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
         if size > self._max_request_size:
             raise MessageSizeTooLargeError(
@@ -61,21 +77,32 @@ class Outbox:
                 "maximum request size you have configured with the max_request_size "
                 "configuration"
             )
-        self._records.append((topic, key, value, partition))
+        (self._state if state else self._outputs).append((topic, key, value, partition))
 
     def discard(self) -> None:
         """Drop what was added since the last flush (its batch will be handled again)."""
-        self._records = []
+        self._outputs, self._state = [], []
 
     def activate(self) -> None:
         """Make this the running task's outbox (the reader calls it once per task)."""
         _current.set(self)
 
     async def flush(self) -> None:
-        """Hand every record to the producer, one record batch per topic partition."""
-        if not self._records:
-            return
-        records, self._records = self._records, []
+        """Hand the outputs to the producer; once they are written (or failed: a failure
+        is logged, as a lone send's is), hand over the state."""
+        outputs, state = self._outputs, self._state
+        self._outputs, self._state = [], []
+        if outputs:
+            deliveries = await self._hand(outputs)
+            if state:
+                # One produce round trip per batch, not per event.
+                await asyncio.gather(*deliveries, return_exceptions=True)
+        if state:
+            await self._hand(state)
+
+    async def _hand(self, records: list[Record]) -> list[asyncio.Future[Any]]:
+        """Hand ``records`` to the producer, one record batch per topic partition; the
+        futures that resolve once they are written."""
         producer: Any = self.app.producer
         aio = producer._ensure_producer()
         # Dicts keep insertion order, so each partition's records keep theirs.
@@ -104,8 +131,10 @@ class Outbox:
                 items = by_partition[(topic, partition)] = []
             items.append((key, value))
         accumulator = aio._message_accumulator
+        deliveries: list[asyncio.Future[Any]] = []
         for (topic, partition), items in by_partition.items():
-            await _hand_over(aio, accumulator, topic, partition, items)
+            deliveries += await _hand_over(aio, accumulator, topic, partition, items)
+        return deliveries
 
 
 async def _hand_over(
@@ -114,34 +143,45 @@ async def _hand_over(
     topic: str,
     partition: int,
     items: list[tuple[bytes | None, bytes | None]],
-) -> None:
+) -> list[asyncio.Future[Any]]:
     """Put ``items`` in the partition's open batch while it has room, as ``send()`` does,
-    so that consecutive small flushes share a request; the rest in new batches."""
+    so that consecutive small flushes share a request; the rest in new batches. Returns a
+    future per record batch used."""
+    deliveries: list[asyncio.Future[Any]] = []
     start = 0
     pending = accumulator._batches.get(TopicPartition(topic, partition))
     if pending:
         open_batch = pending[-1]
+        last = None
         for key, value in items:
-            if open_batch.append(key, value, None) is None:
+            appended = open_batch.append(key, value, None)
+            if appended is None:
                 break
+            last = appended
             start += 1
+        if last is not None:
+            # A record's future resolves with its whole record batch.
+            last.add_done_callback(_log_failed_delivery)
+            deliveries.append(last)
     builder = None
     for key, value in items[start:]:
         if builder is None:
             builder = aio.create_batch()
         if builder.append(timestamp=None, key=key, value=value, headers=[]) is None:
-            await _submit(aio, builder, topic, partition)
+            deliveries.append(await _submit(aio, builder, topic, partition))
             builder = aio.create_batch()
             # A record larger than a whole batch still goes alone, as send() does.
             builder.append(timestamp=None, key=key, value=value, headers=[])
     if builder is not None:
-        await _submit(aio, builder, topic, partition)
+        deliveries.append(await _submit(aio, builder, topic, partition))
+    return deliveries
 
 
-async def _submit(aio: Any, builder: Any, topic: str, partition: int) -> None:
+async def _submit(aio: Any, builder: Any, topic: str, partition: int) -> asyncio.Future[Any]:
     # Left open: later sends to the partition may join it until the sender takes it.
     delivery = await aio.send_batch(builder, topic, partition=partition)
     delivery.add_done_callback(_log_failed_delivery)
+    return delivery
 
 
 def _log_failed_delivery(delivery: asyncio.Future[Any]) -> None:

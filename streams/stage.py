@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -137,7 +137,7 @@ class Stage:
         table._verify_source_topic_partitions(event.message.topic)  # type: ignore[attr-defined]
         topic, key_bytes, value_bytes = _changelog(table, key, value, table.value_serializer)
         # Queued first: a record the producer would refuse leaves the table as it was.
-        outbox.add(topic, key_bytes, value_bytes, event.message.partition)
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True)
         table.data[key] = value
 
     def delete(self, table: TableT[Any, Any], key: Any) -> None:
@@ -151,7 +151,7 @@ class Stage:
         if table.data.pop(key, _MISSING) is _MISSING:
             return
         topic, key_bytes, value_bytes = _changelog(table, key, None, "raw")
-        outbox.add(topic, key_bytes, value_bytes, event.message.partition)
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True)
 
     def topic_label(self, full_name: str) -> str | None:
         """Catalog name of a subscribed topic, for metric labels; None for internal ones."""
@@ -161,6 +161,32 @@ class Stage:
 
 
 _MISSING = object()
+
+
+class TableWriter(MutableMapping[Any, Any]):
+    """A table as a mapping whose writes go through :meth:`Stage.put` and
+    :meth:`Stage.delete`, for code written against any mutable mapping."""
+
+    def __init__(self, stage: Stage, table: TableT[Any, Any]) -> None:
+        self._stage = stage
+        self._table = table
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._table[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._stage.put(self._table, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        if key not in self._table:
+            raise KeyError(key)
+        self._stage.delete(self._table, key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 def _changelog(

@@ -33,7 +33,7 @@ from schemas.commands import DispatchCommand
 from schemas.dispatch import DispatchEvent, UnitAudit
 from streams import metrics
 from streams.deadletter import guarded, source_ref
-from streams.stage import Stage
+from streams.stage import Stage, TableWriter
 from streams.topics import (
     DISPATCH_AREAS,
     DISPATCH_COMMANDS,
@@ -71,7 +71,7 @@ def register(stage: Stage) -> None:
     roster = load_roster(stage.settings.roster)
     log.info("dispatch roster %s, policy %s", roster.version_id, policy.version_id)
     areas = stage.table(DISPATCH_AREAS)
-    ledger = FinishedLedger(stage.table(DISPATCH_FINISHED_CALLS))
+    ledger = FinishedLedger(TableWriter(stage, stage.table(DISPATCH_FINISHED_CALLS)))
     # The validated state last written per area: revalidating the stored JSON on every
     # command costs more than the command. Identity with the table's value proves it is
     # still current (a recovery or another writer replaces the value object).

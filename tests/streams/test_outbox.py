@@ -3,6 +3,7 @@ by one would have put them, and table writes queue the changelog record Faust wo
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -124,11 +125,12 @@ async def test_table_writes_queue_the_changelog_record_faust_would_send() -> Non
     expected_value, _ = table.changelog_topic.prepare_value(
         {"route": "crt", "n": 1}, table.value_serializer
     )
-    queued = outbox._records
+    queued = outbox._state
     assert queued == [
         (changelog, expected_key, expected_value, 3),
         (changelog, expected_key, None, 3),
     ], "a delete of a missing key sends nothing, as Faust's pop(key, None) does"
+    assert outbox._outputs == [], "changelog records are state, held back behind outputs"
     assert orjson.loads(queued[0][2]) == {"route": "crt", "n": 1}
     assert "D-1" not in table.data
 
@@ -150,3 +152,43 @@ async def test_a_table_write_outside_a_batch_goes_through_faust() -> None:
         _current_event.reset(token)
     assert table.data["D-2"] == {"route": "police"}
     assert sent == [(1, "D-2", {"route": "police"})]
+
+
+@pytest.mark.parametrize("outcome", ["written", "failed"])
+async def test_state_goes_to_the_producer_only_once_the_outputs_are_done(outcome: str) -> None:
+    outbox = Outbox(create_app("test-outbox-order", HeartSettings()))
+    written: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    handed: list[list[str]] = []
+
+    async def hand(records: list[Any]) -> list[asyncio.Future[Any]]:
+        # Stands in for the producer: the first hand-over's delivery is ours to settle.
+        handed.append([topic for topic, *_ in records])
+        return [written] if len(handed) == 1 else []
+
+    outbox._hand = hand  # type: ignore[method-assign]
+    outbox.add("decisions", b"D-1", b"{}")
+    outbox.add("calls-changelog", b'"D-1"', b"{}", 0, state=True)
+    flushing = asyncio.ensure_future(outbox.flush())
+    await asyncio.sleep(0.05)
+    assert handed == [["decisions"]], "the state waits while the output is in flight"
+    if outcome == "written":
+        written.set_result(None)
+    else:
+        # A failed output is logged, as a lone send's is; the state still goes.
+        written.set_exception(RuntimeError("broker refused"))
+    await asyncio.wait_for(flushing, 5)
+    assert handed == [["decisions"], ["calls-changelog"]]
+    assert len(outbox) == 0
+
+
+async def test_outputs_alone_do_not_wait_for_their_delivery() -> None:
+    outbox = Outbox(create_app("test-outbox-nowait", HeartSettings()))
+    never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hand(records: list[Any]) -> list[asyncio.Future[Any]]:
+        return [never]
+
+    outbox._hand = hand  # type: ignore[method-assign]
+    outbox.add("commands", b"area-1", b"{}")
+    await asyncio.wait_for(outbox.flush(), 1)
+    never.cancel()
