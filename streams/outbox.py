@@ -4,8 +4,11 @@ Producing a record through aiokafka's ``send`` costs a coroutine, a delivery fut
 partitioner call and a trip through the accumulator per record; the triage profile put
 the stage's sends and its table's changelog records (through Faust's producer buffer, one
 more task per record) at about a third of its time per event. The outbox collects a
-batch's records and hands them to the producer per topic partition, one record batch
-each (``AIOKafkaProducer.send_batch``), before the input batch is acked.
+batch's records and hands them to the producer per topic partition, into the partition's
+open record batch while it has room and the rest as new ones
+(``AIOKafkaProducer.send_batch``), before the input batch is acked. The batch's outputs go
+first; its tables' changelog records (state) follow once the outputs are written, so a
+crash can repeat an output but not lose one behind a state that says it was sent.
 
 Same records, keys, partitions and order per partition as sending one by one: a record
 without a partition goes where the producer's partitioner puts its key. Same delivery
