@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -214,18 +215,19 @@ def _count(event: DispatchEvent) -> None:
 
 
 def _gauge(state: AreaState, roster: Roster, policy: Policy, now: datetime) -> None:
+    on_shift = roster.on_shift_in(state.area, now, policy.zone)
     for kind in ("crt", "cor"):
         queued = [c for c in state.queue if state.calls[c].kind == kind]
         metrics.QUEUE_LENGTH.labels(state.area, kind).set(len(queued))
         oldest = min((state.calls[c].decided_at for c in queued), default=None)
         wait = (now - oldest).total_seconds() if oldest else 0.0
         metrics.QUEUE_OLDEST_WAIT_SECONDS.labels(state.area, kind).set(max(0.0, wait))
-        teams = [t for t in roster.teams_in(state.area) if t.kind == kind]
-        on_shift = [t for t in teams if t.on_shift(now, policy.zone)]
-        statuses = [state.teams[t.id].status for t in teams if t.id in state.teams]
+        ids = [t.id for t in roster.teams_in(state.area) if t.kind == kind]
+        statuses = Counter(state.teams[i].status for i in ids if i in state.teams)
         for status in STATUSES:
-            metrics.TEAMS.labels(state.area, kind, status).set(statuses.count(status))
-        busy = sum(1 for status in statuses if status in ON_CALL)
+            metrics.TEAMS.labels(state.area, kind, status).set(statuses[status])
+        busy = sum(statuses[status] for status in ON_CALL)
+        shift = sum(1 for i in ids if i in on_shift)
         metrics.TEAM_UTILISATION.labels(state.area, kind).set(
-            min(1.0, busy / len(on_shift)) if on_shift else 0.0
+            min(1.0, busy / shift) if shift else 0.0
         )

@@ -84,7 +84,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -119,6 +119,8 @@ RejectionReason = Literal[
     "stale_decision",
 ]
 FINISHED: frozenset[str] = frozenset({"released", "cleared"})
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 # --- commands and results -----------------------------------------------------------------
@@ -307,6 +309,27 @@ class _Step:
     events: list[DispatchEvent] = field(default_factory=list)
     audit: list[AuditRecord] = field(default_factory=list)
     finished: list[FinishedCall] = field(default_factory=list)
+    #: Records and team states this step has its own copies of, by id (see :meth:`call`).
+    owned: dict[int, BaseModel] = field(default_factory=dict)
+
+    def call(self, call_id: str) -> CallRecord:
+        """The call's record, for writing."""
+        return self._own(self.state.calls, call_id)
+
+    def team(self, team_id: str) -> TeamState:
+        """The team's state, for writing."""
+        return self._own(self.state.teams, team_id)
+
+    def _own(self, models: dict[str, _M], key: str) -> _M:
+        # Copy on write: the step starts from the caller's records, shared, and copies
+        # only those it changes. A deep copy of the whole area cost more than the command.
+        # Fields are only ever replaced, never changed in place, so a shallow copy is
+        # enough.
+        model = models[key]
+        if id(model) not in self.owned:
+            model = models[key] = model.model_copy()
+            self.owned[id(model)] = model
+        return model
 
 
 def apply(
@@ -325,7 +348,11 @@ def apply(
     """
     if finished is not None and finished.call_id != call_named(command):
         raise ValueError(f"finished record {finished.call_id} is not the command's call")
-    step = _Step(state.model_copy(deep=True), roster, policy, now, finished)
+    # The containers are the step's own; the records in them are shared until written.
+    own = state.model_copy(
+        update={"teams": dict(state.teams), "calls": dict(state.calls), "queue": list(state.queue)}
+    )
+    step = _Step(own, roster, policy, now, finished)
     _sync_teams(step)
     outcome: Outcome | Rejection
     new_call: str | None = None
@@ -402,6 +429,7 @@ def _on_decision(step: _Step, decision: TriageDecision) -> Outcome | Rejection:
         **_details(decision),
     )
     step.state.calls[record.call_id] = record
+    step.owned[id(record)] = record
     step.state.queue.append(record.call_id)
     return "applied"
 
@@ -429,6 +457,7 @@ def _details(decision: TriageDecision) -> dict[str, Any]:
 
 
 def _supersede(step: _Step, record: CallRecord, decision: TriageDecision) -> Outcome:
+    record = step.call(record.call_id)
     record.decision_id = decision.event_id
     record.revision = decision.revision
     if record.status in FINISHED:
@@ -500,6 +529,9 @@ def _on_report(step: _Step, report: UnitStatusReport) -> Outcome | Rejection:
         )
 
     at = report.occurred_at
+    current = step.team(team.id)
+    if record is not None:
+        record = step.call(record.call_id)
     current.last_report_at = at
     current.recent_reports = [*current.recent_reports, report.event_id][-RECENT_REPORTS:]
     if record is not None:
@@ -564,7 +596,7 @@ def _set_status(
     cause: Literal["assigned", "reported", "freed"],
     call_id: str | None = None,
 ) -> None:
-    team = step.state.teams[team_id]
+    team = step.team(team_id)
     step.audit.append(
         AuditRecord(
             team_id=team_id,
@@ -596,7 +628,7 @@ def _free(step: _Step, team: Team) -> bool:
     return (
         state is not None
         and state.status == "available"
-        and team.on_shift(step.now, step.policy.zone)
+        and team.id in step.roster.on_shift_in(step.state.area, step.now, step.policy.zone)
     )
 
 
@@ -648,6 +680,7 @@ def _drain(step: _Step) -> None:
             continue
         assign(step.state.teams[team_id].status)
         _set_status(step, team_id, "dispatched", step.now, "assigned", call_id=call_id)
+        record = step.call(call_id)
         record.status = "assigned"
         record.team_id = team_id
         record.assigned_at = step.now
@@ -670,7 +703,8 @@ def _release(step: _Step) -> None:
     max_wait = timedelta(minutes=step.policy.dispatch.max_queue_wait_minutes)
     teams = step.roster.teams_in(step.state.area)
     kinds = {team.kind for team in teams}
-    on_shift = {team.kind for team in teams if team.on_shift(step.now, step.policy.zone)}
+    shift = step.roster.on_shift_in(step.state.area, step.now, step.policy.zone)
+    on_shift = {team.kind for team in teams if team.id in shift}
     for call_id in list(step.state.queue):
         record = step.state.calls[call_id]
         if record.kind not in kinds:
@@ -685,6 +719,7 @@ def _release(step: _Step) -> None:
 
 
 def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
+    record = step.call(record.call_id)
     record.status = "released"
     record.reason = reason
     record.finished_at = step.now

@@ -221,6 +221,11 @@ class Team(_Strict):
         self._primary_languages = frozenset(primary_language(t) for t in self.languages)
         return self
 
+    @property
+    def week(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Per weekday (Monday first), the shift windows as [start, end) local minutes."""
+        return self._week
+
     def on_shift(self, when: datetime, zone: ZoneInfo) -> bool:
         """Whether ``when`` (aware; converted to ``zone``) falls inside one of the shifts."""
         local = when.astimezone(zone)
@@ -248,6 +253,9 @@ class Roster(_Strict):
     _beat_district: dict[str, dict[str, str]] = PrivateAttr()
     _home_district: dict[str, str] = PrivateAttr()
     _version_id: str = PrivateAttr()
+    _on_shift_last: tuple[tuple[str, datetime, ZoneInfo], frozenset[str]] | None = PrivateAttr(
+        default=None
+    )
 
     @model_validator(mode="after")
     def _cross_check(self) -> Roster:
@@ -333,6 +341,25 @@ class Roster(_Strict):
     def teams_in(self, area: str) -> tuple[Team, ...]:
         """The area's teams in file order (empty for an unknown area)."""
         return self._by_area.get(area, ())
+
+    def on_shift_in(self, area: str, when: datetime, zone: ZoneInfo) -> frozenset[str]:
+        """Ids of the area's teams on shift at ``when`` (see :meth:`Team.on_shift`)."""
+        # The last answer is kept: one command asks it several times for one instant
+        # (free teams, releases, the agent's gauges), and an area has dozens of teams.
+        key = (area, when, zone)
+        last = self._on_shift_last
+        if last is not None and last[0] == key:
+            return last[1]
+        local = when.astimezone(zone)
+        minute = local.hour * 60 + local.minute
+        day = local.weekday()
+        ids = frozenset(
+            team.id
+            for team in self.teams_in(area)
+            if any(start <= minute < end for start, end in team.week[day])
+        )
+        self._on_shift_last = (key, ids)
+        return ids
 
     def home_district(self, team_id: str) -> str:
         """The team's district: its ``home_district``, else the district of its home beat."""

@@ -138,6 +138,7 @@ class Desk:
             self.now = at
         area, call_id = self.state.area, call_named(command)
         finished = self.ledger.get(area, call_id) if call_id not in self.state.calls else None
+        before = self.state.model_dump()
         result = apply(
             self.state,
             command,
@@ -146,6 +147,9 @@ class Desk:
             now=self.now,
             finished=finished,
         )
+        # apply shares the records it does not change with the state it was given; the
+        # agent keeps that state as its cache of the stored value, so it must stay intact.
+        assert self.state.model_dump() == before, "apply changed the state it was given"
         # The ledger's values pass through JSON, as they do through the table's changelog.
         for record in result.finished:
             self.ledger.put(area, FinishedCall.model_validate_json(record.model_dump_json()))
