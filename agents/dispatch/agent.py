@@ -20,6 +20,7 @@ from agents.dispatch.area import (
     TEAM_ROUTES,
     AreaState,
     AuditRecord,
+    StoredForm,
     Tick,
     apply,
     call_named,
@@ -77,6 +78,7 @@ def register(stage: Stage) -> None:
     # command costs more than the command. Identity with the table's value proves it is
     # still current (a recovery or another writer replaces the value object).
     models: dict[str, tuple[object, AreaState]] = {}
+    forms: dict[str, StoredForm] = {}
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, DISPATCH_COMMANDS.name)
 
@@ -167,7 +169,7 @@ def register(stage: Stage) -> None:
         if isinstance(payload, Tick):
             ledger.prune(command.area, now)
         if result.state is not state:
-            stored = result.state.model_dump(mode="json")
+            stored = forms.setdefault(command.area, StoredForm()).dump(result.state)
             stage.put(areas, command.area, stored)
             models[command.area] = (stored, result.state)
         _gauge(result.state, roster, policy, now)

@@ -265,6 +265,39 @@ class AreaState(BaseModel):
     queue: list[str] = Field(default_factory=list)
 
 
+class StoredForm:
+    """One area's table value (``model_dump(mode="json")``), kept up to date cheaply.
+
+    :func:`apply` shares the records it does not change with the state it was given, so
+    a record still present as the same object still has the JSON form made for it last
+    time. With dozens of teams and open calls per area, dumping only what changed is most
+    of the saving.
+    """
+
+    def __init__(self) -> None:
+        self._forms: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+
+    def dump(self, state: AreaState) -> dict[str, Any]:
+        known = self._forms
+        forms: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+
+        def form(model: BaseModel) -> dict[str, Any]:
+            hit = known.get(id(model))
+            if hit is None or hit[0] is not model:
+                hit = (model, model.model_dump(mode="json"))
+            forms[id(model)] = hit
+            return hit[1]
+
+        value = {
+            "area": state.area,
+            "teams": {team_id: form(team) for team_id, team in state.teams.items()},
+            "calls": {call_id: form(call) for call_id, call in state.calls.items()},
+            "queue": list(state.queue),
+        }
+        self._forms = forms
+        return value
+
+
 @dataclass(frozen=True)
 class Result:
     """What one command did. ``state`` is the very object passed in when nothing changed,

@@ -17,6 +17,7 @@ from agents.dispatch.area import (
     AreaState,
     FinishedCall,
     Result,
+    StoredForm,
     Tick,
     apply,
     call_named,
@@ -131,6 +132,7 @@ class Desk:
         self.state = AreaState(area=area)
         self.table: dict[str, Any] = {}
         self.ledger = FinishedLedger(self.table)
+        self.form = StoredForm()
         self.now = T0
 
     def send(self, command: Any, at: datetime | None = None) -> Result:
@@ -150,6 +152,7 @@ class Desk:
         # apply shares the records it does not change with the state it was given; the
         # agent keeps that state as its cache of the stored value, so it must stay intact.
         assert self.state.model_dump() == before, "apply changed the state it was given"
+        assert self.form.dump(result.state) == result.state.model_dump(mode="json")
         # The ledger's values pass through JSON, as they do through the table's changelog.
         for record in result.finished:
             self.ledger.put(area, FinishedCall.model_validate_json(record.model_dump_json()))
