@@ -48,6 +48,7 @@ if __package__ in (None, ""):
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from agents.dispatch.area import CALL_MEMORY
 from bench import harness, workload
 from bench.harness import Fleet, Proc, percentile
 from streams.admin import create_topics
@@ -376,16 +377,19 @@ class Bench:
             )
         if what == "dispatch":
             n = self.sizes.dispatch
+            # Within the span dispatch remembers calls for: see workload.gap_within.
+            gap = workload.gap_within(CALL_MEMORY * 0.9, n)
             commands = (p + DISPATCH_COMMANDS.name, DISPATCH_COMMANDS.partitions)
             return dict(
                 n=n,
-                records=lambda: workload.encoded(workload.decisions(n)),
+                records=lambda: workload.encoded(workload.decisions(n, gap=gap)),
                 source=(p + TRIAGE_DECISIONS.name, TRIAGE_DECISIONS.partitions),
                 internal=[commands],
                 start=[(*commands, _kind(b"decision"))],
                 end=[(p + DISPATCH_EVENTS.name, DISPATCH_EVENTS.partitions, _all)],
-                input="triage.decision: 75% police, 10% ccd, 12% crt, 3% cor, 86.4 s apart "
-                "(event clock), bench roster, no clears",
+                input="triage.decision: 75% police, 10% ccd, 12% crt, 3% cor, "
+                f"{gap.total_seconds():.1f} s apart (event clock; the run fits in "
+                f"{CALL_MEMORY}), bench roster, no clears",
             )
         if what == "navigation":
             n = self.sizes.navigation
