@@ -10,6 +10,7 @@ change resolves with the offset in force before it (``fold=0``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -29,7 +30,17 @@ def cn_week(policy: Policy) -> Week:
     Raises ValueError when CN has no hours at all: every question asked here would then
     search forever for a staffed moment that never comes.
     """
-    return _merged_week(policy.pilots.cn.hours)
+    # A worker asks this for every contact, of the one policy it loaded.
+    last = _last_week.get(id(policy))
+    if last is not None and last[0] is policy:
+        return last[1]
+    week = _merged_week(policy.pilots.cn.hours)
+    _last_week.clear()
+    _last_week[id(policy)] = (policy, week)
+    return week
+
+
+_last_week: dict[int, tuple[Policy, Week]] = {}
 
 
 def _merged_week(windows: Sequence[Window]) -> Week:
@@ -63,13 +74,24 @@ def _intervals(week: Week, zone: ZoneInfo, since: datetime) -> Iterator[tuple[da
     """
     day = since.astimezone(zone).date() - timedelta(days=1)
     while True:
-        for start_minute, end_minute in week[day.weekday()]:
-            start = _instant(day, start_minute, zone)
-            end = _instant(day, end_minute, zone)
-            # end <= start only for a window lost entirely in a spring-forward gap.
-            if end > since and end > start:
+        for start, end in _day_intervals(week, zone, day):
+            if end > since:
                 yield start, end
         day += timedelta(days=1)
+
+
+@functools.lru_cache(maxsize=512)
+def _day_intervals(week: Week, zone: ZoneInfo, day: date) -> tuple[tuple[datetime, datetime], ...]:
+    # Cached: every contact asks about the same few days, and resolving local times
+    # through the zone is most of what a schedule costs.
+    out = []
+    for start_minute, end_minute in week[day.weekday()]:
+        start = _instant(day, start_minute, zone)
+        end = _instant(day, end_minute, zone)
+        # end <= start only for a window lost entirely in a spring-forward gap.
+        if end > start:
+            out.append((start, end))
+    return tuple(out)
 
 
 def _require_aware(*moments: datetime) -> None:
