@@ -12,10 +12,15 @@ Two Tansu defects are handled here, both harmless on Apache Kafka:
   changelog's tail. :func:`true_end_offsets` corrects the answer from the high watermark
   of a fetch response, which Tansu gets right, and the worker uses it for recovery.
 
+The worker's producer, its consumer and the end-offset probe never ask the broker to
+auto-create a topic (:mod:`streams.explicit_topics`): every topic comes from the catalog,
+with its partition count, and a broker's default count breaks keyed state (bug 19 in
+``docs/reliability.md``).
+
 It also carries :class:`LeanMonitor`, Faust's statistics sensor without its per-event
 bookkeeping (the project's metrics are Prometheus counters, not Faust's).
 
-Use :class:`HeartApp` instead of :class:`faust.App` to get all three.
+Use :class:`HeartApp` instead of :class:`faust.App` to get all of this.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from faust.types.auth import CredentialsT
 from faust.types.transports import ProducerT, TransportT
 from mode import Service
 
+from streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
 from streams.fetch_wait import use_backlog_wait
 from streams.memory import malloc_trim, release_free_memory
 from streams.settings import HeartSettings
@@ -48,6 +54,7 @@ __all__ = [
     "HeartApp",
     "HeartConsumer",
     "HeartConsumerThread",
+    "HeartProducer",
     "HeartTransport",
     "LeanMonitor",
     "faust_credentials",
@@ -79,9 +86,10 @@ async def true_end_offsets(
     ``settings_or_kwargs`` is either the settings or ready aiokafka connection kwargs
     (as from :meth:`HeartSettings.aiokafka_kwargs`).
 
-    The topics must already exist: on the embedded broker the probe's metadata request
-    auto-creates a missing topic with 4 partitions, which breaks a changelog Faust has
-    yet to declare.
+    The topics must already exist. The probe never asks the broker to auto-create one
+    (the embedded broker would give it 4 partitions, breaking a changelog Faust has yet
+    to declare): a missing partition has no high watermark and keeps the reported
+    offset, and asking ``end_offsets()`` for it times out.
     """
     wanted = list(dict.fromkeys(tps))
     if not wanted:
@@ -99,6 +107,7 @@ async def true_end_offsets(
         fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS,
         auto_offset_reset="latest",
     )
+    use_explicit_topics(consumer._client)
     await consumer.start()
     try:
         if reported is None:
@@ -158,7 +167,8 @@ def faust_credentials(settings: HeartSettings) -> CredentialsT | None:
 
 
 class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread with a configurable fetch wait and true end offsets."""
+    """Faust's consumer thread with a configurable fetch wait and true end offsets, whose
+    worker consumer never asks the broker to auto-create a topic."""
 
     @property
     def heart_settings(self) -> HeartSettings:
@@ -180,6 +190,9 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if consumer._fetcher is not None:
             raise RuntimeError("Faust started the worker consumer before it was tuned")
         consumer._fetch_max_wait_ms = self.heart_settings.fetch_wait_ms
+        # Its metadata requests name the subscribed topics and changelogs: after the
+        # broker lost them, they must wait for the catalog, not be auto-created.
+        use_explicit_topics(consumer._client)
         return consumer
 
     async def on_start(self) -> None:
@@ -435,8 +448,27 @@ class HeartConsumer(faust_aiokafka.Consumer):
             await self.seek(tp, offset)
 
 
+class HeartProducer(faust_aiokafka.Producer):
+    """Faust's producer, never asking the broker to auto-create a topic.
+
+    A record to a missing topic waits for the catalog to create it (Faust's
+    ``producer_request_timeout``, 20 minutes by default) instead of creating it with the
+    broker's default partition count; that includes a record in flight when the broker
+    is lost and comes back empty (``docs/reliability.md``, bug 19). Faust still declares
+    its internal topics (changelogs) with an explicit CreateTopics request.
+
+    Faust's threaded producer (``producer_threaded=True``, not used here) builds a plain
+    ``AIOKafkaProducer`` of its own and would not get this.
+    """
+
+    @property
+    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
+        return ExplicitTopicsProducer
+
+
 class HeartTransport(faust_aiokafka.Transport):
     Consumer = HeartConsumer
+    Producer = HeartProducer
 
 
 class LeanMonitor(Monitor):
@@ -510,7 +542,7 @@ def recovery_progress(app: faust.App) -> tuple[Any, ...] | None:
 
 
 class HeartApp(faust.App):
-    """A :class:`faust.App` whose consumer uses :class:`HeartTransport`.
+    """A :class:`faust.App` whose consumer and producer use :class:`HeartTransport`.
 
     ``heart_settings`` is required and read by the consumer thread (fetch wait, whether
     to correct end offsets, connection options for the correcting fetch). The Monitor

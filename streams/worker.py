@@ -70,7 +70,8 @@ def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> No
     stage = build_stage(name, settings)
     # First, so that a taken port stops the worker before it touches the broker.
     port = metrics.serve(settings.metrics_port, settings.metrics_host)
-    # Faust would auto-create missing topics with 4 partitions and no config.
+    # The worker never has a topic auto-created (streams.explicit_topics): without the
+    # catalog's topics it would wait for them.
     asyncio.run(create_topics(settings))
     log.info("stage %s: metrics on port %d", name, port)
     print(f"heart worker {name}: metrics on http://127.0.0.1:{port}/metrics", flush=True)

@@ -82,8 +82,9 @@ async def test_workers_reconnect_and_resume_after_the_broker_restarts(
         assert await _partitions(settings, changelog) == CAD_CALLS.partitions
         # The outage comes while the worker is idle: a table's changelog record follows
         # its batch's outputs by a produce round trip, and one still in flight when the
-        # broker comes back empty can recreate the changelog by auto-creation before the
-        # catalog does (docs/reliability.md, bug 19, open).
+        # broker comes back empty used to recreate the changelog by auto-creation before
+        # the catalog did (docs/reliability.md, bug 19, fixed; tested in
+        # tests/streams/test_explicit_topics.py). This test is about reconnecting.
         written = await _changelog_keys(settings, changelog)
         assert {f'"{c.call_id}"' for c in before} <= written
 

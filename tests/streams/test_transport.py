@@ -227,7 +227,7 @@ async def written_table(
     writer = Worker(workdir, "writer", app_id, source, {**env, "HEART_PRODUCER_LINGER_S": "0.2"})
     try:
         # Written after the first (empty) recovery, so Faust has declared the changelog.
-        # Probing it earlier would auto-create it with 4 partitions.
+        # Probing it earlier would wait for a changelog that does not exist yet.
         status = await writer.recovered()
         changelog = TopicPartition(changelog_topic(app_id), 0)
         deadline = time.monotonic() + 20
