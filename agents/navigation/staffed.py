@@ -10,7 +10,6 @@ change resolves with the offset in force before it (``fold=0``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -30,17 +29,51 @@ def cn_week(policy: Policy) -> Week:
     Raises ValueError when CN has no hours at all: every question asked here would then
     search forever for a staffed moment that never comes.
     """
-    # A worker asks this for every contact, of the one policy it loaded.
-    last = _last_week.get(id(policy))
+    return _calendar(policy).week
+
+
+class _Calendar:
+    """CN's staffed intervals under one policy, each day's resolved through the zone once:
+    a worker asks about the same few days for every contact, and resolving local times
+    is most of what a schedule costs."""
+
+    def __init__(self, week: Week, zone: ZoneInfo) -> None:
+        self.week = week
+        self.zone = zone
+        self._days: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+
+    def intervals(self, since: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Staffed ``[start, end)`` intervals in UTC, in order, from the one containing
+        ``since``. Endless (:func:`cn_week` refuses an empty week). Intervals of
+        consecutive days may touch (a 24:00 end and a 00:00 start) but never overlap."""
+        day = since.astimezone(self.zone).date() - timedelta(days=1)
+        while True:
+            for start, end in self._day(day):
+                if end > since:
+                    yield start, end
+            day += timedelta(days=1)
+
+    def _day(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        hit = self._days.get(day)
+        if hit is None:
+            if len(self._days) >= 1024:  # a replay walks through years of days
+                self._days.clear()
+            hit = self._days[day] = _day_intervals(self.week, self.zone, day)
+        return hit
+
+
+def _calendar(policy: Policy) -> _Calendar:
+    # The worker's one policy, kept with its calendar: identity proves it is the same.
+    last = _last_calendar.get(id(policy))
     if last is not None and last[0] is policy:
         return last[1]
-    week = _merged_week(policy.pilots.cn.hours)
-    _last_week.clear()
-    _last_week[id(policy)] = (policy, week)
-    return week
+    calendar = _Calendar(_merged_week(policy.pilots.cn.hours), policy.zone)
+    _last_calendar.clear()
+    _last_calendar[id(policy)] = (policy, calendar)
+    return calendar
 
 
-_last_week: dict[int, tuple[Policy, Week]] = {}
+_last_calendar: dict[int, tuple[Policy, _Calendar]] = {}
 
 
 def _merged_week(windows: Sequence[Window]) -> Week:
@@ -66,24 +99,7 @@ def _instant(day: date, minute: int, zone: ZoneInfo) -> datetime:
     return (datetime.combine(day, time(), tzinfo=zone) + minute * _MINUTE).astimezone(UTC)
 
 
-def _intervals(week: Week, zone: ZoneInfo, since: datetime) -> Iterator[tuple[datetime, datetime]]:
-    """Staffed ``[start, end)`` intervals in UTC, in order, from the one containing ``since``.
-
-    Endless; ``week`` must not be empty (see :func:`cn_week`). Intervals of consecutive days
-    may touch (a 24:00 end and a 00:00 start) but never overlap.
-    """
-    day = since.astimezone(zone).date() - timedelta(days=1)
-    while True:
-        for start, end in _day_intervals(week, zone, day):
-            if end > since:
-                yield start, end
-        day += timedelta(days=1)
-
-
-@functools.lru_cache(maxsize=512)
 def _day_intervals(week: Week, zone: ZoneInfo, day: date) -> tuple[tuple[datetime, datetime], ...]:
-    # Cached: every contact asks about the same few days, and resolving local times
-    # through the zone is most of what a schedule costs.
     out = []
     for start_minute, end_minute in week[day.weekday()]:
         start = _instant(day, start_minute, zone)
@@ -108,7 +124,7 @@ def is_staffed(t: datetime, policy: Policy) -> bool:
 def next_staffed_moment(t: datetime, policy: Policy) -> datetime:
     """``t`` itself when staffed, else the start of the next staffed window (in t's zone)."""
     _require_aware(t)
-    start, _ = next(_intervals(cn_week(policy), policy.zone, t))
+    start, _ = next(_calendar(policy).intervals(t))
     return t if start <= t else start.astimezone(t.tzinfo)
 
 
@@ -118,7 +134,7 @@ def staffed_minutes_between(a: datetime, b: datetime, policy: Policy) -> float:
     if b <= a:
         return 0.0
     total = timedelta()
-    for start, end in _intervals(cn_week(policy), policy.zone, a):
+    for start, end in _calendar(policy).intervals(a):
         if start >= b:
             break
         total += min(end, b) - max(start, a)
@@ -137,7 +153,7 @@ def add_staffed_minutes(t: datetime, minutes: float, policy: Policy) -> datetime
         raise ValueError(f"minutes must not be negative, got {minutes}")
     since = t.astimezone(UTC)
     remaining = minutes * _MINUTE
-    for start, end in _intervals(cn_week(policy), policy.zone, since):
+    for start, end in _calendar(policy).intervals(since):
         begin = max(start, since)
         available = end - begin
         if remaining < available:
