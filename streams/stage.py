@@ -126,6 +126,13 @@ class Stage:
             limit=self.settings.batch_max_events,
         )
 
+    @staticmethod
+    def get(table: TableT[Any, Any], key: Any) -> Any:
+        """``table.get(key)``, read from the table's store: Faust's own read calls its
+        sensors and, for a key not there, raises and catches a ``KeyError`` (the stages
+        look up a new call's key for almost every event)."""
+        return table.data.get(key)
+
     def put(self, table: TableT[Any, Any], key: Any, value: Any) -> None:
         """``table[key] = value``, its changelog record going out with the batch's outputs."""
         outbox = current_outbox()
@@ -173,6 +180,10 @@ class TableWriter(MutableMapping[Any, Any]):
 
     def __getitem__(self, key: Any) -> Any:
         return self._table[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = Stage.get(self._table, key)
+        return default if value is None else value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._stage.put(self._table, key, value)

@@ -123,7 +123,7 @@ def register(stage: Stage) -> None:
             )
 
     def load(area: str) -> AreaState:
-        stored = areas.get(area)
+        stored = stage.get(areas, area)
         cached = models.get(area)
         if cached is not None and cached[0] is stored:
             return cached[1]

@@ -10,6 +10,7 @@ crash fires every timer missed while it was down, once each, in batches of at mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -142,7 +143,7 @@ async def _handle(
     stage.clock.observe(payload.occurred_at)
     now = stage.clock.now()
     key = payload.call_id if not command.outcome else command.outcome.case_id
-    stored = cases.get(key)
+    stored = stage.get(cases, key)
     case = Case.model_validate(stored["case"]) if stored and stored["case"] else None
     contact: Contact | None = None
 
@@ -229,7 +230,7 @@ class _Sweeper:
             partition,
             _iso(now) or "",
             self.policy.pilots.cn.sweep_batch_limit,
-            self.cases.get,
+            functools.partial(Stage.get, self.cases),
             lambda: list(self.cases.items()),
         )
         due = [Case.model_validate(self.cases[key]["case"]) for key in keys]

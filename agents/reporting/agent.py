@@ -233,7 +233,7 @@ def register(stage: Stage) -> None:
     async def on_fact(command: ReportCommand, partition: int) -> None:
         fact = command.fact
         assert fact is not None
-        stored = records.get(fact.key)
+        stored = stage.get(records, fact.key)
         old = Record.model_validate(stored) if stored is not None else None
         new = accept(old, fact)
         if new is None:
@@ -259,7 +259,7 @@ def register(stage: Stage) -> None:
         for entry in command.parts:
             key, part = entry.key, entry.part
             table_key = settle.part_key(month, key)
-            stored = parts.get(table_key)
+            stored = stage.get(parts, table_key)
             if stored is not None and stored["seq"] >= part.seq:
                 duplicates.inc()
                 continue

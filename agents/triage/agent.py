@@ -39,7 +39,7 @@ def register(stage: Stage) -> None:
 
     async def handle(event: CadEvent, raw: EventT) -> None:
         stage.clock.observe(event.occurred_at)
-        stored = calls.get(event.call_id)
+        stored = stage.get(calls, event.call_id)
         state = CallState.model_validate(stored) if stored is not None else None
         result = step(state, event, policy, stage.clock.now())
 

@@ -19,7 +19,7 @@ from streams.admin import create_topics
 from streams.app import create_app
 from streams.outbox import Outbox, current_outbox
 from streams.settings import HeartSettings
-from streams.stage import create_stage
+from streams.stage import TableWriter, create_stage
 from streams.topics import CAD_CALLS, TRIAGE_CALLS
 from streams.transport import HeartApp
 from tests.kafka import read_topic
@@ -152,6 +152,24 @@ async def test_a_table_write_outside_a_batch_goes_through_faust() -> None:
         _current_event.reset(token)
     assert table.data["D-2"] == {"route": "police"}
     assert sent == [(1, "D-2", {"route": "police"})]
+
+
+async def test_reads_see_what_faust_reads() -> None:
+    stage = create_stage("triage", HeartSettings())
+    table = stage.table(TRIAGE_CALLS)
+    writer = TableWriter(stage, table)
+    table.send_changelog = lambda *args, **kw: SimpleNamespace(  # type: ignore[method-assign]
+        message=SimpleNamespace(partition=args[0])
+    )
+    token, _event = _handling(2)
+    try:
+        stage.put(table, "D-3", {"route": "ccd"})
+    finally:
+        _current_event.reset(token)
+    assert stage.get(table, "D-3") == table.get("D-3") == {"route": "ccd"}
+    assert stage.get(table, "D-4") is None and table.get("D-4") is None
+    assert writer.get("D-3") == {"route": "ccd"}
+    assert writer.get("D-4", "absent") == "absent"
 
 
 @pytest.mark.parametrize("outcome", ["written", "failed"])
