@@ -133,8 +133,14 @@ class Stage:
         look up a new call's key for almost every event)."""
         return table.data.get(key)
 
-    def put(self, table: TableT[Any, Any], key: Any, value: Any) -> None:
-        """``table[key] = value``, its changelog record going out with the batch's outputs."""
+    def put(
+        self, table: TableT[Any, Any], key: Any, value: Any, *, encoded: bytes | None = None
+    ) -> None:
+        """``table[key] = value``, its changelog record going out with the batch's outputs.
+
+        ``encoded`` is ``value`` already in the table's value codec (JSON), for a caller
+        that can build it more cheaply than encoding the whole value again.
+        """
         outbox = current_outbox()
         event = current_event()
         if outbox is None or event is None:
@@ -142,7 +148,11 @@ class Stage:
             return
         # Faust's own check, once per source topic: co-partitioned with the changelog.
         table._verify_source_topic_partitions(event.message.topic)  # type: ignore[attr-defined]
-        topic, key_bytes, value_bytes = _changelog(table, key, value, table.value_serializer)
+        topic, key_bytes, value_bytes = _changelog(
+            table, key, value if encoded is None else None, table.value_serializer
+        )
+        if encoded is not None:
+            value_bytes = encoded
         # Queued first: a record the producer would refuse leaves the table as it was.
         outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True)
         table.data[key] = value

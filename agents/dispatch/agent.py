@@ -169,8 +169,8 @@ def register(stage: Stage) -> None:
         if isinstance(payload, Tick):
             ledger.prune(command.area, now)
         if result.state is not state:
-            stored = forms.setdefault(command.area, StoredForm()).dump(result.state)
-            stage.put(areas, command.area, stored)
+            stored, encoded = forms.setdefault(command.area, StoredForm()).dump(result.state)
+            stage.put(areas, command.area, stored, encoded=encoded)
             models[command.area] = (stored, result.state)
         _gauge(result.state, roster, policy, now)
 

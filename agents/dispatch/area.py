@@ -86,6 +86,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from agents.dispatch.roster import Roster, Team
@@ -266,36 +267,61 @@ class AreaState(BaseModel):
 
 
 class StoredForm:
-    """One area's table value (``model_dump(mode="json")``), kept up to date cheaply.
+    """One area's table value (``model_dump(mode="json")``) and its JSON, kept up to date
+    cheaply.
 
     :func:`apply` shares the records it does not change with the state it was given, so
-    a record still present as the same object still has the JSON form made for it last
-    time. With dozens of teams and open calls per area, dumping only what changed is most
-    of the saving.
+    a record still present as the same object still has the forms made for it last time.
+    With dozens of teams and open calls per area, dumping and encoding only what changed
+    is most of the saving.
     """
 
     def __init__(self) -> None:
-        self._forms: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+        self._forms: dict[int, tuple[BaseModel, dict[str, Any], bytes]] = {}
 
-    def dump(self, state: AreaState) -> dict[str, Any]:
+    def dump(self, state: AreaState) -> tuple[dict[str, Any], bytes]:
+        """The table value and its JSON encoding."""
         known = self._forms
-        forms: dict[int, tuple[BaseModel, dict[str, Any]]] = {}
+        forms: dict[int, tuple[BaseModel, dict[str, Any], bytes]] = {}
 
-        def form(model: BaseModel) -> dict[str, Any]:
+        def form(key: str, model: BaseModel) -> tuple[BaseModel, dict[str, Any], bytes]:
+            # A record is filed under one key (its team's or call's id) for good, so its
+            # JSON object member is made with it.
             hit = known.get(id(model))
             if hit is None or hit[0] is not model:
-                hit = (model, model.model_dump(mode="json"))
+                value = model.model_dump(mode="json")
+                hit = (model, value, orjson.dumps(key) + b":" + orjson.dumps(value))
             forms[id(model)] = hit
-            return hit[1]
+            return hit
 
+        teams = {team_id: form(team_id, team) for team_id, team in state.teams.items()}
+        calls = {call_id: form(call_id, call) for call_id, call in state.calls.items()}
+        self._forms = forms
         value = {
             "area": state.area,
-            "teams": {team_id: form(team) for team_id, team in state.teams.items()},
-            "calls": {call_id: form(call) for call_id, call in state.calls.items()},
+            "teams": {team_id: f[1] for team_id, f in teams.items()},
+            "calls": {call_id: f[1] for call_id, f in calls.items()},
             "queue": list(state.queue),
         }
-        self._forms = forms
-        return value
+        encoded = b"".join(
+            (
+                b'{"area":',
+                orjson.dumps(state.area),
+                b',"teams":',
+                _spliced(teams),
+                b',"calls":',
+                _spliced(calls),
+                b',"queue":',
+                orjson.dumps(value["queue"]),
+                b"}",
+            )
+        )
+        return value, encoded
+
+
+def _spliced(forms: dict[str, tuple[BaseModel, dict[str, Any], bytes]]) -> bytes:
+    # A JSON object from its members' encodings, each made once.
+    return b"{" + b",".join([f[2] for f in forms.values()]) + b"}"
 
 
 @dataclass(frozen=True)

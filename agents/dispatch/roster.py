@@ -58,6 +58,9 @@ from policy.model import (
 )
 from policy.toml_file import read_toml
 
+#: Per weekday (Monday first), shift windows as [start, end) local minutes.
+Week = tuple[tuple[tuple[int, int], ...], ...]
+
 TEAM_KINDS: tuple[str, ...] = ("crt", "cor")
 ROLES: tuple[str, ...] = ("clinician", "peer_support", "emt", "police_officer")
 #: The members each kind of team must have, exactly (as a multiset of roles).
@@ -194,7 +197,7 @@ class Team(_Strict):
     home_district: Text | None = None
     shift: list[Window] = Field(min_length=1)
 
-    _week: tuple[tuple[tuple[int, int], ...], ...] = PrivateAttr()
+    _week: Week = PrivateAttr()
     _primary_languages: frozenset[str] = PrivateAttr()
 
     @model_validator(mode="after")
@@ -222,7 +225,7 @@ class Team(_Strict):
         return self
 
     @property
-    def week(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+    def week(self) -> Week:
         """Per weekday (Monday first), the shift windows as [start, end) local minutes."""
         return self._week
 
@@ -253,7 +256,8 @@ class Roster(_Strict):
     _beat_district: dict[str, dict[str, str]] = PrivateAttr()
     _home_district: dict[str, str] = PrivateAttr()
     _version_id: str = PrivateAttr()
-    _on_shift_last: tuple[tuple[str, datetime, ZoneInfo], frozenset[str]] | None = PrivateAttr(
+    _weeks_by_area: dict[str, tuple[tuple[str, Week], ...]] = PrivateAttr()
+    _on_shift_last: tuple[tuple[str, int, int, ZoneInfo], frozenset[str]] | None = PrivateAttr(
         default=None
     )
 
@@ -321,6 +325,9 @@ class Roster(_Strict):
         self._by_area = {
             area: tuple(t for t in self.teams if t.area == area) for area in self.areas
         }
+        self._weeks_by_area = {
+            area: tuple((t.id, t.week) for t in teams) for area, teams in self._by_area.items()
+        }
         self._beat_district = beat_district
         self._home_district = home
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -344,19 +351,20 @@ class Roster(_Strict):
 
     def on_shift_in(self, area: str, when: datetime, zone: ZoneInfo) -> frozenset[str]:
         """Ids of the area's teams on shift at ``when`` (see :meth:`Team.on_shift`)."""
-        # The last answer is kept: one command asks it several times for one instant
-        # (free teams, releases, the agent's gauges), and an area has dozens of teams.
-        key = (area, when, zone)
-        last = self._on_shift_last
-        if last is not None and last[0] == key:
-            return last[1]
         local = when.astimezone(zone)
         minute = local.hour * 60 + local.minute
         day = local.weekday()
+        # The last answer is kept: shifts are in whole minutes, one command asks several
+        # times (free teams, releases, the agent's gauges), and commands come many a
+        # minute; an area has dozens of teams.
+        key = (area, day, minute, zone)
+        last = self._on_shift_last
+        if last is not None and last[0] == key:
+            return last[1]
         ids = frozenset(
-            team.id
-            for team in self.teams_in(area)
-            if any(start <= minute < end for start, end in team.week[day])
+            team_id
+            for team_id, week in self._weeks_by_area.get(area, ())
+            if any(start <= minute < end for start, end in week[day])
         )
         self._on_shift_last = (key, ids)
         return ids

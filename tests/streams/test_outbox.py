@@ -135,6 +135,21 @@ async def test_table_writes_queue_the_changelog_record_faust_would_send() -> Non
     assert "D-1" not in table.data
 
 
+async def test_a_table_write_can_bring_its_value_encoded() -> None:
+    stage = create_stage("triage", HeartSettings())
+    table = stage.table(TRIAGE_CALLS)
+    outbox = Outbox(stage.app)
+    outbox.activate()
+    token, _event = _handling(4)
+    try:
+        stage.put(table, "D-5", {"route": "crt"}, encoded=b'{"route":"crt"}')
+    finally:
+        _current_event.reset(token)
+    [(_topic, _key, value, partition)] = outbox._state
+    assert (value, partition) == (b'{"route":"crt"}', 4)
+    assert table.data["D-5"] == {"route": "crt"}
+
+
 async def test_a_table_write_outside_a_batch_goes_through_faust() -> None:
     stage = create_stage("triage", HeartSettings())
     table = stage.table(TRIAGE_CALLS)

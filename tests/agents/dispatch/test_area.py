@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from agents.dispatch.area import (
@@ -152,7 +153,9 @@ class Desk:
         # apply shares the records it does not change with the state it was given; the
         # agent keeps that state as its cache of the stored value, so it must stay intact.
         assert self.state.model_dump() == before, "apply changed the state it was given"
-        assert self.form.dump(result.state) == result.state.model_dump(mode="json")
+        stored, encoded = self.form.dump(result.state)
+        assert stored == result.state.model_dump(mode="json")
+        assert orjson.loads(encoded) == stored
         # The ledger's values pass through JSON, as they do through the table's changelog.
         for record in result.finished:
             self.ledger.put(area, FinishedCall.model_validate_json(record.model_dump_json()))

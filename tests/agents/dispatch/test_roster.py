@@ -4,7 +4,7 @@ refused with the file, the field path and the problem named."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -119,6 +119,17 @@ def test_on_shift_in_the_policy_zone(durham: Roster, when: datetime, on: bool) -
     assert team is not None
     assert team.on_shift(when, DURHAM) is on
     assert team.on_shift(when.astimezone(ZoneInfo("UTC")), DURHAM) is on
+
+
+def test_on_shift_in_an_area_agrees_with_each_team(durham: Roster) -> None:
+    # Every 7 minutes over a week, in and out of the remembered minute, in each area.
+    start = local("2024-07-15", "00:00")
+    for step in range(7 * 24 * 60 // 7):
+        when = start + timedelta(minutes=7 * step, seconds=step % 60)
+        for area in (*durham.areas, "nowhere"):
+            expected = {t.id for t in durham.teams_in(area) if t.on_shift(when, DURHAM)}
+            assert durham.on_shift_in(area, when, DURHAM) == expected, (area, when)
+            assert durham.on_shift_in(area, when, DURHAM) == expected, (area, when)
 
 
 def test_language_match_uses_the_primary_subtag(durham: Roster) -> None:
