@@ -43,7 +43,6 @@ from faust.types.auth import CredentialsT
 from faust.types.transports import ProducerT, TransportT
 from mode import Service
 
-from streams.delivery import FirstInPlace
 from streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
 from streams.fetch_wait import use_backlog_wait
 from streams.memory import malloc_trim, release_free_memory
@@ -220,7 +219,7 @@ HOLE_REWIND_AFTER_S = 3.0
 ORDER_REWINDS_MAX = 5
 
 
-class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
+class HeartConsumer(faust_aiokafka.Consumer):
     """Faust's consumer, never committing past a record its streams did not process.
 
     faust-streaming 0.15.3 can hand a stream the records after a rebalance without the one
@@ -246,9 +245,6 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
       de-duplicate on ``event_id``, so what is read twice is applied once).
 
     Changelog and other internal topics keep Faust's behaviour.
-
-    The fetcher hands a record to the streams without making tasks when the hand-over
-    does not wait (:mod:`streams.delivery`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
