@@ -16,8 +16,9 @@ It keeps what Faust's iteration guarantees:
   changed, the stage takes no more events of the batch, so the consumer's wait for the
   events in progress ends as it does with Faust's own iteration; the events not taken go
   back to the channel untracked and unacked;
-* events already of an older generation when they are read are acked without being
-  handed on, as Faust does;
+* events already of an older generation (or read while flow control is suspended) are
+  dropped without being handed on, as Faust does, but not acked, unlike Faust: the
+  consumer re-reads what its stream never processed (``docs/reliability.md``, bug 20);
 * the task's current event is set for each event taken, so a table written while
   handling it sends its changelog record to that event's partition.
 """
@@ -121,21 +122,24 @@ async def event_batches(
                 # leave an async generator, so end here, as Stream.__aiter__ does.
                 return
             batch = Batch(stream)
-            skipped: list[EventT] = []
             generation = app.consumer_generation_id
             active = flow_control.is_active()
             while True:
-                if isinstance(item, event_cls):
-                    if not active or item.message.generation_id != generation:
-                        skipped.append(item)
-                    else:
-                        batch.append(item)
+                # An event of an older generation (or read while flow control is
+                # suspended) is dropped, as Stream.__aiter__ does, but not acked as it does:
+                # an ack marks the offset processed in the new generation's bookkeeping, and
+                # when the copy fetched again is dropped too (the drain loop's read offset
+                # already past it), the commit passes a record nobody processed. Unacked, it
+                # is a hole at the head, which HeartConsumer holds the commit at and re-reads.
+                if (
+                    isinstance(item, event_cls)
+                    and active
+                    and item.message.generation_id == generation
+                ):
+                    batch.append(item)
                 if len(batch) >= limit or empty():
                     break
                 item = get_nowait()
-            for event in skipped:
-                # As Stream.__aiter__ does with what it skips.
-                event.ack()
             if not batch:
                 continue
             try:
