@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,13 @@ def unique() -> str:
 def worker_env(broker: EmbeddedBroker) -> dict[str, str]:
     """Environment for a ``heart worker`` subprocess against the session broker."""
     return {**os.environ, "HEART_KAFKA_BOOTSTRAP": broker.bootstrap}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, to restart empty (the session broker is left alone)."""
+    broker = EmbeddedBroker(port=find_free_port(), log_file=tmp_path / "own-broker.log").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

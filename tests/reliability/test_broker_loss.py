@@ -20,7 +20,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,15 +43,6 @@ CHANGELOG = TRIAGE_CALLS.changelog.name
 STALL_RECORDS = 40_000
 STALL_KEY_PAD = "x" * 1024
 STALL_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(port=find_free_port(), log_file=tmp_path / "own-broker.log").start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 async def _partitions(settings: HeartSettings, topic: str) -> int | None:

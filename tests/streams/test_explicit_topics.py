@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import aiokafka
 import pytest
@@ -23,7 +22,7 @@ from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 from streams.app import create_app
-from streams.broker import EmbeddedBroker, find_free_port
+from streams.broker import EmbeddedBroker
 from streams.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
 from streams.settings import HeartSettings
 from streams.transport import HeartApp, HeartConsumerThread, HeartProducer, true_end_offsets
@@ -145,16 +144,6 @@ async def test_the_worker_consumer_and_the_end_offset_probe_do_not_create_a_miss
     tp = TP(topic, 0)
     assert await true_end_offsets(settings, [tp], reported={tp: 0}, timeout_s=0.5) == {tp: 0}
     assert await partitions_of(settings, topic) is None
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of the test's own, to restart empty (the session broker is left alone)."""
-    broker = EmbeddedBroker(port=find_free_port(), log_file=tmp_path / "own-broker.log").start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.mark.parametrize("producer_of", ["plain", "worker"])
