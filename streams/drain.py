@@ -19,6 +19,10 @@ It keeps what Faust's iteration guarantees:
 * events already of an older generation (or read while flow control is suspended) are
   dropped without being handed on, as Faust does, but not acked, unlike Faust: the
   consumer re-reads what its stream never processed (``docs/reliability.md``, bug 20);
+* an event of a catalog partition that comes ahead of one its stream has not taken (a
+  record dropped between the fetch and the stream) is dropped unacked too, and the
+  consumer re-reads the partition from the missing one (``HeartConsumer.stream_gap``), so
+  a stage gets each partition's records in offset order;
 * the task's current event is set for each event taken, so a table written while
   handling it sends its changelog record to that event's partition.
 """
@@ -31,7 +35,7 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from faust.streams import _current_event
-from faust.types import ChannelT, EventT, StreamT
+from faust.types import TP, ChannelT, EventT, StreamT
 
 from streams.outbox import Outbox
 
@@ -49,7 +53,15 @@ class Batch(list[EventT]):
     acked when the batch is done; the rest go back to the channel.
     """
 
-    __slots__ = ("_acking_topics", "_add_unacked", "_app", "_on_in", "stream", "taken")
+    __slots__ = (
+        "_acking_topics",
+        "_add_unacked",
+        "_app",
+        "_on_in",
+        "_positions",
+        "stream",
+        "taken",
+    )
 
     def __init__(self, stream: StreamT) -> None:
         super().__init__()
@@ -61,6 +73,7 @@ class Batch(list[EventT]):
         self._acking_topics = stream.app.topics.acking_topics
         self._add_unacked = stream.app.consumer.unacked.add
         self._on_in = s._on_message_in
+        self._positions = stream_positions(stream)
 
     def take(self, event: EventT) -> bool:
         """Hand ``event`` (the next one) to the stage, or refuse it: False while flow
@@ -79,10 +92,22 @@ class Batch(list[EventT]):
             message.tracked = True
             self._add_unacked(message)
             self._on_in(message.tp, message.offset, message)
+        positions = self._positions
+        if positions:
+            tp = message.tp
+            position = positions.get(tp)
+            if position is not None and message.offset >= position:
+                positions[tp] = message.offset + 1
         _current_event.set(weakref.ref(event))
         self.stream.current_event = event
         self.taken += 1
         return True
+
+
+def stream_positions(stream: StreamT) -> dict[TP, int] | None:
+    """The consumer's map of the offset each catalog partition's stream must take next
+    (``HeartConsumer.stream_next``), or None under a consumer that keeps none."""
+    return getattr(stream.app.consumer, "stream_next", None)
 
 
 async def event_batches(
@@ -107,6 +132,8 @@ async def event_batches(
     unacked = app.consumer.unacked
     on_message_out = s._on_message_out
     event_cls = EventT
+    consumer: Any = app.consumer
+    positions = stream_positions(stream)
     if outbox is not None:
         outbox.activate()
     try:
@@ -124,6 +151,8 @@ async def event_batches(
             batch = Batch(stream)
             generation = app.consumer_generation_id
             active = flow_control.is_active()
+            # tp -> the offset the next event of tp in this batch must have.
+            ahead: dict[TP, int] = {}
             while True:
                 # An event of an older generation (or read while flow control is
                 # suspended) is dropped, as Stream.__aiter__ does, but not acked as it does:
@@ -136,7 +165,22 @@ async def event_batches(
                     and active
                     and item.message.generation_id == generation
                 ):
-                    batch.append(item)
+                    if not positions:
+                        batch.append(item)
+                    else:
+                        message = item.message
+                        tp = message.tp
+                        offset = message.offset
+                        want = ahead.get(tp)
+                        if want is None:
+                            want = positions.get(tp)
+                        if want is None:
+                            batch.append(item)
+                        elif offset <= want or await consumer.stream_gap(tp, want, offset):
+                            # At or before the position: in order, or read again after
+                            # a seek back (the stages recognise repeats).
+                            ahead[tp] = max(want, offset + 1)
+                            batch.append(item)
                 if len(batch) >= limit or empty():
                     break
                 item = get_nowait()

@@ -217,6 +217,12 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 HOLE_REWIND_AFTER_S = 3.0
 #: Re-reads of the same missing offset before a partition is let go on without it.
 ORDER_REWINDS_MAX = 5
+#: How long after a stream asked to re-read a missing record it waits before asking again:
+#: records fetched before the seek are still on their way through Faust's queues, and each
+#: of them would otherwise rewind the partition once more.
+STREAM_REWIND_SPACING_S = 1.0
+#: A stream's re-reads of the same offset further apart than this count as a new hole.
+STREAM_REWIND_FORGET_S = 10 * STREAM_REWIND_SPACING_S
 
 
 class HeartConsumer(faust_aiokafka.Consumer):
@@ -240,6 +246,10 @@ class HeartConsumer(faust_aiokafka.Consumer):
     * records no gaps, and logs the jump instead;
     * starts a partition that has no committed offset at its first offset, so the
       committed position is always known;
+    * keeps, per partition, the offset its stream must take next (:attr:`stream_next`),
+      for :func:`streams.drain.event_batches` to hold back a record that reaches the
+      stream ahead of one dropped between the fetch and the stream, and to have the
+      missing one re-read at once (:meth:`stream_gap`);
     * rewinds a partition stuck on such a hole to its committed offset, so the skipped
       record is read again without waiting for the next rebalance (the stages
       de-duplicate on ``event_id``, so what is read twice is applied once).
@@ -258,6 +268,12 @@ class HeartConsumer(faust_aiokafka.Consumer):
         # _read_offset cannot say: it holds the next offset after a seek but the last one
         # read after a record, so a record one past a missing one looks in order.
         self._expected: dict[TP, int] = {}
+        #: tp -> the offset a catalog partition's stream must take next: the committed one
+        #: after a rebalance, lowered by a seek, advanced by each record the stream takes
+        #: (streams.drain). Updated in place: the batch reader keeps a reference.
+        self.stream_next: dict[TP, int] = {}
+        # tp -> (offset a stream asked to re-read, how many times in a row, when last).
+        self._stream_rewinds: dict[TP, tuple[int, int, float]] = {}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's batches, never handing a stream a catalog record out of order.
@@ -292,6 +308,59 @@ class HeartConsumer(faust_aiokafka.Consumer):
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         self._expected[partition] = offset
+        if self._is_catalog_tp(partition):
+            # Lowered only: a seek for the fetch's order (getmany) goes to where the fetch
+            # is, which can be ahead of the records still queued for the stream.
+            taken = self.stream_next.get(partition)
+            self.stream_next[partition] = offset if taken is None else min(taken, offset)
+
+    async def stream_gap(self, tp: TP, missing: int, got: int) -> bool:
+        """The stream of ``tp`` got ``got`` where it must take ``missing`` next: the records
+        in between were fetched and dropped on the way (around a rebalance, or Faust's
+        fetcher cancelling a hand-over when flow control is suspended). Handed on, ``got``
+        would reach the stage ahead of them, and a dispatch area would refuse a team's
+        report that comes before its assignment.
+
+        Rewinds the partition to ``missing`` (not again for the records already queued
+        behind the hole, which arrive within :data:`STREAM_REWIND_SPACING_S`) and returns
+        False: the stream drops ``got`` unacked and gets it again after the missing ones.
+        True, to go on without them, only after :data:`ORDER_REWINDS_MAX` re-reads never
+        brought them back (gone from the broker: retention).
+        """
+        now = monotonic()
+        last = self._stream_rewinds.get(tp)
+        if last is not None and last[0] == missing:
+            _, times, when = last
+            if now - when < STREAM_REWIND_SPACING_S:
+                return False
+            times = 1 if now - when > STREAM_REWIND_FORGET_S else times + 1
+        else:
+            times = 1
+        if times > ORDER_REWINDS_MAX:
+            log.error(
+                "%s[%d]: offsets %d-%d never reached the stream after %d re-reads; "
+                "going on from %d",
+                tp.topic,
+                tp.partition,
+                missing,
+                got - 1,
+                ORDER_REWINDS_MAX,
+                got,
+            )
+            del self._stream_rewinds[tp]
+            return True
+        self._stream_rewinds[tp] = (missing, times, now)
+        log.warning(
+            "%s[%d]: the stream got offset %d before %d-%d; re-reading from %d",
+            tp.topic,
+            tp.partition,
+            got,
+            missing,
+            got - 1,
+            missing,
+        )
+        await self.seek(tp, missing)
+        return False
 
     def _expect_committed(self) -> None:
         """After a rebalance, each catalog partition's stream resumes at its committed
@@ -302,6 +371,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
             for tp in assigned
             if self._is_catalog_tp(tp) and (offset := self._committed_offset.get(tp))
         }
+        self.stream_next.clear()
+        self.stream_next.update(self._expected)
+        self._stream_rewinds.clear()
 
     def _rewind_for_order(self, tp: TP, missing: int, got: int) -> bool:
         """Whether to rewind ``tp`` to ``missing``; not again and again for the same

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from faust.streams import current_event
-from faust.types import ChannelT, StreamT
+from faust.types import TP, ChannelT, StreamT
 
 from streams.app import create_app
 from streams.drain import Batch, event_batches
@@ -180,4 +180,116 @@ async def test_once_flow_control_is_suspended_the_rest_of_a_batch_goes_back(
     following = await _taken(batches)
     assert batch[0].message.acked and not any(e.message.acked for e in batch[1:])
     assert [e.value for e in following] == [1, 2, 3, 4], "not taken: read again, in order"
+    await batches.aclose()
+
+
+class GapRecorder:
+    """Stands in for ``HeartConsumer.stream_gap``: notes each gap, answers ``go_on``."""
+
+    def __init__(self, go_on: bool = False) -> None:
+        self.go_on = go_on
+        self.gaps: list[tuple[Any, int, int]] = []
+
+    async def __call__(self, tp: Any, missing: int, got: int) -> bool:
+        self.gaps.append((tp, missing, got))
+        return self.go_on
+
+
+async def _fill_at(channel: ChannelT, stream: StreamT, placed: list[tuple[TP, int]]) -> None:
+    """Queue one event per ``(partition, offset)``, as the conductor does for records."""
+    queue = stream.channel.queue._queue  # type: ignore[attr-defined]
+    before = len(queue)
+    await _fill(channel, range(len(placed)))
+    for event, (tp, offset) in zip(list(queue)[before:], placed, strict=True):
+        event.message.tp = tp
+        event.message.offset = offset
+
+
+def _placed(batch: Batch) -> list[tuple[TP, int]]:
+    return [(e.message.tp, e.message.offset) for e in batch]
+
+
+A, B = TP("cad.calls", 0), TP("cad.calls", 1)
+
+
+async def test_an_event_ahead_of_one_never_taken_is_held_back_unacked(
+    channel: ChannelT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bug 20: A's offset 11 was dropped between the fetch and the stream. Handed on, 12
+    # and 13 would reach the stage before it, and dispatch refuses a team's report that
+    # comes before its assignment.
+    stream = channel.stream()
+    consumer: Any = stream.app.consumer
+    consumer.stream_next.update({A: 10, B: 5})
+    gap = GapRecorder()
+    monkeypatch.setattr(consumer, "stream_gap", gap)
+    await _fill_at(channel, stream, [(A, 10), (A, 12), (B, 5), (A, 13), (B, 6)])
+    held = [e for e in stream.channel.queue._queue if e.message.offset in (12, 13)]  # type: ignore[attr-defined]
+    batches = event_batches(stream, limit=10)
+    batch = await _taken(batches)
+    assert _placed(batch) == [(A, 10), (B, 5), (B, 6)], "the other partition goes on"
+    assert gap.gaps == [(A, 11, 12), (A, 11, 13)]
+    assert consumer.stream_next == {A: 11, B: 7}
+    # The re-read brings 11 first, then 12 and 13 again: taken in order.
+    await _fill_at(channel, stream, [(A, 11), (A, 12), (A, 13)])
+    again = await _taken(batches)
+    assert _placed(again) == [(A, 11), (A, 12), (A, 13)]
+    assert consumer.stream_next == {A: 14, B: 7}
+    assert all(e.message.acked for e in batch)
+    assert not any(e.message.acked for e in held)
+    await batches.aclose()
+
+
+async def test_an_event_read_again_after_a_seek_back_is_handed_on(
+    channel: ChannelT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = channel.stream()
+    consumer: Any = stream.app.consumer
+    consumer.stream_next[A] = 10
+    gap = GapRecorder()
+    monkeypatch.setattr(consumer, "stream_gap", gap)
+    await _fill_at(channel, stream, [(A, 8), (A, 9), (A, 10)])
+    batches = event_batches(stream, limit=10)
+    assert _placed(await _taken(batches)) == [(A, 8), (A, 9), (A, 10)]
+    assert gap.gaps == []
+    assert consumer.stream_next[A] == 11
+    await batches.aclose()
+
+
+async def test_a_gap_the_consumer_gives_up_on_is_handed_on_and_passed(
+    channel: ChannelT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Records gone from the broker (retention) never come back; the consumer says go on.
+    stream = channel.stream()
+    consumer: Any = stream.app.consumer
+    consumer.stream_next[A] = 10
+    gap = GapRecorder(go_on=True)
+    monkeypatch.setattr(consumer, "stream_gap", gap)
+    await _fill_at(channel, stream, [(A, 20), (A, 21)])
+    batches = event_batches(stream, limit=10)
+    assert _placed(await _taken(batches)) == [(A, 20), (A, 21)]
+    assert gap.gaps == [(A, 10, 20)]
+    assert consumer.stream_next[A] == 22
+    await batches.aclose()
+
+
+async def test_events_not_taken_leave_the_position_where_the_stage_stopped(
+    channel: ChannelT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = channel.stream()
+    consumer: Any = stream.app.consumer
+    consumer.stream_next[A] = 0
+    gap = GapRecorder()
+    monkeypatch.setattr(consumer, "stream_gap", gap)
+    await _fill_at(channel, stream, [(A, 0), (A, 1), (A, 2)])
+    batches = event_batches(stream, limit=10)
+    batch = await _first(batches)
+    assert batch.take(batch[0])
+    stream.app.flow_control.suspend()
+    assert not batch.take(batch[1])
+    stream.app.flow_control.resume()
+    assert consumer.stream_next[A] == 1
+    await _fill_at(channel, stream, [(A, 3)])
+    assert _placed(await _taken(batches)) == [(A, 1), (A, 2), (A, 3)]
+    assert gap.gaps == []
     await batches.aclose()

@@ -417,3 +417,87 @@ async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
         rounds.append(await _drain(consumer, [(tp, 120)], monkeypatch))
     assert rounds[:-1] == [[-100]] * ORDER_REWINDS_MAX
     assert rounds[-1] == [120]
+
+
+def _seeking_consumer(monkeypatch: Any, topic: str = "hole.cad.calls") -> tuple[Any, Any, list]:
+    """A consumer whose seeks are recorded instead of sent to a fetcher, on a clock the
+    test moves (``clock[0]``, seconds)."""
+    import streams.transport as transport
+
+    consumer, tp = _consumer_with(0, [], topic)
+    seeks: list[tuple[Any, int]] = []
+
+    async def _seek(partition: Any, offset: int) -> None:
+        seeks.append((partition, offset))
+
+    clock = [1000.0]
+    monkeypatch.setattr(consumer, "_seek", _seek)
+    monkeypatch.setattr(transport, "monotonic", lambda: clock[0])
+    consumer.clock = clock
+    return consumer, tp, seeks
+
+
+async def test_a_seek_lowers_a_streams_position_and_never_raises_it(monkeypatch: Any) -> None:
+    consumer, tp, seeks = _seeking_consumer(monkeypatch)
+    await consumer.seek(tp, 40)  # a partition without a commit, started at its beginning
+    assert consumer.stream_next[tp] == 40
+    consumer.stream_next[tp] = 50  # the stream took up to 49
+    await consumer.seek(tp, 60)  # the fetch's own order rewind, ahead of the queue
+    assert consumer.stream_next[tp] == 50
+    await consumer.seek(tp, 45)  # back to a hole at the committed offset
+    assert consumer.stream_next[tp] == 45
+    # A changelog's stream is none of this bookkeeping's business.
+    changelog = type(tp)("hole.heart-triage-calls-changelog", 0)
+    await consumer.seek(changelog, 3)
+    assert changelog not in consumer.stream_next
+    assert seeks == [(tp, 40), (tp, 60), (tp, 45), (changelog, 3)]
+
+
+async def test_after_a_rebalance_each_stream_resumes_at_the_committed_offset(
+    monkeypatch: Any,
+) -> None:
+    consumer, tp, _ = _seeking_consumer(monkeypatch)
+    positions = consumer.stream_next  # the batch reader holds this very dict
+    kept = type(tp)("hole.units.status", 2)
+    gone = type(tp)("hole.units.status", 3)
+    positions.update({tp: 90, kept: 7, gone: 12})
+    consumer._committed_offset[tp] = 80  # another worker's last commit
+    consumer._committed_offset[kept] = 7
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, kept})
+    consumer._expect_committed()
+    assert consumer.stream_next is positions
+    assert positions == {tp: 80, kept: 7}
+
+
+async def test_a_stream_gap_rewinds_once_per_spacing_then_gives_up(monkeypatch: Any) -> None:
+    from streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_SPACING_S
+
+    consumer, tp, seeks = _seeking_consumer(monkeypatch)
+    consumer.stream_next[tp] = 11
+    assert await consumer.stream_gap(tp, 11, 12) is False
+    assert seeks == [(tp, 11)]
+    # The records queued behind the hole arrive next: no rewind for each of them.
+    assert await consumer.stream_gap(tp, 11, 13) is False
+    assert seeks == [(tp, 11)]
+    for _ in range(ORDER_REWINDS_MAX - 1):
+        consumer.clock[0] += STREAM_REWIND_SPACING_S
+        assert await consumer.stream_gap(tp, 11, 12) is False
+    assert seeks == [(tp, 11)] * ORDER_REWINDS_MAX
+    # Still missing after as many re-reads: gone from the broker, so go on without it.
+    consumer.clock[0] += STREAM_REWIND_SPACING_S
+    assert await consumer.stream_gap(tp, 11, 12) is True
+    assert len(seeks) == ORDER_REWINDS_MAX
+
+
+async def test_holes_far_apart_in_time_each_get_their_own_rewinds(monkeypatch: Any) -> None:
+    from streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_FORGET_S
+
+    consumer, tp, seeks = _seeking_consumer(monkeypatch)
+    for _ in range(ORDER_REWINDS_MAX + 2):
+        consumer.clock[0] += STREAM_REWIND_FORGET_S + 1
+        assert await consumer.stream_gap(tp, 11, 12) is False
+    assert len(seeks) == ORDER_REWINDS_MAX + 2
+    # A hole at another offset is a new one too.
+    other = type(tp)("hole.cad.calls", 1)
+    assert await consumer.stream_gap(other, 4, 9) is False
+    assert seeks[-1] == (other, 4)
