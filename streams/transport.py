@@ -202,6 +202,16 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             self._ensure_consumer(), settings.fetch_backlog_wait_ms, settings.fetch_wait_ms
         )
 
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        committed = await super()._commit(offsets)
+        if not committed and offsets:
+            # Faust drops this case silently; a commit that never lands means a
+            # rebalance re-reads everything since the last one that did.
+            log.warning(
+                "commit of %d partition offsets refused: the group rebalanced", len(offsets)
+            )
+        return committed
+
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reported = await super()._highwaters(partitions)
         settings = self.heart_settings
@@ -223,6 +233,13 @@ ORDER_REWINDS_MAX = 5
 STREAM_REWIND_SPACING_S = 1.0
 #: A stream's re-reads of the same offset further apart than this count as a new hole.
 STREAM_REWIND_FORGET_S = 10 * STREAM_REWIND_SPACING_S
+
+
+def _tp_list(items: Iterable[tuple[TP, int | None]]) -> str:
+    return ", ".join(
+        f"{tp.topic}[{tp.partition}]" + ("" if offset is None else f"@{offset}")
+        for tp, offset in sorted(items, key=lambda item: (item[0].topic, item[0].partition))
+    )
 
 
 class HeartConsumer(faust_aiokafka.Consumer):
@@ -431,6 +448,11 @@ class HeartConsumer(faust_aiokafka.Consumer):
             for tp in self.assignment()
             if self._is_catalog_tp(tp) and not self._committed_offset.get(tp)
         ]
+        log.info(
+            "streams resume at committed offsets %s; without a commit: %s",
+            _tp_list(self._expected.items()),
+            _tp_list((tp, None) for tp in unknown) or "none",
+        )
         if not unknown:
             return
         try:

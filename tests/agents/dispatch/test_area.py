@@ -156,6 +156,9 @@ class Desk:
         stored, encoded = self.form.dump(result.state)
         assert stored == result.state.model_dump(mode="json")
         assert orjson.loads(encoded) == stored
+        # A worker that takes the area over (or re-reads its changelog at a rebalance)
+        # must find the state this worker had in memory.
+        assert AreaState.model_validate(orjson.loads(encoded)) == result.state
         # The ledger's values pass through JSON, as they do through the table's changelog.
         for record in result.finished:
             self.ledger.put(area, FinishedCall.model_validate_json(record.model_dump_json()))
