@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from time import monotonic
 from typing import Any, cast
@@ -235,6 +236,29 @@ STREAM_REWIND_SPACING_S = 1.0
 STREAM_REWIND_FORGET_S = 10 * STREAM_REWIND_SPACING_S
 
 
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's per-partition read offsets, which its fetch loop drops every record at or
+    below of (``Consumer._drain_messages``), blind for catalog partitions.
+
+    The loop sets a partition's read offset after each record it hands over. A seek from
+    another task (a stream asking for a missing record, the hole rewind) while the loop
+    waits to hand over a record fetched before it is overwritten when that hand-over ends,
+    and the loop then drops every record re-read below it: the missing record never came
+    back (bug 20). For catalog partitions ``HeartConsumer.getmany`` keeps the order and
+    drops what came before instead, from a position the seek sets after the loop's last
+    update, never before it.
+    """
+
+    def __init__(self, is_catalog: Callable[[TP], bool]) -> None:
+        super().__init__(lambda: None)
+        self._is_catalog = is_catalog
+
+    def __getitem__(self, tp: TP) -> int | None:
+        if self._is_catalog(tp):
+            return None
+        return super().__getitem__(tp)
+
+
 def _tp_list(items: Iterable[tuple[TP, int | None]]) -> str:
     return ", ".join(
         f"{tp.topic}[{tp.partition}]" + ("" if offset is None else f"@{offset}")
@@ -276,6 +300,7 @@ class HeartConsumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._read_offset = _ReadOffsets(self._is_catalog_tp)
         # tp -> (committed offset the hole starts at, when it was first seen or rewound).
         self._holes: dict[TP, tuple[int, float]] = {}
         self._catalog_names: frozenset[str] | None = None
@@ -308,6 +333,10 @@ class HeartConsumer(faust_aiokafka.Consumer):
             if self._is_catalog_tp(tp):
                 expected = self._expected.get(tp)
                 if expected is not None:
+                    if message.offset < expected:
+                        # Handed on already, or from before a seek forward: what Faust's
+                        # fetch loop drops by its read offset, which is blind here.
+                        continue
                     if message.offset > expected and self._rewind_for_order(
                         tp, expected, message.offset
                     ):
@@ -317,9 +346,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
                     if message.offset == expected and tp in self._order_rewinds:
                         # The missing record arrived: a later rewind starts a new count.
                         del self._order_rewinds[tp]
-                    # Never backwards: a record from before a seek forward is dropped by
-                    # Faust's drain loop, and must not make the next one look ahead.
-                    self._expected[tp] = max(expected, message.offset + 1)
+                    # Set before the record is handed over, so that a seek made while the
+                    # hand-over waits (a full stream queue) is not undone after it.
+                    self._expected[tp] = message.offset + 1
             yield tp, message
 
     async def seek(self, partition: TP, offset: int) -> None:
