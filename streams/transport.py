@@ -234,6 +234,10 @@ ORDER_REWINDS_MAX = 5
 STREAM_REWIND_SPACING_S = 1.0
 #: A stream's re-reads of the same offset further apart than this count as a new hole.
 STREAM_REWIND_FORGET_S = 10 * STREAM_REWIND_SPACING_S
+#: How long a catalog partition's stream may take nothing, while the log holds records past
+#: its position and its stream takes records of the topic's other partitions, before the
+#: partition is re-read from that position.
+STALL_REWIND_AFTER_S = 5.0
 
 
 class _ReadOffsets(defaultdict[TP, int | None]):
@@ -316,6 +320,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
         self.stream_next: dict[TP, int] = {}
         # tp -> (offset a stream asked to re-read, how many times in a row, when last).
         self._stream_rewinds: dict[TP, tuple[int, int, float]] = {}
+        # tp -> (its stream's position, since when); topic -> when a stream last moved on.
+        self._positions_seen: dict[TP, tuple[int, float]] = {}
+        self._topic_moved: dict[str, float] = {}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's batches, never handing a stream a catalog record out of order.
@@ -545,7 +552,51 @@ class HeartConsumer(faust_aiokafka.Consumer):
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         did_commit = await super().commit(topics, start_new_transaction=start_new_transaction)
         await self._rewind_holes()
+        await self._rewind_stalled()
         return did_commit
+
+    def stalled(self, now: float) -> list[tuple[TP, int]]:
+        """Catalog partitions whose stream has taken nothing for
+        :data:`STALL_REWIND_AFTER_S` although the log holds records past its position and
+        the stream took records of the same topic's other partitions since: records
+        fetched and lost before the stream (bug 20) with nothing after them to show the
+        hole. Each is listed with the position to re-read from, once per stall period."""
+        seen = self._positions_seen
+        moved = self._topic_moved
+        current = {tp: pos for tp, pos in self.stream_next.items() if tp in self.assignment()}
+        for tp in list(seen):
+            if tp not in current:
+                del seen[tp]
+        for tp, position in current.items():
+            last = seen.get(tp)
+            if last is None or last[0] != position:
+                seen[tp] = (position, now)
+                if last is not None:
+                    moved[tp.topic] = now
+        due: list[tuple[TP, int]] = []
+        for tp, (position, since) in seen.items():
+            if now - since < STALL_REWIND_AFTER_S or moved.get(tp.topic, 0.0) <= since:
+                continue
+            highwater = self.highwater(tp)
+            if highwater is None or highwater <= position:
+                continue
+            due.append((tp, position))
+            seen[tp] = (position, now)
+        return due
+
+    async def _rewind_stalled(self) -> None:
+        if not self.flow_active or self.app.rebalancing:
+            return
+        for tp, position in self.stalled(monotonic()):
+            log.warning(
+                "%s[%d]: no record reached the stream for %.0fs although the log holds "
+                "more; re-reading from offset %d",
+                tp.topic,
+                tp.partition,
+                STALL_REWIND_AFTER_S,
+                position,
+            )
+            await self.seek(tp, position)
 
     async def _rewind_holes(self) -> None:
         if not self._holes or not self.flow_active or self.app.rebalancing:

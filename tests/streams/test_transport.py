@@ -553,3 +553,52 @@ async def test_a_changelog_keeps_fausts_read_offset(monkeypatch: Any) -> None:
     consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.heart-triage-calls-changelog")
     consumer._read_offset[tp] = 14
     assert await _fetch_loop(consumer, [(tp, 12), (tp, 14), (tp, 15)], monkeypatch) == [14, 15]
+
+
+async def test_a_partition_whose_stream_takes_nothing_while_the_rest_move_on_is_re_read(
+    monkeypatch: Any,
+) -> None:
+    # Bug 20, a chaos run: after a rebalance triage.decisions[5] delivered nothing from its
+    # committed offset 24 on, while the topic's other partitions went on, and the calls
+    # behind it were never dispatched. Nothing after the lost records showed the hole.
+    from streams.transport import STALL_REWIND_AFTER_S
+
+    consumer, stuck, seeks = _seeking_consumer(monkeypatch, "hole.triage.decisions")
+    other = type(stuck)("hole.triage.decisions", 1)
+    quiet = type(stuck)("hole.triage.decisions", 2)  # its log holds nothing past 7
+    highwaters = {stuck: 40, other: 90, quiet: 7}
+    monkeypatch.setattr(consumer, "assignment", lambda: {stuck, other, quiet})
+    monkeypatch.setattr(consumer, "highwater", highwaters.get)
+    consumer.stream_next.update({stuck: 24, other: 50, quiet: 7})
+    t0 = consumer.clock[0]
+    assert consumer.stalled(t0) == []
+    consumer.stream_next[other] = 60
+    assert consumer.stalled(t0 + STALL_REWIND_AFTER_S / 2) == []
+    consumer.stream_next[other] = 70
+    assert consumer.stalled(t0 + STALL_REWIND_AFTER_S) == [(stuck, 24)]
+    # Once per stall period, not at every commit.
+    assert consumer.stalled(t0 + STALL_REWIND_AFTER_S + 1) == []
+    # Re-read, it moves on and is no longer stalled.
+    consumer.stream_next[stuck] = 30
+    consumer.stream_next[other] = 90  # caught up with its log
+    assert consumer.stalled(t0 + 3 * STALL_REWIND_AFTER_S) == []
+    consumer.clock[0] = t0 + 3 * STALL_REWIND_AFTER_S
+    monkeypatch.setattr(consumer.app, "rebalancing", False, raising=False)
+    consumer.flow_active = True
+    await consumer._rewind_stalled()
+    assert seeks == []
+
+
+async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
+    # A stage paused (its breaker open, or busy with a long batch) takes nothing from any
+    # partition: no re-read, however long it lasts.
+    from streams.transport import STALL_REWIND_AFTER_S
+
+    consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
+    other = type(tp)("hole.triage.decisions", 1)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, other})
+    monkeypatch.setattr(consumer, "highwater", lambda _tp: 1000)
+    consumer.stream_next.update({tp: 24, other: 50})
+    t0 = consumer.clock[0]
+    assert consumer.stalled(t0) == []
+    assert consumer.stalled(t0 + 10 * STALL_REWIND_AFTER_S) == []
