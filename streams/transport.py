@@ -563,7 +563,8 @@ class HeartConsumer(faust_aiokafka.Consumer):
         hole. Each is listed with the position to re-read from, once per stall period."""
         seen = self._positions_seen
         moved = self._topic_moved
-        current = {tp: pos for tp, pos in self.stream_next.items() if tp in self.assignment()}
+        assigned = self.assignment()
+        current = {tp: pos for tp, pos in self.stream_next.items() if tp in assigned}
         for tp in list(seen):
             if tp not in current:
                 del seen[tp]
@@ -577,7 +578,10 @@ class HeartConsumer(faust_aiokafka.Consumer):
         for tp, (position, since) in seen.items():
             if now - since < STALL_REWIND_AFTER_S or moved.get(tp.topic, 0.0) <= since:
                 continue
-            highwater = self.highwater(tp)
+            try:
+                highwater = self.highwater(tp)
+            except AssertionError:  # aiokafka's answer for a partition no longer assigned
+                continue
             if highwater is None or highwater <= position:
                 continue
             due.append((tp, position))
