@@ -427,6 +427,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
         self.stream_next.clear()
         self.stream_next.update(self._expected)
         self._stream_rewinds.clear()
+        # A rebalance stops every stream for a while: stall periods start again after it.
+        self._positions_seen.clear()
+        self._topic_moved.clear()
 
     def _rewind_for_order(self, tp: TP, missing: int, got: int) -> bool:
         """Whether to rewind ``tp`` to ``missing``; not again and again for the same

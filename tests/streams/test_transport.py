@@ -602,3 +602,26 @@ async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
     t0 = consumer.clock[0]
     assert consumer.stalled(t0) == []
     assert consumer.stalled(t0 + 10 * STALL_REWIND_AFTER_S) == []
+
+
+async def test_a_rebalance_starts_the_stall_periods_again(monkeypatch: Any) -> None:
+    # Every stream stands still while the group rebalances; a partition must not count as
+    # stalled the moment it resumes, before anything could be fetched for it.
+    from streams.transport import STALL_REWIND_AFTER_S
+
+    consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
+    other = type(tp)("hole.triage.decisions", 1)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, other})
+    monkeypatch.setattr(consumer, "highwater", lambda _tp: 1000)
+    consumer.stream_next.update({tp: 13, other: 50})
+    t0 = consumer.clock[0]
+    assert consumer.stalled(t0) == []
+    # The rebalance: each stream resumes at its committed offset.
+    consumer._committed_offset.update({tp: 13, other: 40})
+    consumer._expect_committed()
+    t1 = t0 + 2 * STALL_REWIND_AFTER_S
+    assert consumer.stalled(t1) == []
+    consumer.stream_next[other] = 45
+    assert consumer.stalled(t1 + 1) == []
+    consumer.stream_next[other] = 48
+    assert consumer.stalled(t1 + STALL_REWIND_AFTER_S) == [(tp, 13)]
