@@ -43,6 +43,8 @@ from faust.types import TP, CollectionT, EventT, Message, StreamT
 from faust.types.auth import CredentialsT
 from faust.types.transports import ProducerT, TransportT
 from mode import Service
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
 from streams.fetch_wait import use_backlog_wait
@@ -58,6 +60,7 @@ __all__ = [
     "HeartProducer",
     "HeartTransport",
     "LeanMonitor",
+    "StreamFlowControl",
     "faust_credentials",
     "true_end_offsets",
 ]
@@ -222,6 +225,31 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await true_end_offsets(settings, partitions, reported=reported)
 
 
+class StreamFlowControl(FlowControlEvent):
+    """Faust's flow control of the stream queues, telling listeners when it empties them.
+
+    Faust empties every stream's queue when it resumes flow control at the end of a
+    rebalance's recovery, after the streams' positions were set and while the fetcher is
+    already handing records over (table recovery resumed it to read the changelogs).
+    What it hands over in between is gone without a trace, and when nothing follows it in
+    its partition no stream ever sees the hole (bug 20 in ``docs/reliability.md``).
+    :class:`HeartConsumer` listens, to re-read from each stream's position.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_clear: list[Callable[[], None]] = []
+
+    def on_clear(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the stream queues are emptied."""
+        self._on_clear.append(callback)
+
+    def clear(self) -> None:
+        super().clear()
+        for callback in self._on_clear:
+            callback()
+
+
 #: How long a hole at the head of a partition's acknowledged offsets may last before the
 #: partition is rewound to re-read it. Acks arrive in offset order within a partition, so a
 #: hole is a record the stream never got; the grace only rides out a batch in flight.
@@ -297,7 +325,12 @@ class HeartConsumer(faust_aiokafka.Consumer):
       missing one re-read at once (:meth:`stream_gap`);
     * rewinds a partition stuck on such a hole to its committed offset, so the skipped
       record is read again without waiting for the next rebalance (the stages
-      de-duplicate on ``event_id``, so what is read twice is applied once).
+      de-duplicate on ``event_id``, so what is read twice is applied once);
+    * re-reads from each stream's position what Faust empties from the stream queues
+      when a rebalance ends (:class:`StreamFlowControl`);
+    * re-reads, as a last resort, a partition whose stream takes nothing while the log
+      holds more and the topic's other partitions move on (:meth:`stalled`), with the
+      fetch state in the warning.
 
     Changelog and other internal topics keep Faust's behaviour.
     """
@@ -323,6 +356,11 @@ class HeartConsumer(faust_aiokafka.Consumer):
         # tp -> (its stream's position, since when); topic -> when a stream last moved on.
         self._positions_seen: dict[TP, tuple[int, float]] = {}
         self._topic_moved: dict[str, float] = {}
+        # Set when Faust empties the stream queues; getmany then re-reads what was in them.
+        self._queues_emptied = False
+        flow_control = getattr(self.app, "flow_control", None)
+        if isinstance(flow_control, StreamFlowControl):
+            flow_control.on_clear(self._on_queues_emptied)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Faust's batches, never handing a stream a catalog record out of order.
@@ -333,6 +371,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
         report before its earlier one and refuse it. Instead the partition is rewound to
         the first record not yet read, and the rest of the batch for it is skipped.
         """
+        if self._queues_emptied and self.flow_active and not self.app.rebalancing:
+            self._queues_emptied = False
+            await self._reread_emptied_queues()
         rewound: set[TP] = set()
         async for tp, message in super().getmany(timeout):
             if tp in rewound:
@@ -357,6 +398,8 @@ class HeartConsumer(faust_aiokafka.Consumer):
                     # hand-over waits (a full stream queue) is not undone after it.
                     self._expected[tp] = message.offset + 1
             yield tp, message
+        if self._expected and self.flow_active and not self.app.rebalancing:
+            await self._reread_dropped_in_fetch()
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
@@ -366,6 +409,68 @@ class HeartConsumer(faust_aiokafka.Consumer):
             # is, which can be ahead of the records still queued for the stream.
             taken = self.stream_next.get(partition)
             self.stream_next[partition] = offset if taken is None else min(taken, offset)
+
+    def _aiokafka_assignment(self) -> Any:
+        """aiokafka's partition states (position, pause, high watermark), or None before
+        it has an assignment."""
+        thread = self._thread
+        consumer = thread._consumer if thread is not None else None
+        subscription = None if consumer is None else consumer._subscription.subscription
+        return None if subscription is None else subscription.assignment
+
+    def _consumed_positions(self) -> Mapping[TP, int | None]:
+        """aiokafka's position (the next offset it hands out) of each catalog partition
+        this consumer tracks."""
+        assignment = self._aiokafka_assignment()
+        if assignment is None:
+            return {}
+        return {
+            tp: state._position
+            for tp in self._expected
+            if (state := assignment.state_value(tp)) is not None
+        }
+
+    async def _reread_dropped_in_fetch(self) -> None:
+        """Re-read what Faust's own ``getmany`` took from aiokafka and dropped before it
+        reached this one: the rest of a batch when the generation changes or flow stops
+        mid-batch, or the records of a partition paused since the fetch. aiokafka has
+        moved past them and nothing after them may come to show the hole (bug 20)."""
+        for tp, consumed in self._consumed_positions().items():
+            handed = self._expected.get(tp)
+            if consumed is None or handed is None or consumed <= handed:
+                continue
+            log.warning(
+                "%s[%d]: offsets %d-%d were fetched and dropped before reaching the stream; "
+                "re-reading from %d",
+                tp.topic,
+                tp.partition,
+                handed,
+                consumed - 1,
+                handed,
+            )
+            await self.seek(tp, handed)
+
+    def _on_queues_emptied(self) -> None:
+        self._queues_emptied = True
+
+    async def _reread_emptied_queues(self) -> None:
+        """Re-read each catalog partition from its stream's position when records past it
+        were handed over before Faust emptied the stream queues (:class:`StreamFlowControl`)."""
+        assigned = self.assignment()
+        for tp, position in list(self.stream_next.items()):
+            handed = self._expected.get(tp)
+            if tp not in assigned or handed is None or handed <= position:
+                continue
+            log.warning(
+                "%s[%d]: offsets %d-%d were handed to the stream and emptied with its queue "
+                "when the rebalance ended; re-reading from %d",
+                tp.topic,
+                tp.partition,
+                position,
+                handed - 1,
+                position,
+            )
+            await self.seek(tp, position)
 
     async def stream_gap(self, tp: TP, missing: int, got: int) -> bool:
         """The stream of ``tp`` got ``got`` where it must take ``missing`` next: the records
@@ -597,13 +702,48 @@ class HeartConsumer(faust_aiokafka.Consumer):
         for tp, position in self.stalled(monotonic()):
             log.warning(
                 "%s[%d]: no record reached the stream for %.0fs although the log holds "
-                "more; re-reading from offset %d",
+                "more; re-reading from offset %d (fetch state: %s)",
                 tp.topic,
                 tp.partition,
                 STALL_REWIND_AFTER_S,
                 position,
+                self._describe_fetch(tp),
             )
             await self.seek(tp, position)
+
+    def _describe_fetch(self, tp: TP) -> str:
+        try:
+            return self.fetch_state(tp)
+        except Exception as exc:  # a diagnostic must not stop the commit that runs it
+            return f"unknown ({exc!r})"
+
+    def fetch_state(self, tp: TP) -> str:
+        """Where a partition's records stand between the broker and its stream: Faust's
+        fetch sets (active, paused, held back for a full stream buffer) and aiokafka's
+        position, pause flag and buffered fetch, for a stall's warning."""
+        parts = [
+            "active" if tp in (self._active_partitions or ()) else "inactive",
+        ]
+        if tp in self._paused_partitions:
+            parts.append("paused")
+        if tp in self._buffered_partitions:
+            parts.append("buffer-full")
+        assignment = self._aiokafka_assignment()
+        state = None if assignment is None else assignment.state_value(tp)
+        if state is None:
+            parts.append("not in aiokafka's assignment")
+        else:
+            parts.append(f"aiokafka position {state._position} highwater {state.highwater}")
+            if state.paused:
+                parts.append("aiokafka paused")
+            if state.awaiting_reset:
+                parts.append("awaiting reset")
+        thread = self._thread
+        consumer = thread._consumer if thread is not None else None
+        pending = None if consumer is None else consumer._fetcher._records.get(tp)
+        if pending is not None:
+            parts.append(f"fetched and not taken: {type(pending).__name__}")
+        return ", ".join(parts)
 
     async def _rewind_holes(self) -> None:
         if not self._holes or not self.flow_active or self.app.rebalancing:
@@ -742,6 +882,10 @@ class HeartApp(faust.App):
         self.heart_settings = heart_settings
         options.setdefault("Monitor", LeanMonitor)
         super().__init__(id, **options)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return StreamFlowControl(loop=self.loop)
 
     def _new_producer(self) -> ProducerT:
         producer = super()._new_producer()

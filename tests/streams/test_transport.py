@@ -625,3 +625,103 @@ async def test_a_rebalance_starts_the_stall_periods_again(monkeypatch: Any) -> N
     assert consumer.stalled(t1 + 1) == []
     consumer.stream_next[other] = 48
     assert consumer.stalled(t1 + STALL_REWIND_AFTER_S) == [(tp, 13)]
+
+
+async def test_records_emptied_with_the_stream_queues_are_read_again(monkeypatch: Any) -> None:
+    # Bug 20, the chaos runs that found it: after a rebalance the fetcher handed
+    # units.status[0] 69-116 over while the consumer was still looking up where new
+    # partitions start; Faust then resumed its flow control, which empties the stream
+    # queues, and nothing after 116 came to show the hole.
+    consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.units.status")
+    caught_up = type(tp)("hole.units.status", 1)
+    revoked = type(tp)("hole.units.status", 2)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp, caught_up})
+    monkeypatch.setattr(consumer.app, "rebalancing", False, raising=False)
+    consumer.flow_active = True
+    consumer.stream_next.update({tp: 69, caught_up: 40, revoked: 5})
+    consumer._expected.update({tp: 117, caught_up: 40, revoked: 9})
+    # Nothing emptied yet: records on their way to a stream are not read twice.
+    assert await _drain(consumer, [], monkeypatch) == []
+
+    consumer.app.flow_control.resume()  # what Faust calls when recovery ends
+    assert await _drain(consumer, [(tp, o) for o in (69, 70)], monkeypatch) == [-69, 69, 70]
+    # Once per emptying.
+    assert await _drain(consumer, [(tp, 71)], monkeypatch) == [71]
+
+
+async def test_queues_emptied_during_a_rebalance_are_re_read_once_it_is_over(
+    monkeypatch: Any,
+) -> None:
+    consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.units.status")
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer.app, "rebalancing", True, raising=False)
+    consumer.flow_active = True
+    consumer.stream_next[tp] = 10
+    consumer._expected[tp] = 12
+    consumer.app.flow_control.clear()
+    assert await _drain(consumer, [], monkeypatch) == []
+    monkeypatch.setattr(consumer.app, "rebalancing", False, raising=False)
+    assert await _drain(consumer, [], monkeypatch) == [-10]
+
+
+def _aiokafka_positions(consumer: Any, monkeypatch: Any, positions: dict) -> None:
+    """Make aiokafka's consumed position of each partition in ``positions`` what it says."""
+    from types import SimpleNamespace
+
+    states = {tp: SimpleNamespace(_position=offset) for tp, offset in positions.items()}
+    assignment = SimpleNamespace(state_value=states.get)
+    subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+    thread = SimpleNamespace(_consumer=SimpleNamespace(_subscription=subscription))
+    monkeypatch.setattr(consumer, "_thread", thread)
+
+
+async def test_records_faust_fetched_and_dropped_are_read_again(monkeypatch: Any) -> None:
+    # Bug 20, a chaos run: after a rebalance aiokafka had handed out triage.decisions[0]
+    # up to 33 while the stream stayed at the committed 17 for 80 s; Faust's getmany drops
+    # the rest of a batch when the generation changes or flow stops, before this consumer
+    # sees it, and no later record came to show the hole.
+    consumer, tp = _consumer_with(0, [], "hole.triage.decisions")
+    other = type(tp)("hole.triage.decisions", 1)
+    monkeypatch.setattr(consumer.app, "rebalancing", False, raising=False)
+    consumer.flow_active = True
+    consumer._expected.update({tp: 17, other: 40})
+    _aiokafka_positions(consumer, monkeypatch, {tp: 34, other: 42})
+    # other's 40 and 41 pass through; tp's 17-33 never reach this consumer.
+    assert await _drain(consumer, [(other, 40), (other, 41)], monkeypatch) == [40, 41, -17]
+    # All handed over: nothing to re-read.
+    _aiokafka_positions(consumer, monkeypatch, {tp: 17, other: 42})
+    assert await _drain(consumer, [], monkeypatch) == []
+
+
+async def test_no_fetch_re_read_while_the_group_rebalances(monkeypatch: Any) -> None:
+    # The rebalance's own seek to the committed offsets takes care of those records.
+    consumer, tp = _consumer_with(0, [], "hole.triage.decisions")
+    monkeypatch.setattr(consumer.app, "rebalancing", True, raising=False)
+    consumer.flow_active = True
+    consumer._expected[tp] = 17
+    _aiokafka_positions(consumer, monkeypatch, {tp: 34})
+    assert await _drain(consumer, [], monkeypatch) == []
+
+
+def test_a_stall_warning_says_where_the_records_stand(monkeypatch: Any) -> None:
+    from types import SimpleNamespace
+
+    consumer, tp = _consumer_with(0, [], "hole.triage.decisions")
+    consumer._active_partitions = {tp}
+    state = SimpleNamespace(_position=35, highwater=35, paused=False, awaiting_reset=False)
+    assignment = SimpleNamespace(state_value={tp: state}.get)
+    client = SimpleNamespace(
+        _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment)),
+        _fetcher=SimpleNamespace(_records={}),
+    )
+    monkeypatch.setattr(consumer, "_thread", SimpleNamespace(_consumer=client))
+    assert consumer.fetch_state(tp) == "active, aiokafka position 35 highwater 35"
+    consumer._active_partitions = set()
+    consumer._buffered_partitions = {tp}
+    state.paused = True
+    assert consumer.fetch_state(tp) == (
+        "inactive, buffer-full, aiokafka position 35 highwater 35, aiokafka paused"
+    )
+    assert consumer.fetch_state(type(tp)("hole.triage.decisions", 9)).endswith(
+        "not in aiokafka's assignment"
+    )
