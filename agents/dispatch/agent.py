@@ -73,7 +73,10 @@ def register(stage: Stage) -> None:
     roster = load_roster(stage.settings.roster)
     log.info("dispatch roster %s, policy %s", roster.version_id, policy.version_id)
     areas = stage.table(DISPATCH_AREAS)
-    ledger = FinishedLedger(TableWriter(stage, stage.table(DISPATCH_FINISHED_CALLS)))
+    # Written before the area values: a value that no longer holds a finished call must
+    # never land without the ledger entry that still recognises the call's decision when
+    # it is replayed after a crash (bug 20: a replayed decision re-opened a cleared call).
+    ledger = FinishedLedger(TableWriter(stage, stage.table(DISPATCH_FINISHED_CALLS), first=True))
     # The validated state last written per area: revalidating the stored JSON on every
     # command costs more than the command. Identity with the table's value proves it is
     # still current (a recovery or another writer replaces the value object).

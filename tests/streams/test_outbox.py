@@ -225,3 +225,54 @@ async def test_outputs_alone_do_not_wait_for_their_delivery() -> None:
     outbox.add("commands", b"area-1", b"{}")
     await asyncio.wait_for(outbox.flush(), 1)
     never.cancel()
+
+
+async def test_state_written_first_is_delivered_before_the_rest_of_the_state() -> None:
+    # Bug 20, a dispatch chaos run: the area's value (the call gone from its open calls)
+    # landed and the finished-calls ledger entry of the same batch did not, so the call's
+    # decision, replayed after the crash, re-opened it and sent a second team.
+    outbox = Outbox(create_app("test-outbox-first", HeartSettings()))
+    loop = asyncio.get_running_loop()
+    deliveries = [loop.create_future(), loop.create_future()]
+    handed: list[list[str]] = []
+
+    async def hand(records: list[Any]) -> list[asyncio.Future[Any]]:
+        handed.append([topic for topic, *_ in records])
+        return [deliveries[len(handed) - 1]] if len(handed) <= len(deliveries) else []
+
+    outbox._hand = hand  # type: ignore[method-assign]
+    outbox.add("dispatch.events", b"D-1", b"{}")
+    outbox.add("areas-changelog", b'"durham"', b"{}", 5, state=True)
+    outbox.add("finished-changelog", b'"durham|call|D-1"', b"{}", 5, state=True, first=True)
+    assert len(outbox) == 3
+    flushing = asyncio.ensure_future(outbox.flush())
+    await asyncio.sleep(0.05)
+    assert handed == [["dispatch.events"]]
+    deliveries[0].set_result(None)
+    await asyncio.sleep(0.05)
+    assert handed == [["dispatch.events"], ["finished-changelog"]], "the value waits"
+    deliveries[1].set_result(None)
+    await asyncio.wait_for(flushing, 5)
+    assert handed == [["dispatch.events"], ["finished-changelog"], ["areas-changelog"]]
+    assert len(outbox) == 0
+
+
+async def test_a_table_writer_can_write_first() -> None:
+    stage = create_stage("triage", HeartSettings())
+    table = stage.table(TRIAGE_CALLS)
+    outbox = Outbox(stage.app)
+    outbox.activate()
+    token, _event = _handling(3)
+    try:
+        writer = TableWriter(stage, table, first=True)
+        writer["D-1"] = {"route": "crt"}
+        del writer["D-1"]
+        stage.put(table, "D-2", {"route": "ccd"})
+    finally:
+        _current_event.reset(token)
+    changelog = table.changelog_topic.get_topic_name()
+    assert [(topic, value is None) for topic, _, value, _ in outbox._first] == [
+        (changelog, False),
+        (changelog, True),
+    ]
+    assert [topic for topic, *_ in outbox._state] == [changelog]
