@@ -410,34 +410,31 @@ class HeartConsumer(faust_aiokafka.Consumer):
             taken = self.stream_next.get(partition)
             self.stream_next[partition] = offset if taken is None else min(taken, offset)
 
+    def _aiokafka_consumer(self) -> Any:
+        """The thread's aiokafka consumer, or None before it starts."""
+        thread = self._thread
+        return thread._consumer if thread is not None else None
+
     def _aiokafka_assignment(self) -> Any:
         """aiokafka's partition states (position, pause, high watermark), or None before
         it has an assignment."""
-        thread = self._thread
-        consumer = thread._consumer if thread is not None else None
+        consumer = self._aiokafka_consumer()
         subscription = None if consumer is None else consumer._subscription.subscription
         return None if subscription is None else subscription.assignment
-
-    def _consumed_positions(self) -> Mapping[TP, int | None]:
-        """aiokafka's position (the next offset it hands out) of each catalog partition
-        this consumer tracks."""
-        assignment = self._aiokafka_assignment()
-        if assignment is None:
-            return {}
-        return {
-            tp: state._position
-            for tp in self._expected
-            if (state := assignment.state_value(tp)) is not None
-        }
 
     async def _reread_dropped_in_fetch(self) -> None:
         """Re-read what Faust's own ``getmany`` took from aiokafka and dropped before it
         reached this one: the rest of a batch when the generation changes or flow stops
         mid-batch, or the records of a partition paused since the fetch. aiokafka has
         moved past them and nothing after them may come to show the hole (bug 20)."""
-        for tp, consumed in self._consumed_positions().items():
-            handed = self._expected.get(tp)
-            if consumed is None or handed is None or consumed <= handed:
+        assignment = self._aiokafka_assignment()
+        if assignment is None:
+            return
+        # A copy: the seek below updates the map.
+        for tp, handed in list(self._expected.items()):
+            state = assignment.state_value(tp)
+            consumed = None if state is None else state._position
+            if consumed is None or consumed <= handed:
                 continue
             log.warning(
                 "%s[%d]: offsets %d-%d were fetched and dropped before reaching the stream; "
@@ -738,8 +735,7 @@ class HeartConsumer(faust_aiokafka.Consumer):
                 parts.append("aiokafka paused")
             if state.awaiting_reset:
                 parts.append("awaiting reset")
-        thread = self._thread
-        consumer = thread._consumer if thread is not None else None
+        consumer = self._aiokafka_consumer()
         pending = None if consumer is None else consumer._fetcher._records.get(tp)
         if pending is not None:
             parts.append(f"fetched and not taken: {type(pending).__name__}")
