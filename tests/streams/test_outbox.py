@@ -107,11 +107,17 @@ def _handling(partition: int) -> Any:
     return _current_event.set(weakref.ref(event)), event  # type: ignore[arg-type]
 
 
-async def test_table_writes_queue_the_changelog_record_faust_would_send() -> None:
+def _triage_table_in_batch() -> tuple[Any, Any, Outbox]:
+    """The triage stage, its calls table and an outbox made the running task's, as the
+    batch reader makes it."""
     stage = create_stage("triage", HeartSettings())
-    table = stage.table(TRIAGE_CALLS)
     outbox = Outbox(stage.app)
     outbox.activate()
+    return stage, stage.table(TRIAGE_CALLS), outbox
+
+
+async def test_table_writes_queue_the_changelog_record_faust_would_send() -> None:
+    stage, table, outbox = _triage_table_in_batch()
     assert current_outbox() is outbox
     token, _event = _handling(3)
     try:
@@ -136,10 +142,7 @@ async def test_table_writes_queue_the_changelog_record_faust_would_send() -> Non
 
 
 async def test_a_table_write_can_bring_its_value_encoded() -> None:
-    stage = create_stage("triage", HeartSettings())
-    table = stage.table(TRIAGE_CALLS)
-    outbox = Outbox(stage.app)
-    outbox.activate()
+    stage, table, outbox = _triage_table_in_batch()
     token, _event = _handling(4)
     try:
         stage.put(table, "D-5", {"route": "crt"}, encoded=b'{"route":"crt"}')
@@ -258,10 +261,7 @@ async def test_state_written_first_is_delivered_before_the_rest_of_the_state() -
 
 
 async def test_a_table_writer_can_write_first() -> None:
-    stage = create_stage("triage", HeartSettings())
-    table = stage.table(TRIAGE_CALLS)
-    outbox = Outbox(stage.app)
-    outbox.activate()
+    stage, table, outbox = _triage_table_in_batch()
     token, _event = _handling(3)
     try:
         writer = TableWriter(stage, table, first=True)
