@@ -8,9 +8,7 @@ batch's records and hands them to the producer per topic partition, into the par
 open record batch while it has room and the rest as new ones
 (``AIOKafkaProducer.send_batch``), before the input batch is acked. The batch's outputs go
 first; its tables' changelog records (state) follow once the outputs are written, so a
-crash can repeat an output but not lose one behind a state that says it was sent. State
-added as ``first`` (an index the rest of the state refers to) is written before the rest,
-so a crash can never leave a table's value ahead of the index it relies on.
+crash can repeat an output but not lose one behind a state that says it was sent.
 
 Same records, keys, partitions and order per partition as sending one by one: a record
 without a partition goes where the producer's partitioner puts its key. Same delivery
@@ -56,13 +54,12 @@ class Outbox:
         self.app = app
         #: (topic, key, value, partition or None), in the order added.
         self._outputs: list[Record] = []
-        self._first: list[Record] = []
         self._state: list[Record] = []
         self._known_topics: set[str] = set()
         self._max_request_size: int = app.conf.producer_max_request_size
 
     def __len__(self) -> int:
-        return len(self._outputs) + len(self._first) + len(self._state)
+        return len(self._outputs) + len(self._state)
 
     def add(
         self,
@@ -72,12 +69,10 @@ class Outbox:
         partition: int | None = None,
         *,
         state: bool = False,
-        first: bool = False,
     ) -> None:
-        """Queue an output record, or with ``state`` a changelog record (with ``first`` as
-        well, one written before the batch's other state); refuse one the producer would
-        refuse, here, where the stage's handler can dead-letter the event behind it, as
-        ``send()`` refuses it."""
+        """Queue an output record, or with ``state`` a changelog record; refuse one the
+        producer would refuse, here, where the stage's handler can dead-letter the event
+        behind it, as ``send()`` refuses it."""
         size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
         if size > self._max_request_size:
             raise MessageSizeTooLargeError(
@@ -85,16 +80,11 @@ class Outbox:
                 "maximum request size you have configured with the max_request_size "
                 "configuration"
             )
-        if not state:
-            self._outputs.append((topic, key, value, partition))
-        elif first:
-            self._first.append((topic, key, value, partition))
-        else:
-            self._state.append((topic, key, value, partition))
+        (self._state if state else self._outputs).append((topic, key, value, partition))
 
     def discard(self) -> None:
         """Drop what was added since the last flush (its batch will be handled again)."""
-        self._outputs, self._first, self._state = [], [], []
+        self._outputs, self._state = [], []
 
     def activate(self) -> None:
         """Make this the running task's outbox (the reader calls it once per task)."""
@@ -102,17 +92,16 @@ class Outbox:
 
     async def flush(self) -> None:
         """Hand the outputs to the producer; once they are written (or failed: a failure
-        is logged, as a lone send's is), hand over the ``first`` state, and once that is
-        written, the rest of the state."""
-        phases = [records for records in (self._outputs, self._first, self._state) if records]
-        self._outputs, self._first, self._state = [], [], []
-        for number, records in enumerate(phases, start=1):
-            deliveries = await self._hand(records)
-            if number < len(phases):
-                # One produce round trip per phase and batch, not per event. Records of
-                # different partitions are not ordered by the producer: a partition with
-                # a request in flight waits while the others go.
+        is logged, as a lone send's is), hand over the state."""
+        outputs, state = self._outputs, self._state
+        self._outputs, self._state = [], []
+        if outputs:
+            deliveries = await self._hand(outputs)
+            if state:
+                # One produce round trip per batch, not per event.
                 await asyncio.gather(*deliveries, return_exceptions=True)
+        if state:
+            await self._hand(state)
 
     async def _hand(self, records: list[Record]) -> list[asyncio.Future[Any]]:
         """Hand ``records`` to the producer, one record batch per topic partition; the

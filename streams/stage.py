@@ -134,19 +134,12 @@ class Stage:
         return table.data.get(key)
 
     def put(
-        self,
-        table: TableT[Any, Any],
-        key: Any,
-        value: Any,
-        *,
-        encoded: bytes | None = None,
-        first: bool = False,
+        self, table: TableT[Any, Any], key: Any, value: Any, *, encoded: bytes | None = None
     ) -> None:
         """``table[key] = value``, its changelog record going out with the batch's outputs.
 
         ``encoded`` is ``value`` already in the table's value codec (JSON), for a caller
-        that can build it more cheaply than encoding the whole value again. ``first``
-        writes it before the batch's other changelog records (:class:`Outbox`).
+        that can build it more cheaply than encoding the whole value again.
         """
         outbox = current_outbox()
         event = current_event()
@@ -161,10 +154,10 @@ class Stage:
         if encoded is not None:
             value_bytes = encoded
         # Queued first: a record the producer would refuse leaves the table as it was.
-        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True, first=first)
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True)
         table.data[key] = value
 
-    def delete(self, table: TableT[Any, Any], key: Any, *, first: bool = False) -> None:
+    def delete(self, table: TableT[Any, Any], key: Any) -> None:
         """``table.pop(key, None)``, its tombstone going out with the batch's outputs."""
         outbox = current_outbox()
         event = current_event()
@@ -175,7 +168,7 @@ class Stage:
         if table.data.pop(key, _MISSING) is _MISSING:
             return
         topic, key_bytes, value_bytes = _changelog(table, key, None, "raw")
-        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True, first=first)
+        outbox.add(topic, key_bytes, value_bytes, event.message.partition, state=True)
 
     def topic_label(self, full_name: str) -> str | None:
         """Catalog name of a subscribed topic, for metric labels; None for internal ones."""
@@ -189,13 +182,11 @@ _MISSING = object()
 
 class TableWriter(MutableMapping[Any, Any]):
     """A table as a mapping whose writes go through :meth:`Stage.put` and
-    :meth:`Stage.delete`, for code written against any mutable mapping; with ``first``,
-    written before the batch's other tables (an index they rely on)."""
+    :meth:`Stage.delete`, for code written against any mutable mapping."""
 
-    def __init__(self, stage: Stage, table: TableT[Any, Any], *, first: bool = False) -> None:
+    def __init__(self, stage: Stage, table: TableT[Any, Any]) -> None:
         self._stage = stage
         self._table = table
-        self._first = first
 
     def __getitem__(self, key: Any) -> Any:
         return self._table[key]
@@ -205,12 +196,12 @@ class TableWriter(MutableMapping[Any, Any]):
         return default if value is None else value
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._stage.put(self._table, key, value, first=self._first)
+        self._stage.put(self._table, key, value)
 
     def __delitem__(self, key: Any) -> None:
         if key not in self._table:
             raise KeyError(key)
-        self._stage.delete(self._table, key, first=self._first)
+        self._stage.delete(self._table, key)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._table)

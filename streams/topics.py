@@ -234,13 +234,10 @@ DISPATCH_AREAS = TableSpec(
     "dispatch",
     "areas",
     partitions=DISPATCH_COMMANDS.partitions,
-    help="Each service area's teams, open calls and queue.",
-)
-DISPATCH_FINISHED_CALLS = TableSpec(
-    "dispatch",
-    "finished-calls",
-    partitions=DISPATCH_COMMANDS.partitions,
-    help="Released and cleared calls, kept to recognise repeats; keyed by area.",
+    help=(
+        "Each service area's teams, open calls and queue; beside them, keyed by area, the "
+        "released and cleared calls, kept to recognise repeats."
+    ),
 )
 NAVIGATION_CASES = TableSpec(
     "navigation",
@@ -271,7 +268,6 @@ REPORT_PARTS = TableSpec(
 TABLES: tuple[TableSpec, ...] = (
     TRIAGE_CALLS,
     DISPATCH_AREAS,
-    DISPATCH_FINISHED_CALLS,
     NAVIGATION_CASES,
     EIDO_INCIDENTS,
     REPORT_RECORDS,

@@ -40,7 +40,6 @@ from streams.topics import (
     DISPATCH_AREAS,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
-    DISPATCH_FINISHED_CALLS,
     TRIAGE_DECISIONS,
     UNITS_AUDIT,
     UNITS_STATUS,
@@ -73,10 +72,12 @@ def register(stage: Stage) -> None:
     roster = load_roster(stage.settings.roster)
     log.info("dispatch roster %s, policy %s", roster.version_id, policy.version_id)
     areas = stage.table(DISPATCH_AREAS)
-    # Written before the area values: a value that no longer holds a finished call must
-    # never land without the ledger entry that still recognises the call's decision when
-    # it is replayed after a crash (bug 20: a replayed decision re-opened a cleared call).
-    ledger = FinishedLedger(TableWriter(stage, stage.table(DISPATCH_FINISHED_CALLS), first=True))
+    # The ledger shares the areas' table, so its entries and the area's value go to one
+    # changelog partition, where the producer keeps their order: a value that no longer
+    # holds a finished call can never be recovered without the ledger entry that still
+    # recognises the call's decision when it is replayed after a crash (bug 20: a
+    # replayed decision re-opened a cleared call). Area names hold no '|'; ledger keys do.
+    ledger = FinishedLedger(TableWriter(stage, areas))
     # The validated state last written per area: revalidating the stored JSON on every
     # command costs more than the command. Identity with the table's value proves it is
     # still current (a recovery or another writer replaces the value object).

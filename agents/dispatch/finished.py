@@ -11,8 +11,9 @@ its non-empty buckets (``<area>|finished-buckets``). :meth:`FinishedLedger.prune
 whole buckets older than the memory, oldest first. Every key starts with the area, so all
 of an area's entries are written from the area's partition and recovered with it.
 
-Works over any mutable mapping of JSON values: the Faust table in the agent, a dict in
-tests.
+Works over any mutable mapping of JSON values: in the agent, the areas' own Faust table,
+whose bare area names (no '|') these keys cannot meet, so that an entry and the area value
+written after it share one changelog partition and keep their order; a dict in tests.
 """
 
 from __future__ import annotations

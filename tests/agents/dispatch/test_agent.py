@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agents.triage.decide import decide
@@ -15,7 +16,13 @@ from schemas import DeadLetter, DispatchEvent, TriageDecision, UnitStatusReport
 from streams.admin import create_topics
 from streams.codec import decode
 from streams.settings import HeartSettings
-from streams.topics import DEADLETTER, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
+from streams.topics import (
+    DEADLETTER,
+    DISPATCH_AREAS,
+    DISPATCH_EVENTS,
+    TRIAGE_DECISIONS,
+    UNITS_STATUS,
+)
 from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 
@@ -178,3 +185,60 @@ async def test_team_states_survive_sigkill(scoped: HeartSettings, tmp_path: Path
     [waiting] = [e.call_id for e in kinds(out, "dispatch.queued")]
     [took] = [e.call_id for e in kinds(out, "dispatch.assigned") if e.team_id == "CRT-4"]
     assert {waiting, took} == {"K-n0", "K-n1"}
+
+
+async def test_a_cleared_call_is_recognised_after_a_crash(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    # Bug 20: a value without the cleared call landed and the call's ledger entry did not,
+    # so the decision, replayed after the crash, re-opened the call and sent a second team.
+    worker = Worker("dispatch", scoped, tmp_path, **EVENT_CLOCK).start()
+    await worker.wait_ready()
+    call = decision("L-1", "111")
+    await produce(scoped, TRIAGE_DECISIONS, [(call.call_id, call)])
+    await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.assigned"))
+    t = T0 + timedelta(minutes=2)
+    await produce(
+        scoped,
+        UNITS_STATUS,
+        [
+            ("CRT-1", report("CRT-1", "on_scene", t, "L-1")),
+            ("CRT-1", report("CRT-1", "cleared", t + timedelta(minutes=5), "L-1")),
+        ],
+    )
+    await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.cleared"))
+
+    def left_the_area(records: list) -> list:
+        return [
+            r
+            for r in records
+            if r.key == b'"durham"' and r.value and "L-1" not in orjson.loads(r.value)["calls"]
+        ]
+
+    changelog = await read_topic(
+        scoped, DISPATCH_AREAS.changelog, until=lambda r: left_the_area(r), settle=0.5
+    )
+    worker.kill(signal.SIGKILL)
+    [entry] = [r for r in changelog if r.key == b'"durham|call|L-1"']
+    value = left_the_area(changelog)[0]
+    # One changelog partition, the entry first: no recovery sees the value without it.
+    assert (entry.topic, entry.partition) == (value.topic, value.partition)
+    assert entry.offset < value.offset
+    assert orjson.loads(entry.value)["status"] == "cleared"
+
+    restarted = Worker("dispatch", scoped, tmp_path, **EVENT_CLOCK).start()
+    try:
+        await restarted.wait_ready()
+        # The decision again, as a survivor replaying uncommitted input would read it,
+        # then a new call in the same beat to show when the worker has handled both.
+        later = decision("L-2", "111", at=t + timedelta(minutes=6))
+        await produce(scoped, TRIAGE_DECISIONS, [(call.call_id, call), (later.call_id, later)])
+        out = await read_topic(
+            scoped,
+            DISPATCH_EVENTS,
+            until=lambda r: any(e.call_id == "L-2" for e in kinds(r, "dispatch.assigned")),
+            settle=1.0,
+        )
+    finally:
+        restarted.kill(signal.SIGTERM)
+    assert [e.call_id for e in kinds(out, "dispatch.assigned")] == ["L-1", "L-2"]
