@@ -46,6 +46,7 @@ from mode import Service
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from streams.delivery import FirstInPlace
 from streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
 from streams.fetch_wait import use_backlog_wait
 from streams.memory import malloc_trim, release_free_memory
@@ -298,7 +299,7 @@ def _tp_list(items: Iterable[tuple[TP, int | None]]) -> str:
     )
 
 
-class HeartConsumer(faust_aiokafka.Consumer):
+class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
     """Faust's consumer, never committing past a record its streams did not process.
 
     faust-streaming 0.15.3 can hand a stream the records after a rebalance without the one
@@ -333,6 +334,9 @@ class HeartConsumer(faust_aiokafka.Consumer):
       fetch state in the warning.
 
     Changelog and other internal topics keep Faust's behaviour.
+
+    The fetcher hands a record to the streams without making tasks when the hand-over
+    does not wait (:mod:`streams.delivery`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
