@@ -623,6 +623,11 @@ class Policy(_Strict):
         cn = self.pilots.cn
         return frozenset(cn.follows) if cn.enabled else frozenset()
 
+    @property
+    def category_aliases(self) -> Mapping[str, str]:
+        """Normalized CAD call-type text -> category, read-only (:meth:`category_for`)."""
+        return types.MappingProxyType(self._aliases)
+
     def category_for(self, call_type: str) -> str | None:
         """The category a CAD call-type text belongs to, or None."""
         return self._aliases.get(normalize(call_type))

@@ -38,6 +38,7 @@ Reasons vocabulary (``TriageDecision.reasons``), always in this order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,6 +74,7 @@ class _PolicyView:
     followed_by_cn: frozenset[str]
     cn_follows: frozenset[str]
     version_id: str
+    aliases: Mapping[str, str]
 
 
 _VIEWS: dict[int, tuple[Policy, _PolicyView]] = {}
@@ -90,6 +92,7 @@ def _view(policy: Policy) -> _PolicyView:
         followed_by_cn=policy.followed_by_cn,
         cn_follows=frozenset(policy.pilots.cn.follows),
         version_id=policy.version_id,
+        aliases=policy.category_aliases,
     )
     if len(_VIEWS) >= 64:  # a process holds a handful of policies; never grow unbounded
         _VIEWS.clear()
@@ -148,7 +151,7 @@ def decide(
     event carries. The decision's ``occurred_at`` is ``now`` (aware), else the call's.
     """
     view = _view(policy)
-    category = policy.category_for(call.call_type)
+    category = view.aliases.get(normalize(call.call_type))
     local = call.occurred_at.astimezone(view.zone)
     beat = normalize(call.beat or "") or None
     weapon = call.weapon_involved

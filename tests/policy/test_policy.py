@@ -177,6 +177,16 @@ def test_category_for(durham: Policy, call_type: str, category: str | None) -> N
     assert durham.category_for(call_type) == category
 
 
+def test_category_aliases_agree_with_category_for_and_are_read_only(durham: Policy) -> None:
+    aliases = durham.category_aliases
+    assert aliases
+    for text, category in aliases.items():
+        assert durham.category_for(text) == category
+    with pytest.raises(TypeError):
+        aliases["burglary"] = "Trespass"  # type: ignore[index]
+    assert durham.category_for("burglary") is None
+
+
 def test_window_may_end_at_midnight(write_policy: Callable[[str], Path]) -> None:
     text = edit(
         DEFAULT_TEXT,
