@@ -286,7 +286,7 @@ async def decode_batches(
                     break  # stopping or rebalancing: the rest go back to the channel
                 consumed.inc()
                 message = event.message
-                note_processed(message.tp, message.timestamp)
+                note_processed(message.tp, message.offset, message.timestamp)
                 try:
                     if wanted is not None and not wanted_message(event.value, wanted):
                         continue

@@ -37,7 +37,8 @@ DUPLICATES = Counter(
 )
 CONSUMER_LAG = Gauge(
     "heart_consumergroup_lag",
-    "Messages between a partition's high watermark and the stage's position.",
+    "Messages between a partition's high watermark and the last record the stage "
+    "processed (records waiting in its stream buffers count).",
     ["stage", "topic", "partition"],
 )
 CONSUMER_LAG_SECONDS = Gauge(

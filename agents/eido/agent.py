@@ -91,7 +91,7 @@ def register(stage: Stage) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             consumed.inc()
-            note_processed(event.message.tp, event.message.timestamp)
+            note_processed(event.message.tp, event.message.offset, event.message.timestamp)
             try:
                 await handle(event)
             except EidoError as exc:
