@@ -40,4 +40,5 @@ def create_app(stage: str, settings: HeartSettings) -> HeartApp:
         broker_commit_interval=settings.commit_interval_s,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         broker_max_poll_records=settings.max_poll_records,
+        consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
     )

@@ -54,8 +54,14 @@ class HeartSettings(BaseModel):
     producer_buffer_max: int = Field(100, ge=1)
     commit_every: int = Field(10_000, ge=1)
     commit_interval_s: float = Field(1.0, gt=0)
-    stream_buffer_maxsize: int = Field(16_384, ge=1)
+    # Records fetched ahead and waiting per stream are memory a worker holds while it is
+    # behind: at 16,384 the reporting worker grew with its lag under load, with no gain in
+    # throughput over 2,048 (docs/performance.md). Four batches of the largest size.
+    stream_buffer_maxsize: int = Field(2_048, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
+    # Bytes one fetch may bring per partition (Faust's consumer_max_fetch_size); a record
+    # batch larger than this still comes whole, on Kafka and on the embedded broker.
+    consumer_max_fetch_bytes: int = Field(1_048_576, ge=1_024)
     # Most input events a stage handles per trip through the event loop (streams.drain);
     # their outputs go to the producer together when the batch is done.
     batch_max_events: int = Field(500, ge=1)

@@ -24,10 +24,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.app import create_app
 from streams.broker import EmbeddedBroker
 from streams.settings import HeartSettings
 from streams.transport import HeartApp, HeartConsumerThread, HeartTransport, true_end_offsets
-from tests.streams.table_worker import changelog_topic, make_app
+from tests.streams.table_worker import changelog_topic
 
 pytestmark = pytest.mark.broker
 
@@ -115,8 +116,13 @@ async def test_end_offsets_under_reported_and_corrected(
 async def test_worker_consumer_uses_configured_fetch_wait(
     broker: EmbeddedBroker, unique: str
 ) -> None:
-    settings = HeartSettings(kafka_bootstrap=broker.bootstrap, fetch_wait_ms=37)
-    app = make_app(f"fw-{unique}", settings)
+    settings = HeartSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topic_prefix=f"fw-{unique}.",
+        fetch_wait_ms=37,
+        consumer_max_fetch_bytes=65_536,
+    )
+    app = create_app("triage", settings)
     assert isinstance(app, HeartApp)
     assert isinstance(app.transport, HeartTransport)
     thread = app.consumer._thread
@@ -124,8 +130,9 @@ async def test_worker_consumer_uses_configured_fetch_wait(
     consumer = thread._create_worker_consumer(app.transport)
     try:
         assert consumer._fetch_max_wait_ms == 37
+        assert consumer._max_partition_fetch_bytes == 65_536
         # Everything else stays as Faust configures it.
-        assert consumer._group_id == f"fw-{unique}"
+        assert consumer._group_id == f"fw-{unique}.heart-triage"
         assert consumer._enable_auto_commit is False
     finally:
         await consumer.stop()
