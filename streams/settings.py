@@ -55,8 +55,9 @@ class HeartSettings(BaseModel):
     commit_every: int = Field(10_000, ge=1)
     commit_interval_s: float = Field(1.0, gt=0)
     # Records fetched ahead and waiting per stream are memory a worker holds while it is
-    # behind: at 16,384 the reporting worker grew with its lag under load, with no gain in
-    # throughput over 2,048 (docs/performance.md). Four batches of the largest size.
+    # behind; this bounds it. 2,048 (four batches of the largest size) measured the same
+    # throughput as 16,384; reporting's growth under load was within the run-to-run spread
+    # either way (docs/performance.md).
     stream_buffer_maxsize: int = Field(2_048, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
     # Bytes one fetch may bring per partition (Faust's consumer_max_fetch_size); a record

@@ -71,6 +71,13 @@ def test_sample_sets_messages_and_seconds_from_the_last_processed_record() -> No
     assert 29 <= seconds <= 60
 
 
+def test_a_record_without_a_timestamp_keeps_the_last_known_age() -> None:
+    tp = TP("lagtest.calls", 3)
+    note_processed(tp, 10, 1_000.0)
+    note_processed(tp, 11, None)
+    assert lag._processed[tp] == (11, 1_000.0)
+
+
 def test_a_partition_given_away_forgets_what_was_processed_there() -> None:
     mine, gone = TP("lagtest.calls", 1), TP("lagtest.calls", 2)
     note_processed(mine, 9, None)
