@@ -55,14 +55,18 @@ class HeartSettings(BaseModel):
     commit_every: int = Field(10_000, ge=1)
     commit_interval_s: float = Field(1.0, gt=0)
     # Records fetched ahead and waiting per stream are memory a worker holds while it is
-    # behind; this bounds it. 2,048 (four batches of the largest size) measured the same
-    # throughput as 16,384; reporting's growth under load was within the run-to-run spread
-    # either way (docs/performance.md).
-    stream_buffer_maxsize: int = Field(2_048, ge=1)
+    # behind; this bounds it. 512 is one batch of the largest size (batch_max_events):
+    # with it and a 1 MiB response, reporting behind under load held its memory flat
+    # (docs/performance.md, "Reporting's memory bounded").
+    stream_buffer_maxsize: int = Field(512, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
     # Bytes one fetch may bring per partition (Faust's consumer_max_fetch_size); a record
     # batch larger than this still comes whole, on Kafka and on the embedded broker.
     consumer_max_fetch_bytes: int = Field(1_048_576, ge=1_024)
+    # Bytes one fetch response may bring over all its partitions (aiokafka's
+    # fetch_max_bytes; Faust leaves aiokafka's 50 MiB, Tansu caps a response at 5 MiB):
+    # what a worker that is behind holds fetched but not yet handed to its streams.
+    consumer_max_response_bytes: int = Field(1_048_576, ge=1_024)
     # Most input events a stage handles per trip through the event loop (streams.drain);
     # their outputs go to the producer together when the batch is done.
     batch_max_events: int = Field(500, ge=1)

@@ -195,6 +195,9 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if consumer._fetcher is not None:
             raise RuntimeError("Faust started the worker consumer before it was tuned")
         consumer._fetch_max_wait_ms = self.heart_settings.fetch_wait_ms
+        # Faust leaves aiokafka's 50 MiB per response; the bound on what a worker behind
+        # holds fetched ahead is a setting.
+        consumer._fetch_max_bytes = self.heart_settings.consumer_max_response_bytes
         # Its metadata requests name the subscribed topics and changelogs: after the
         # broker lost them, they must wait for the catalog, not be auto-created.
         use_explicit_topics(consumer._client)

@@ -4,10 +4,16 @@ pilot, published as one snapshot per month on ``reports.monthly``.
 Two hops over one internal topic, ``heart.reports.commands``:
 
 1. Intake agents reduce each input event to a :class:`~agents.reporting.aggregate.Fact`
-   (no personal data survives this step) and send it keyed by its call (or case) id. The
-   partition owning that id keeps the call's :class:`Record` in the ``report-records``
-   table, so duplicates, superseding decisions and joins across topics (an outcome needs
-   its case's deadline) are settled per call, in one place, in any arrival order.
+   (no personal data survives this step), keyed by its call (or case) id. The partition
+   owning that id keeps the call's :class:`Record` in the ``report-records`` table, so
+   duplicates, superseding decisions and joins across topics (an outcome needs its
+   case's deadline) are settled per call, in one place, in any arrival order. An input
+   that arrived on that partition already (the stages key decisions by call and
+   follow-up events by case, and every input topic has the commands topic's partition
+   count) is applied where it is: its worker owns the partition on both topics, since
+   Faust assigns topics of one partition count together. Only the rest (dispatch events,
+   keyed by team; an outside producer's own partitioning) go through the topic as a
+   ``fact`` command.
 2. Each record's changed :class:`Part` of a month is held (:class:`PartOutbox`) and goes
    out with the partition's other parts of that month, keyed by month, on the next tick
    (or once enough are held). The partition owning the month stores each in
@@ -38,6 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -47,6 +54,7 @@ from faust.types import StreamT
 
 from agents.reporting import settle
 from agents.reporting.aggregate import (
+    Fact,
     KeyedPart,
     Part,
     Record,
@@ -208,8 +216,18 @@ def register(stage: Stage) -> None:
     # find their calls forgotten, to be counted again as new ones.
     wall = WallClock()
 
+    owner = KeyOwner(stage)
+
+    async def apply_here(fact: Fact, partition: int) -> bool:
+        """Apply ``fact`` now if the input's partition is the one owning its key."""
+        if owner.partition(fact.key) != partition:
+            return False
+        await resend_all(partition)
+        await on_fact(fact, partition)
+        return True
+
     for spec in INPUTS:
-        _intake(stage, spec, zone)
+        _intake(stage, spec, zone, apply_here)
 
     async def flush(partition: int) -> None:
         """Send the parts this call partition holds, one command per month and chunk."""
@@ -230,9 +248,7 @@ def register(stage: Stage) -> None:
                 outbox.hold(partition, key, parts_of(Record.model_validate(stored)))
         await flush(partition)
 
-    async def on_fact(command: ReportCommand, partition: int) -> None:
-        fact = command.fact
-        assert fact is not None
+    async def on_fact(fact: Fact, partition: int) -> None:
         stored = stage.get(records, fact.key)
         old = Record.model_validate(stored) if stored is not None else None
         new = accept(old, fact)
@@ -331,7 +347,8 @@ def register(stage: Stage) -> None:
             cache.ensure(partition, parts)
             await resend_all(partition)
             if command.kind == "fact":
-                await on_fact(command, partition)
+                assert command.fact is not None
+                await on_fact(command.fact, partition)
             elif command.kind == "parts":
                 on_parts(command, partition)
             elif command.kind == "settle":
@@ -345,10 +362,40 @@ def register(stage: Stage) -> None:
             latency.observe(time.perf_counter() - started)
 
 
-def _intake(stage: Stage, spec: TopicSpec, zone: ZoneInfo) -> None:
+class KeyOwner:
+    """The ``reports.commands`` partition of a fact's key, as the stage's producer would
+    choose it when sending the fact there."""
+
+    def __init__(self, stage: Stage) -> None:
+        self._stage = stage
+        self._partitions = list(range(REPORTS_COMMANDS.partitions))
+        self._partitioner: Callable[[bytes, list[int], list[int]], int] | None = None
+
+    def partition(self, key: str) -> int:
+        if self._partitioner is None:
+            producer: Any = self._stage.app.producer
+            self._partitioner = producer._ensure_producer()._partitioner
+        return self._partitioner(key.encode(), self._partitions, self._partitions)
+
+
+def _intake(
+    stage: Stage,
+    spec: TopicSpec,
+    zone: ZoneInfo,
+    apply_here: Callable[[Fact, int], Awaitable[bool]],
+) -> None:
+    # A topic of another partition count is not co-assigned with the commands topic.
+    local = spec.partitions == REPORTS_COMMANDS.partitions
+    latency = metrics.PROCESSING_SECONDS.labels(stage.name)
+
     @stage.app.agent(stage.topic(spec), name=f"reporting-{spec.name}")
     async def intake(stream: StreamT) -> None:
-        async for event, _raw in stage.read(stream, spec):
+        async for event, raw in stage.read(stream, spec):
             fact = fact_of(event, zone)
-            if fact is not None:
-                await stage.send(REPORTS_COMMANDS, fact.key, ReportCommand(kind="fact", fact=fact))
+            if fact is None:
+                continue
+            started = time.perf_counter()
+            if local and await apply_here(fact, raw.message.partition):
+                latency.observe(time.perf_counter() - started)
+                continue
+            await stage.send(REPORTS_COMMANDS, fact.key, ReportCommand(kind="fact", fact=fact))

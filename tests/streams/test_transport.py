@@ -121,6 +121,7 @@ async def test_worker_consumer_uses_configured_fetch_wait(
         topic_prefix=f"fw-{unique}.",
         fetch_wait_ms=37,
         consumer_max_fetch_bytes=65_536,
+        consumer_max_response_bytes=262_144,
     )
     app = create_app("triage", settings)
     assert isinstance(app, HeartApp)
@@ -131,6 +132,7 @@ async def test_worker_consumer_uses_configured_fetch_wait(
     try:
         assert consumer._fetch_max_wait_ms == 37
         assert consumer._max_partition_fetch_bytes == 65_536
+        assert consumer._fetch_max_bytes == 262_144
         # Everything else stays as Faust configures it.
         assert consumer._group_id == f"fw-{unique}.heart-triage"
         assert consumer._enable_auto_commit is False

@@ -12,9 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka.partitioner import DefaultPartitioner
 
-from agents.reporting.aggregate import MonthReport
+from agents.reporting.aggregate import MonthReport, fact_of
 from policy import load_policy
 from schemas import (
     DispatchEvent,
@@ -25,7 +26,7 @@ from schemas import (
     TriageDecision,
 )
 from streams.admin import create_topics
-from streams.codec import decode
+from streams.codec import decode, encode
 from streams.report_cli import build_report_from_events, run_report
 from streams.settings import HeartSettings
 from streams.topics import (
@@ -35,6 +36,7 @@ from streams.topics import (
     FOLLOWUP_TIMERS,
     REPORT_PARTS,
     REPORT_RECORDS,
+    REPORTS_COMMANDS,
     REPORTS_MONTHLY,
     TRIAGE_DECISIONS,
     TopicSpec,
@@ -226,3 +228,57 @@ async def test_idle_records_are_forgotten_and_their_months_keep_every_figure(
     finally:
         worker.kill(signal.SIGTERM)
     assert after["2024-07"].calls == 15
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition aiokafka's default partitioner (the stages' producers') gives a key."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key.encode(), every, every)
+
+
+async def test_a_fact_is_applied_where_it_arrives_and_forwarded_from_elsewhere(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    # Decisions and follow-up events arrive keyed by call or case, on the partition that
+    # owns the key: applied there, without a hop. Dispatch events (keyed by team) and
+    # events an outside producer partitioned its own way go through reports.commands.
+    # The figures are the same either way.
+    month = july()
+    zone = POLICY.zone
+    owner = {id(e): key_partition(f.key, 6) for e in month if (f := fact_of(e, zone))}
+    misplaced = {id(e) for e in month if isinstance(e, FollowupOutcome | FollowupScheduled)}
+    assert misplaced and owner.keys() & misplaced
+    placed: list[tuple[TopicSpec, str, int, Any]] = []
+    for event in month:
+        spec, key = route(event)
+        partition = key_partition(key, spec.partitions)
+        if id(event) in misplaced:
+            partition = (partition + 1) % spec.partitions
+        placed.append((spec, key, partition, event))
+    forwarded = sum(1 for _, _, p, e in placed if id(e) in owner and owner[id(e)] != p)
+    in_place = sum(1 for _, _, p, e in placed if id(e) in owner and owner[id(e)] == p)
+    assert forwarded and in_place
+
+    worker = Worker("reporting", scoped, tmp_path, HEART_CLOCK="event").start()
+    try:
+        await worker.wait_ready()
+        producer = AIOKafkaProducer(**scoped.aiokafka_kwargs())  # type: ignore[arg-type]
+        await producer.start()
+        try:
+            for spec, key, partition, event in placed:
+                await producer.send(
+                    spec.full_name(scoped.topic_prefix),
+                    value=encode(event),
+                    key=key.encode(),
+                    partition=partition,
+                )
+            await producer.flush()
+        finally:
+            await producer.stop()
+        await snapshots_matching(scoped, expected(month))
+    finally:
+        worker.kill(signal.SIGTERM)
+
+    commands = await read_topic(scoped, REPORTS_COMMANDS, until=lambda r: True, settle=2.0)
+    facts = [c for c in commands if c.value and orjson.loads(c.value)["kind"] == "fact"]
+    assert len(facts) == forwarded
