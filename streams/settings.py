@@ -55,10 +55,10 @@ class HeartSettings(BaseModel):
     commit_every: int = Field(10_000, ge=1)
     commit_interval_s: float = Field(1.0, gt=0)
     # Records fetched ahead and waiting per stream are memory a worker holds while it is
-    # behind; this bounds it. 512 is one batch of the largest size (batch_max_events):
-    # with it and a 1 MiB response, reporting behind under load held its memory flat
-    # (docs/performance.md, "Reporting's memory bounded").
-    stream_buffer_maxsize: int = Field(512, ge=1)
+    # behind; this bounds it. 2,048 is four batches of the largest size; 512 measured no
+    # better for memory under load and cost a plain Faust agent and dispatch about a
+    # fifth of their throughput (docs/performance.md, "Reporting's memory bounded").
+    stream_buffer_maxsize: int = Field(2_048, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
     # Bytes one fetch may bring per partition (Faust's consumer_max_fetch_size); a record
     # batch larger than this still comes whole, on Kafka and on the embedded broker.
