@@ -245,7 +245,8 @@ async def test_a_fact_is_applied_where_it_arrives_and_forwarded_from_elsewhere(
     # The figures are the same either way.
     month = july()
     zone = POLICY.zone
-    owner = {id(e): key_partition(f.key, 6) for e in month if (f := fact_of(e, zone))}
+    partitions = REPORTS_COMMANDS.partitions
+    owner = {id(e): key_partition(f.key, partitions) for e in month if (f := fact_of(e, zone))}
     misplaced = {id(e) for e in month if isinstance(e, FollowupOutcome | FollowupScheduled)}
     assert misplaced and owner.keys() & misplaced
     placed: list[tuple[TopicSpec, str, int, Any]] = []
