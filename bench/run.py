@@ -59,6 +59,7 @@ from streams.settings import HeartSettings
 from streams.topics import (
     CAD_CALLS,
     CATALOG,
+    DISPATCH_CLEARED,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
     FOLLOWUP_TASKS,
@@ -66,6 +67,7 @@ from streams.topics import (
     NAVIGATION_COMMANDS,
     REPORT_RECORDS,
     REPORTS_COMMANDS,
+    TRIAGE_CLOSURES,
     TRIAGE_DECISIONS,
     UNITS_STATUS,
 )
@@ -203,6 +205,13 @@ def _timestamps(
     return [r.timestamp for r in records if keep(r)]
 
 
+def _reads_cleared(code: Path) -> bool:
+    """Whether the navigation stage of source tree ``code`` reads ``dispatch.cleared``
+    (since 2026-11-29) rather than every event on ``dispatch.events``: a ``--baseline``
+    tree from before gets its input where it reads it."""
+    return '"dispatch.cleared",' in (code / "streams" / "topics.py").read_text()
+
+
 def _all(_r: ConsumerRecord) -> bool:
     return True
 
@@ -334,8 +343,9 @@ class Bench:
 
     # --- floor ------------------------------------------------------------------------
 
-    def _throughput_input(self, what: str, prefix: str) -> dict[str, Any]:
-        """What a throughput run sends, where, and which output records time it."""
+    def _throughput_input(self, what: str, prefix: str, code: Path = ROOT) -> dict[str, Any]:
+        """What a throughput run of the source tree ``code`` sends, where, and which output
+        records time it."""
         from bench.passthrough import IN, OUT
 
         p = prefix
@@ -393,15 +403,18 @@ class Bench:
             )
         if what == "navigation":
             n = self.sizes.navigation
-            commands = (p + NAVIGATION_COMMANDS.name, NAVIGATION_COMMANDS.partitions)
+            timers = (p + FOLLOWUP_TIMERS.name, FOLLOWUP_TIMERS.partitions, _all)
+            source = DISPATCH_CLEARED if _reads_cleared(code) else DISPATCH_EVENTS
             return dict(
                 n=n,
                 records=lambda: workload.encoded(workload.cleared(n)),
-                source=(p + DISPATCH_EVENTS.name, DISPATCH_EVENTS.partitions),
-                internal=[commands],
-                start=[(*commands, _keyed)],
-                end=[(p + FOLLOWUP_TIMERS.name, FOLLOWUP_TIMERS.partitions, _all)],
-                input="dispatch.cleared (crt), 86.4 s apart (event clock)",
+                source=(p + source.name, source.partitions),
+                internal=[(p + NAVIGATION_COMMANDS.name, NAVIGATION_COMMANDS.partitions)],
+                # The first and last follow-up scheduled: a clearing keyed by its call is
+                # handled on the partition it arrives on, without a command.
+                start=[timers],
+                end=[timers],
+                input=f"{source.name} (crt), keyed by call, 86.4 s apart (event clock)",
             )
         if what == "reporting":
             n = self.sizes.reporting
@@ -429,7 +442,7 @@ class Bench:
         its own topics: pre-fill the input, start the worker, time it to drained."""
         prefix = self.run_prefix(what, tag, rnd)
         s = self.s(prefix)
-        spec = self._throughput_input(what, prefix)
+        spec = self._throughput_input(what, prefix, code)
         if "plain" in spec:
             await harness.create_plain_topics(s, spec["plain"], 6)
         else:
@@ -969,7 +982,7 @@ class Bench:
         topics = {
             "triage": [CAD_CALLS],
             "dispatch": [TRIAGE_DECISIONS, DISPATCH_COMMANDS],
-            "navigation": [DISPATCH_EVENTS, NAVIGATION_COMMANDS],
+            "navigation": [TRIAGE_CLOSURES, DISPATCH_CLEARED, NAVIGATION_COMMANDS],
             "reporting": [TRIAGE_DECISIONS, REPORTS_COMMANDS],
         }
         out: dict[str, int] = {}

@@ -1,10 +1,11 @@
-"""Dispatch events on ``dispatch.events`` and unit status reports on ``units.status``."""
+"""Dispatch events on ``dispatch.events`` (and the clearings again on ``dispatch.cleared``)
+and unit status reports on ``units.status``."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from schemas.base import Event
 from schemas.calls import Location
@@ -80,3 +81,13 @@ class DispatchEvent(Event):
     time_on_scene_s: float | None = Field(None, ge=0)
     queue_wait_s: float | None = Field(None, ge=0, description="On assigned and fallback.")
     followup_declined: bool = False
+
+
+def _cleared_only(event: DispatchEvent) -> DispatchEvent:
+    if event.event_type != "dispatch.cleared":
+        raise ValueError("only dispatch.cleared events belong on this topic")
+    return event
+
+
+#: The value of ``dispatch.cleared``: a dispatch event, and a clearing.
+DispatchCleared = Annotated[DispatchEvent, AfterValidator(_cleared_only)]

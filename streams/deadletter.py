@@ -254,8 +254,8 @@ def decoded(
     """Yield ``(model, event)`` for each valid message; dead-letter the rest and go on.
 
     ``wanted`` is for a stage that reads another stage's topic for a few of its events (the
-    navigation stage reads every CAD event for the closings): it sees the parsed JSON, and
-    a message it does not want is skipped before validation. Such a reader dead-letters
+    dispatch stage reads triage decisions for those that need a team): it sees the parsed
+    JSON, and a message it does not want is skipped before validation. Such a reader dead-letters
     only what it wants and cannot use; an unreadable message is the owning stage's to
     dead-letter, so each bad message is reported once.
 

@@ -37,6 +37,8 @@ class Stage:
     _topics: dict[str, TopicT] = field(default_factory=dict)
     #: Catalog name -> (full topic name, produced counter), resolved once per topic.
     _outputs: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    #: The producer's partitioner, looked up on first use (the producer starts with the app).
+    _partitioner: Callable[[bytes, list[int], list[int]], int] | None = None
 
     def topic(self, spec: TopicSpec) -> TopicT:
         """The Faust topic for a catalog entry; raw bytes, decoded by ``streams.codec``."""
@@ -107,6 +109,21 @@ class Stage:
         )
         delivery.add_done_callback(_log_failed_delivery)
         produced.inc()
+
+    def partition_of(self, spec: TopicSpec, key: str) -> int:
+        """The partition of ``spec`` that :meth:`send` puts ``key`` on: the producer's own
+        partitioner over the catalog's partition count, which ``streams.admin.create_topics``
+        gives every topic.
+
+        A stage whose input topic is co-partitioned with its internal commands topic uses it
+        to handle an event where it arrives when that partition owns the event's key,
+        instead of re-keying it through the commands topic first.
+        """
+        if self._partitioner is None:
+            producer: Any = self.app.producer
+            self._partitioner = producer._ensure_producer()._partitioner
+        partitions = list(range(spec.partitions))
+        return self._partitioner(key.encode(), partitions, partitions)
 
     def read(
         self,

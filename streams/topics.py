@@ -16,7 +16,7 @@ from pydantic import Field, TypeAdapter
 from agents.reporting.aggregate import MonthReport, ReportCommand
 from schemas.commands import DispatchCommand, NavigationCommand
 from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
+from schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
 from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from schemas.registry import CadEvent
 from schemas.triage import TriageClosure, TriageDecision
@@ -75,6 +75,15 @@ DISPATCH_EVENTS = TopicSpec(
     value=DispatchEvent,
     partitions=6,
     description="Assignment, movement, fallback and backup events; one team's stay in order.",
+    config=_retention(30),
+)
+DISPATCH_CLEARED = TopicSpec(
+    "dispatch.cleared",
+    key="call_id",
+    value=DispatchCleared,
+    partitions=6,
+    description="Each dispatch.cleared event again, keyed by its call: the end of a team's "
+    "contact, where Care Navigation keeps the call's follow-up.",
     config=_retention(30),
 )
 UNITS_STATUS = TopicSpec(
@@ -167,6 +176,7 @@ CATALOG: dict[str, TopicSpec] = {
         TRIAGE_DECISIONS,
         TRIAGE_CLOSURES,
         DISPATCH_EVENTS,
+        DISPATCH_CLEARED,
         UNITS_STATUS,
         UNITS_AUDIT,
         FOLLOWUP_TIMERS,

@@ -45,6 +45,32 @@ async def produce(
         await producer.stop()
 
 
+async def produce_placed(
+    settings: HeartSettings, records: Iterable[tuple[TopicSpec, str, int, BaseModel]]
+) -> None:
+    """Each ``(topic, key, partition, event)`` onto the partition given, whatever its key:
+    as a producer that partitions its own way would."""
+    producer = AIOKafkaProducer(**settings.aiokafka_kwargs())  # type: ignore[arg-type]
+    await producer.start()
+    try:
+        for spec, key, partition, event in records:
+            await producer.send(
+                spec.full_name(settings.topic_prefix),
+                value=encode(event),
+                key=key.encode(),
+                partition=partition,
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition aiokafka's default partitioner (the stages' producers') gives a key."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key.encode(), every, every)
+
+
 async def read_topic(
     settings: HeartSettings,
     spec: TopicSpec,

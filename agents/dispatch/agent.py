@@ -38,6 +38,7 @@ from streams.deadletter import guarded, source_ref
 from streams.stage import Stage, TableWriter
 from streams.topics import (
     DISPATCH_AREAS,
+    DISPATCH_CLEARED,
     DISPATCH_COMMANDS,
     DISPATCH_EVENTS,
     TRIAGE_DECISIONS,
@@ -155,6 +156,10 @@ def register(stage: Stage) -> None:
             await _dead_letter(stage, command, rejection.reason, rejection.message)
         for out in result.events:
             await stage.send(DISPATCH_EVENTS, event_key(out), out)
+            if out.event_type == "dispatch.cleared":
+                # Again by call, where Care Navigation keeps the call's follow-up: read
+                # from dispatch.events, keyed by team, each clearing had to be re-keyed.
+                await stage.send(DISPATCH_CLEARED, out.call_id, out)
             _count(out)
         for record in result.audit:
             audit = UnitAudit(

@@ -1,8 +1,11 @@
 """The Care Navigation stage: durable 48-hour follow-up timers.
 
-Contacts (triage's closure of a phone-resolved call, a team clearing its call), outcomes
-and per-partition ticks are re-keyed by case onto ``heart.navigation.commands``; one agent
-owns each case's record in a changelogged table. A tick sweeps the cases of its own
+Contacts (triage's closure of a phone-resolved call on ``triage.closures``, a team
+clearing its call on ``dispatch.cleared``) and outcomes arrive keyed by call (= case) on
+topics co-partitioned with ``heart.navigation.commands``, and are handled on the partition
+they arrive on, which owns the case's record in a changelogged table; only an event some
+producer put on another partition is re-keyed onto the commands topic first. Per-partition
+ticks arrive on the commands topic. A tick sweeps the cases of its own
 partition, so timers follow their partitions on rebalance, and a worker restarted after a
 crash fires every timer missed while it was down, once each, in batches of at most
 ``sweep_batch_limit``.
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from agents.navigation.cases import (
     Case,
@@ -40,7 +43,7 @@ from streams.codec import encode
 from streams.deadletter import guarded, source_ref
 from streams.stage import Stage
 from streams.topics import (
-    DISPATCH_EVENTS,
+    DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
@@ -71,10 +74,8 @@ def _record(partition: int, *, case: Case | None, touched: datetime) -> dict[str
     return expiry.stamped(value, partition=partition, touched=touched)
 
 
-# Navigation reads other stages' topics for a few of their events; the rest are skipped
-# unvalidated (their owners dead-letter what is bad).
-def _clearing(data: dict[str, Any]) -> bool:
-    return data.get("event_type") == "dispatch.cleared"
+#: Keyed by call (= case), each co-partitioned with the commands topic.
+INPUTS = (TRIAGE_CLOSURES, DISPATCH_CLEARED, FOLLOWUP_OUTCOMES)
 
 
 def register(stage: Stage) -> None:
@@ -84,30 +85,46 @@ def register(stage: Stage) -> None:
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     retention = timedelta(hours=stage.settings.navigation_closed_retention_h)
     sweeper = _Sweeper(stage, cases, policy, retention)
+    for spec in INPUTS:
+        if spec.partitions != NAVIGATION_COMMANDS.partitions:
+            # Faust assigns topics of one partition count together: only then does the
+            # partition an input arrives on hold the case's record.
+            raise ValueError(
+                f"{spec.name} has {spec.partitions} partitions; navigation's inputs need "
+                f"{NAVIGATION_COMMANDS.name}'s {NAVIGATION_COMMANDS.partitions}"
+            )
 
-    async def forward(key: str, command: NavigationCommand) -> None:
-        await stage.send(NAVIGATION_COMMANDS, key, command)
+    async def route(key: str, command: NavigationCommand, event: EventT) -> None:
+        """Handle ``command`` where it arrived if that partition owns ``key``, else send it
+        on to the one that does: every input is keyed by call (= case) and has the commands
+        topic's partitions, so an event an outside producer partitioned its own way is the
+        only one that takes the extra hop."""
+        partition = event.message.partition
+        if stage.partition_of(NAVIGATION_COMMANDS, key) != partition:
+            await stage.send(NAVIGATION_COMMANDS, key, command)
+            return
+        started = time.perf_counter()
+        async with guarded(stage.deadletters, event):
+            await _handle(stage, cases, policy, command, partition, sweeper)
+        latency.observe(time.perf_counter() - started)
 
     @stage.app.agent(stage.topic(TRIAGE_CLOSURES), name="navigation-closures")
     async def take_closures(stream: StreamT) -> None:
         async for closure, event in stage.read(stream, TRIAGE_CLOSURES):
             command = NavigationCommand(kind="closed", closed=closure, source=source_ref(event))
-            await forward(closure.call_id, command)
+            await route(closure.call_id, command, event)
 
-    @stage.app.agent(stage.topic(DISPATCH_EVENTS), name="navigation-cleared")
+    @stage.app.agent(stage.topic(DISPATCH_CLEARED), name="navigation-cleared")
     async def take_cleared(stream: StreamT) -> None:
-        async for dispatched, event in stage.read(stream, DISPATCH_EVENTS, wanted=_clearing):
-            if dispatched.event_type == "dispatch.cleared":
-                command = NavigationCommand(
-                    kind="cleared", cleared=dispatched, source=source_ref(event)
-                )
-                await forward(dispatched.call_id, command)
+        async for clearing, event in stage.read(stream, DISPATCH_CLEARED):
+            command = NavigationCommand(kind="cleared", cleared=clearing, source=source_ref(event))
+            await route(clearing.call_id, command, event)
 
     @stage.app.agent(stage.topic(FOLLOWUP_OUTCOMES), name="navigation-outcomes")
     async def take_outcomes(stream: StreamT) -> None:
         async for outcome, event in stage.read(stream, FOLLOWUP_OUTCOMES):
             command = NavigationCommand(kind="outcome", outcome=outcome, source=source_ref(event))
-            await forward(outcome.case_id, command)
+            await route(outcome.case_id, command, event)
 
     @stage.app.timer(TICK_INTERVAL_S, name="navigation-tick")
     async def tick() -> None:

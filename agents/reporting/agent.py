@@ -216,11 +216,9 @@ def register(stage: Stage) -> None:
     # find their calls forgotten, to be counted again as new ones.
     wall = WallClock()
 
-    owner = KeyOwner(stage)
-
     async def apply_here(fact: Fact, partition: int) -> bool:
         """Apply ``fact`` now if the input's partition is the one owning its key."""
-        if owner.partition(fact.key) != partition:
+        if stage.partition_of(REPORTS_COMMANDS, fact.key) != partition:
             return False
         await resend_all(partition)
         await on_fact(fact, partition)
@@ -360,22 +358,6 @@ def register(stage: Stage) -> None:
                 await forget_idle(partition)
                 await publish(partition)
             latency.observe(time.perf_counter() - started)
-
-
-class KeyOwner:
-    """The ``reports.commands`` partition of a fact's key, as the stage's producer would
-    choose it when sending the fact there."""
-
-    def __init__(self, stage: Stage) -> None:
-        self._stage = stage
-        self._partitions = list(range(REPORTS_COMMANDS.partitions))
-        self._partitioner: Callable[[bytes, list[int], list[int]], int] | None = None
-
-    def partition(self, key: str) -> int:
-        if self._partitioner is None:
-            producer: Any = self._stage.app.producer
-            self._partitioner = producer._ensure_producer()._partitioner
-        return self._partitioner(key.encode(), self._partitions, self._partitions)
 
 
 def _intake(

@@ -47,6 +47,7 @@ from streams.settings import HeartSettings
 from streams.topics import (
     CAD_CALLS,
     DEADLETTER,
+    DISPATCH_CLEARED,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
@@ -513,7 +514,7 @@ class Pulses:
                     team_id="CRT-1",
                     event_id=f"{key}-{n}",
                 )
-                await self.feed.send(DISPATCH_EVENTS, key, pulse)
+                await self.feed.send(DISPATCH_CLEARED, key, pulse)
             await self.feed.producer.flush()
             n += 1
             await asyncio.sleep(1.0)
@@ -540,9 +541,12 @@ def _navigation_contacts() -> tuple[list[Any], set[str], set[str]]:
             team_id=f"CRT-{i % 4 + 1}",
             event_id=f"cleared-{call_id}",
         )
-        items.append((DISPATCH_EVENTS, cleared.team_id, cleared))
+        # Keyed by call as dispatch sends it; every third by team, as a producer that
+        # partitions its own way might: those take the hop through the commands topic.
+        key = cleared.team_id if i % 3 == 0 else call_id
+        items.append((DISPATCH_CLEARED, key, cleared))
         if i % 10 == 0:
-            items.append((DISPATCH_EVENTS, cleared.team_id, cleared))  # redelivered
+            items.append((DISPATCH_CLEARED, key, cleared))  # redelivered
     ccd = set()
     for i in range(CCD_CONTACTS):
         call_id = f"P-{i}"

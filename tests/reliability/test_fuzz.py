@@ -36,7 +36,7 @@ from streams.settings import HeartSettings
 from streams.topics import (
     CAD_CALLS,
     DEADLETTER,
-    DISPATCH_EVENTS,
+    DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TIMERS,
     TRIAGE_DECISIONS,
@@ -503,7 +503,7 @@ async def fuzz(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIt
                 team_id="CRT-1",
                 event_id=f"fz-cleared-{i}",
             )
-            await feed.send(DISPATCH_EVENTS, "CRT-1", cleared)
+            await feed.send(DISPATCH_CLEARED, cleared.call_id, cleared)
         await feed.producer.flush()
         await watches["timers"].wait(
             lambda w: len(w.records) >= CASES, timeout=60, what="the fuzz cases scheduled"

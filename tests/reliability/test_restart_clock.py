@@ -28,7 +28,13 @@ from policy import load_policy
 from schemas import DispatchEvent
 from streams.admin import create_topics
 from streams.settings import HeartSettings
-from streams.topics import DISPATCH_EVENTS, FOLLOWUP_TASKS, FOLLOWUP_TIMERS, TRIAGE_DECISIONS
+from streams.topics import (
+    DISPATCH_CLEARED,
+    DISPATCH_EVENTS,
+    FOLLOWUP_TASKS,
+    FOLLOWUP_TIMERS,
+    TRIAGE_DECISIONS,
+)
 from tests.factories import T0, call_received
 from tests.kafka import Worker
 from tests.reliability.conftest import Background
@@ -101,7 +107,7 @@ async def navigation_after_restart(settings: HeartSettings, tmp_path: Path) -> l
                 team_id="CRT-1",
                 event_id=f"s-cleared-{i}",
             )
-            await feed.send(DISPATCH_EVENTS, "CRT-1", cleared)
+            await feed.send(DISPATCH_CLEARED, cleared.call_id, cleared)
         await feed.producer.flush()
         await timers.wait(lambda w: len(w.records) >= 12, timeout=60, what="12 follow-ups")
         await asyncio.sleep(3.0)

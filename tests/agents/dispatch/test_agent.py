@@ -19,6 +19,7 @@ from streams.settings import HeartSettings
 from streams.topics import (
     DEADLETTER,
     DISPATCH_AREAS,
+    DISPATCH_CLEARED,
     DISPATCH_EVENTS,
     TRIAGE_DECISIONS,
     UNITS_STATUS,
@@ -121,6 +122,10 @@ async def test_assign_prefer_beat_queue_release_and_refusals(
     assert on_scene.assignment_to_on_scene_s == pytest.approx(5 * 60)
     [cleared] = kinds(out, "dispatch.cleared")
     assert cleared.time_on_scene_s == pytest.approx(3 * 60)
+    # The clearing again, keyed by its call, for Care Navigation.
+    [again] = await read_topic(scoped, DISPATCH_CLEARED, until=lambda r: len(r) >= 1, settle=0.5)
+    assert again.key == b"C-411"
+    assert decode(DispatchEvent, again.value) == cleared
     [backup] = kinds(out, "dispatch.backup_requested")
     assert backup.team_id == "CRT-1"
     assert len(kinds(out, "dispatch.assigned")) == 5, "the redelivered decision assigned nobody"

@@ -24,14 +24,21 @@ from streams.codec import decode
 from streams.settings import HeartSettings
 from streams.topics import (
     DEADLETTER,
-    DISPATCH_EVENTS,
+    DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
     NAVIGATION_COMMANDS,
     TRIAGE_CLOSURES,
 )
-from tests.kafka import Worker, key_per_partition, produce, read_topic
+from tests.kafka import (
+    Worker,
+    key_partition,
+    key_per_partition,
+    produce,
+    produce_placed,
+    read_topic,
+)
 
 pytestmark = pytest.mark.broker
 NY = ZoneInfo("America/New_York")
@@ -123,12 +130,12 @@ async def test_contacts_schedules_retries_declines_and_overdue(
     weekday = cleared("T-1", THURSDAY_10)
     await produce(
         scoped,
-        DISPATCH_EVENTS,
+        DISPATCH_CLEARED,
         [
-            ("CRT-1", weekday),
-            ("CRT-1", weekday),  # redelivered: still one follow-up
-            ("CRT-1", cleared("T-4", THURSDAY_10, followup_declined=True)),
-            ("CRT-1", cleared("T-2", FRIDAY_15)),
+            ("T-1", weekday),
+            ("T-1", weekday),  # redelivered: still one follow-up
+            ("T-4", cleared("T-4", THURSDAY_10, followup_declined=True)),
+            ("T-2", cleared("T-2", FRIDAY_15)),
         ],
     )
     timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 3, settle=2.0)
@@ -166,7 +173,7 @@ async def test_contacts_schedules_retries_declines_and_overdue(
         ],
     )
     # Phase 2, Saturday 22:00: a contact outside staffed hours, released Monday 08:30.
-    await produce(scoped, DISPATCH_EVENTS, [("CRT-1", cleared("T-3", SATURDAY_22))])
+    await produce(scoped, DISPATCH_CLEARED, [("T-3", cleared("T-3", SATURDAY_22))])
     # Read by case: records of different partitions come in no set order.
     timers = await read_topic(
         scoped, FOLLOWUP_TIMERS, until=lambda r: any(rec.key == b"T-3" for rec in r)
@@ -178,7 +185,7 @@ async def test_contacts_schedules_retries_declines_and_overdue(
     # reached the stage after the Saturday contact: the two come through different
     # topics); T-1 and T-2 passed their deadlines without a closing outcome; P-1 was
     # reached in time.
-    await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 11), "mon"))
+    await produce(scoped, DISPATCH_CLEARED, clock_pulses(local(2024, 7, 22, 11), "mon"))
     tasks = await read_topic(
         scoped,
         FOLLOWUP_TASKS,
@@ -198,14 +205,14 @@ async def test_timers_due_during_an_outage_fire_once_after_sigkill(
     worker = Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start()
     await worker.wait_ready()
     contacts = [cleared(f"O-{i}", SATURDAY_22 + timedelta(minutes=i)) for i in range(30)]
-    await produce(scoped, DISPATCH_EVENTS, [("CRT-1", c) for c in contacts])
+    await produce(scoped, DISPATCH_CLEARED, [(c.call_id, c) for c in contacts])
     await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 30, settle=1.5)
     worker.kill(signal.SIGKILL)
 
     restarted = Worker("navigation", scoped, tmp_path, **EVENT_CLOCK).start()
     try:
         await restarted.wait_ready()
-        await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 9), "after"))
+        await produce(scoped, DISPATCH_CLEARED, clock_pulses(local(2024, 7, 22, 9), "after"))
         tasks = await read_topic(
             scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 30, settle=3.0
         )
@@ -225,9 +232,9 @@ async def test_two_workers_split_partitions_and_fire_each_timer_once(
         for w in workers:
             await w.wait_ready()
         contacts = [cleared(f"S-{i}", SATURDAY_22 + timedelta(minutes=i)) for i in range(40)]
-        await produce(scoped, DISPATCH_EVENTS, [("CRT-1", c) for c in contacts])
+        await produce(scoped, DISPATCH_CLEARED, [(c.call_id, c) for c in contacts])
         await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 40, settle=1.0)
-        await produce(scoped, DISPATCH_EVENTS, clock_pulses(local(2024, 7, 22, 9), "two"))
+        await produce(scoped, DISPATCH_CLEARED, clock_pulses(local(2024, 7, 22, 9), "two"))
         tasks = await read_topic(
             scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 40, settle=3.0
         )
@@ -239,4 +246,48 @@ async def test_two_workers_split_partitions_and_fire_each_timer_once(
     assert all(
         isinstance(e, FollowupScheduled)
         for e in events(await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 40))
+    )
+
+
+async def test_a_contact_is_handled_where_it_arrives_and_forwarded_from_elsewhere(
+    scoped: HeartSettings, navigator: Worker
+) -> None:
+    # Clearings keyed by call arrive on the partition that owns the case: handled there.
+    # One an outside producer put elsewhere goes through the commands topic. A clearing
+    # redelivered by the other path still schedules once.
+    partitions = NAVIGATION_COMMANDS.partitions
+    contacts = [cleared(f"W-{i}", SATURDAY_22 + timedelta(minutes=i)) for i in range(12)]
+    placed = []
+    for i, contact in enumerate(contacts):
+        owner = key_partition(contact.call_id, partitions)
+        elsewhere = (owner + 1) % partitions
+        placed.append((DISPATCH_CLEARED, contact.call_id, elsewhere if i % 3 == 0 else owner))
+        if i % 4 == 0:
+            placed.append((DISPATCH_CLEARED, contact.call_id, owner if i % 3 == 0 else elsewhere))
+    by_id = {c.call_id: c for c in contacts}
+    forwarded = sum(1 for _, key, p in placed if p != key_partition(key, partitions))
+    assert 0 < forwarded < len(placed)
+    await produce_placed(scoped, [(spec, key, p, by_id[key]) for spec, key, p in placed])
+    not_a_clearing = cleared("W-x", SATURDAY_22).model_copy(
+        update={"event_type": "dispatch.assigned", "event_id": "assigned-W-x"}
+    )
+    await produce(scoped, DISPATCH_CLEARED, [("W-x", not_a_clearing)])
+
+    timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 12, settle=2.0)
+    assert Counter(e.case_id for e in events(timers)) == Counter(list(by_id))
+    await produce(scoped, DISPATCH_CLEARED, clock_pulses(local(2024, 7, 22, 11), "placed"))
+    tasks = await read_topic(
+        scoped, FOLLOWUP_TASKS, until=lambda r: len(of(r, "followup.due")) >= 12, settle=2.0
+    )
+    due = Counter(e.timer_id for e in of(tasks, "followup.due"))
+    assert due == Counter({f"{call_id}:1": 1 for call_id in by_id})
+
+    commands = await read_topic(scoped, NAVIGATION_COMMANDS, until=lambda r: True, settle=1.0)
+    contacts_sent = [c for c in commands if c.key is not None]
+    assert len(contacts_sent) == forwarded
+    dead = await read_topic(scoped, DEADLETTER, until=lambda r: len(r) >= 1, settle=0.5)
+    [letter] = [DeadLetter.from_headers(r.headers) for r in dead]
+    assert (letter.reason, letter.source_topic) == (
+        "invalid_event",
+        DISPATCH_CLEARED.full_name(scoped.topic_prefix),
     )

@@ -12,8 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import ConsumerRecord
 
 from agents.reporting.aggregate import MonthReport, fact_of
 from policy import load_policy
@@ -26,7 +25,7 @@ from schemas import (
     TriageDecision,
 )
 from streams.admin import create_topics
-from streams.codec import decode, encode
+from streams.codec import decode
 from streams.report_cli import build_report_from_events, run_report
 from streams.settings import HeartSettings
 from streams.topics import (
@@ -42,7 +41,7 @@ from streams.topics import (
     TopicSpec,
 )
 from tests.agents.reporting.synthetic import PERSONAL, decision, july, local, redelivered
-from tests.kafka import Worker, produce, read_topic
+from tests.kafka import Worker, key_partition, produce, produce_placed, read_topic
 
 pytestmark = pytest.mark.broker
 POLICY = load_policy()
@@ -230,12 +229,6 @@ async def test_idle_records_are_forgotten_and_their_months_keep_every_figure(
     assert after["2024-07"].calls == 15
 
 
-def key_partition(key: str, partitions: int) -> int:
-    """The partition aiokafka's default partitioner (the stages' producers') gives a key."""
-    every = list(range(partitions))
-    return DefaultPartitioner()(key.encode(), every, every)
-
-
 async def test_a_fact_is_applied_where_it_arrives_and_forwarded_from_elsewhere(
     scoped: HeartSettings, tmp_path: Path
 ) -> None:
@@ -263,19 +256,7 @@ async def test_a_fact_is_applied_where_it_arrives_and_forwarded_from_elsewhere(
     worker = Worker("reporting", scoped, tmp_path, HEART_CLOCK="event").start()
     try:
         await worker.wait_ready()
-        producer = AIOKafkaProducer(**scoped.aiokafka_kwargs())  # type: ignore[arg-type]
-        await producer.start()
-        try:
-            for spec, key, partition, event in placed:
-                await producer.send(
-                    spec.full_name(scoped.topic_prefix),
-                    value=encode(event),
-                    key=key.encode(),
-                    partition=partition,
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
+        await produce_placed(scoped, placed)
         await snapshots_matching(scoped, expected(month))
     finally:
         worker.kill(signal.SIGTERM)
