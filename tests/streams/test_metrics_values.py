@@ -118,6 +118,8 @@ async def test_triage_and_dispatch_metrics_after_known_events(
         assert value(samples, "heart_assignment_to_on_scene_seconds_sum", route="crt") == 360
         assert value(samples, "heart_time_on_scene_seconds_sum", route="crt") == 20 * 60
         assert value(samples, "heart_backup_requests_total", route="crt") == 1
+        produced = "heart_events_produced_total"
+        assert value(samples, produced, stage="dispatch", topic="dispatch.cleared") == 1
         assert value(samples, "heart_queue_length", area="durham", kind="crt") == 0
         assert value(samples, "heart_teams", area="durham", kind="crt", status="available") == 4
         decisions = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 5)
