@@ -39,6 +39,8 @@ class Stage:
     _outputs: dict[str, tuple[str, Any]] = field(default_factory=dict)
     #: The producer's partitioner, looked up on first use (the producer starts with the app).
     _partitioner: Callable[[bytes, list[int], list[int]], int] | None = None
+    #: Partition count -> its partition list, as the partitioner takes it: built once.
+    _partition_lists: dict[int, list[int]] = field(default_factory=dict)
 
     def topic(self, spec: TopicSpec) -> TopicT:
         """The Faust topic for a catalog entry; raw bytes, decoded by ``streams.codec``."""
@@ -122,7 +124,9 @@ class Stage:
         if self._partitioner is None:
             producer: Any = self.app.producer
             self._partitioner = producer._ensure_producer()._partitioner
-        partitions = list(range(spec.partitions))
+        partitions = self._partition_lists.get(spec.partitions)
+        if partitions is None:
+            partitions = self._partition_lists[spec.partitions] = list(range(spec.partitions))
         return self._partitioner(key.encode(), partitions, partitions)
 
     def read(

@@ -182,12 +182,10 @@ def processes_with(marker: str) -> list[int]:
 def key_per_partition(prefix: str, partitions: int) -> list[str]:
     """One key per partition (``prefix-0``, ``prefix-1``... as the default partitioner
     spreads them), in partition order: to reach every partition of a topic keyed by id."""
-    partitioner = DefaultPartitioner()
-    parts = list(range(partitions))
     chosen: dict[int, str] = {}
     i = 0
     while len(chosen) < partitions:
         key = f"{prefix}-{i}"
-        chosen.setdefault(partitioner(key.encode(), parts, parts), key)
+        chosen.setdefault(key_partition(key, partitions), key)
         i += 1
-    return [chosen[p] for p in parts]
+    return [chosen[p] for p in range(partitions)]

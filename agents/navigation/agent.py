@@ -99,13 +99,20 @@ def register(stage: Stage) -> None:
         on to the one that does: every input is keyed by call (= case) and has the commands
         topic's partitions, so an event an outside producer partitioned its own way is the
         only one that takes the extra hop."""
-        partition = event.message.partition
-        if stage.partition_of(NAVIGATION_COMMANDS, key) != partition:
+        if stage.partition_of(NAVIGATION_COMMANDS, key) != event.message.partition:
             await stage.send(NAVIGATION_COMMANDS, key, command)
             return
+        await handle(command, event)
+
+    async def handle(command: NavigationCommand, event: EventT) -> None:
+        """Apply ``command`` on the partition ``event`` came from, which owns its case."""
         started = time.perf_counter()
+        partition = event.message.partition
         async with guarded(stage.deadletters, event):
-            await _handle(stage, cases, policy, command, partition, sweeper)
+            if command.kind == "tick":
+                await sweeper.tick(partition)
+            else:
+                await _handle(stage, cases, policy, command, partition, sweeper)
         latency.observe(time.perf_counter() - started)
 
     @stage.app.agent(stage.topic(TRIAGE_CLOSURES), name="navigation-closures")
@@ -137,14 +144,7 @@ def register(stage: Stage) -> None:
     @stage.app.agent(commands, name="navigation")
     async def navigate(stream: StreamT) -> None:
         async for command, event in stage.read(stream, NAVIGATION_COMMANDS):
-            started = time.perf_counter()
-            partition = event.message.partition
-            async with guarded(stage.deadletters, event):
-                if command.kind == "tick":
-                    await sweeper.tick(partition)
-                else:
-                    await _handle(stage, cases, policy, command, partition, sweeper)
-            latency.observe(time.perf_counter() - started)
+            await handle(command, event)
 
 
 async def _handle(
