@@ -29,6 +29,7 @@ COPY agents/ agents/
 COPY policy/ policy/
 COPY simulator/ simulator/
 COPY cad/ cad/
+COPY cli/ cli/
 RUN pip install . \
     && rm -rf build ./*.egg-info
 

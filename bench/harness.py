@@ -21,10 +21,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker import find_free_port
-from streams.fetch_wait import use_backlog_wait
-from streams.settings import HeartSettings
-from streams.transport import true_end_offsets
+from heart.streams.broker import find_free_port
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.transport import true_end_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_MARKERS = ("[^Worker]: Ready", "Worker ready")
@@ -152,7 +152,7 @@ class Fleet:
 
     def worker(self, stage: str, prefix: str, code: Path = ROOT, **extra: str) -> Proc:
         """``heart worker STAGE``, exactly as deployed, from the source tree ``code``."""
-        argv = [sys.executable, "-m", "streams.cli", "worker", stage]
+        argv = [sys.executable, "-m", "heart.cli", "worker", stage]
         return self._proc(stage, argv, prefix, extra, code)
 
     def module(

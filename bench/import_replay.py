@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agents.triage.whatif import compare  # noqa: E402
-from cad.importer import import_rows  # noqa: E402
-from cad.mapping import load_mapping  # noqa: E402
-from streams.import_cli import write_jsonl  # noqa: E402
+from heart.agents.triage.whatif import compare  # noqa: E402
+from heart.cad.importer import import_rows  # noqa: E402
+from heart.cad.mapping import load_mapping  # noqa: E402
+from heart.cli.import_calls import write_jsonl  # noqa: E402
 
 T = TypeVar("T")
 

@@ -53,13 +53,13 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from schemas import CallClosed, CallReceived, FollowupOutcome, UnitStatusReport  # noqa: E402
-from streams.admin import create_topics  # noqa: E402
-from streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
-from streams.codec import encode  # noqa: E402
-from streams.fetch_wait import use_backlog_wait  # noqa: E402
-from streams.settings import HeartSettings  # noqa: E402
-from streams.topics import (  # noqa: E402
+from heart.schemas import CallClosed, CallReceived, FollowupOutcome, UnitStatusReport  # noqa: E402
+from heart.streams.admin import create_topics  # noqa: E402
+from heart.streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
+from heart.streams.codec import encode  # noqa: E402
+from heart.streams.fetch_wait import use_backlog_wait  # noqa: E402
+from heart.streams.settings import HeartSettings  # noqa: E402
+from heart.streams.topics import (  # noqa: E402
     CAD_CALLS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
@@ -142,7 +142,7 @@ class StageWorker:
         self.log_path = self.log_dir / f"{self.stage}.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", self.stage],
+                [sys.executable, "-m", "heart.cli", "worker", self.stage],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

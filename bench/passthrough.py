@@ -18,10 +18,10 @@ import sys
 import faust
 from faust.types import StreamT
 
-from streams.app import create_app
-from streams.drain import event_batches
-from streams.outbox import Outbox
-from streams.settings import HeartSettings
+from heart.streams.app import create_app
+from heart.streams.drain import event_batches
+from heart.streams.outbox import Outbox
+from heart.streams.settings import HeartSettings
 
 IN = "bench.passthrough.in"
 OUT = "bench.passthrough.out"

@@ -17,7 +17,7 @@ import sys
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.settings import HeartSettings
+from heart.streams.settings import HeartSettings
 
 READY = "rawhop ready"
 

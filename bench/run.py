@@ -48,15 +48,16 @@ if __package__ in (None, ""):
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from agents.dispatch.area import CALL_MEMORY
 from bench import harness, workload
 from bench.harness import Fleet, Proc, percentile
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, find_free_port
-from streams.codec import encode
-from streams.fetch_wait import use_backlog_wait
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.agents.dispatch.area import CALL_MEMORY
+from heart.cli.worker import STAGES, stage_inputs
+from heart.streams.admin import create_topics
+from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.codec import encode
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     CATALOG,
     DISPATCH_CLEARED,
@@ -71,8 +72,7 @@ from streams.topics import (
     TRIAGE_DECISIONS,
     UNITS_STATUS,
 )
-from streams.transport import true_end_offsets
-from streams.worker import STAGES, stage_inputs
+from heart.streams.transport import true_end_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 MILWAUKEE = Path(
@@ -759,8 +759,8 @@ class Bench:
     def _replay_plan(self) -> list[Proc]:
         """The stages ``heart replay`` runs, with its environment (event clock, the
         mapping's demo policy and roster), each as ``heart worker STAGE``."""
-        from cad.mapping import load_mapping
-        from streams.replay import REPLAY_STAGES
+        from heart.cad.mapping import load_mapping
+        from heart.cli.replay import REPLAY_STAGES
 
         mapping = load_mapping("milwaukee-2018")
         env = {"HEART_CLOCK": "event", "HEART_POLICY": str(mapping.policy_path)}
@@ -773,9 +773,9 @@ class Bench:
         """The export through every stage with ``streams.replay.Replayer`` (what ``heart
         replay`` sends, lock-step where teams feed back), timed until every stage has
         drained: ``heart replay`` itself reports only the sending."""
-        from cad.importer import import_rows
-        from cad.mapping import load_mapping
-        from streams.replay import Replayer
+        from heart.cad.importer import import_rows
+        from heart.cad.mapping import load_mapping
+        from heart.cli.replay import Replayer
 
         mapping = load_mapping("milwaukee-2018")
         source = self._replay_source()

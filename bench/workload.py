@@ -15,13 +15,13 @@ from pathlib import Path
 
 import orjson
 
-from agents.triage.decide import decide
-from policy import load_policy
-from schemas.calls import CallClosed, CallReceived, Location
-from schemas.dispatch import DispatchEvent, UnitStatusReport
-from schemas.triage import TriageDecision
-from simulator.cad_feed import CadFeed
-from streams.codec import encode
+from heart.agents.triage.decide import decide
+from heart.policy import load_policy
+from heart.schemas.calls import CallClosed, CallReceived, Location
+from heart.schemas.dispatch import DispatchEvent, UnitStatusReport
+from heart.schemas.triage import TriageDecision
+from heart.simulator.cad_feed import CadFeed
+from heart.streams.codec import encode
 
 BENCH = Path(__file__).resolve().parent
 POLICY_24X7 = BENCH / "policy-24x7.toml"

@@ -3,7 +3,7 @@
 Nothing here touches Kafka: the commands wire these pure translations to topics.
 """
 
-from cad.eido import (
+from heart.cad.eido import (
     REASONS,
     ApcoTable,
     EidoCall,
@@ -14,8 +14,8 @@ from cad.eido import (
     load_apco_table,
     translate_eido,
 )
-from cad.importer import ImportResult, RejectExample, import_rows, localise, stable_event_id
-from cad.mapping import (
+from heart.cad.importer import ImportResult, RejectExample, import_rows, localise, stable_event_id
+from heart.cad.mapping import (
     CadMapping,
     Classification,
     MappingError,

@@ -33,8 +33,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationError
 
-from cad.importer import stable_event_id
-from cad.mapping import (
+from heart.cad.importer import stable_event_id
+from heart.cad.mapping import (
     MAPPINGS_DIR,
     CadMapping,
     Classification,
@@ -42,8 +42,8 @@ from cad.mapping import (
     problems_from,
     read_toml,
 )
-from policy.model import Text, _Problems, _Strict, normalize
-from schemas.calls import LANGUAGE_PATTERN, Caller, CallReceived, CallUpdated, Location
+from heart.policy.model import Text, _Problems, _Strict, normalize
+from heart.schemas.calls import LANGUAGE_PATTERN, Caller, CallReceived, CallUpdated, Location
 
 #: Every ``EidoError.reason``; dead letters and metrics use them as a bounded label set.
 REASONS: tuple[str, ...] = (

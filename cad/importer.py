@@ -30,8 +30,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from cad.mapping import CadMapping, Classification, MappingError
-from schemas.calls import CallReceived, Location
+from heart.cad.mapping import CadMapping, Classification, MappingError
+from heart.schemas.calls import CallReceived, Location
 
 #: Examples kept per reject or adjustment reason.
 MAX_EXAMPLES = 5

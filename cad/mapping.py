@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from policy.model import (
+from heart.policy.model import (
     _KEY_MARKER,
     Loc,
     Policy,
@@ -52,8 +52,8 @@ from policy.model import (
     load_policy,
     normalize,
 )
-from policy.toml_file import read_toml as read_toml_file
-from schemas.calls import LANGUAGE_PATTERN
+from heart.policy.toml_file import read_toml as read_toml_file
+from heart.schemas.calls import LANGUAGE_PATTERN
 
 #: Shipped mappings (and their demo policies and the APCO table) live here.
 MAPPINGS_DIR = Path(__file__).with_name("mappings")

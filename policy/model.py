@@ -37,8 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from policy.toml_file import read_toml
-from schemas.triage import Pilot, Route
+from heart.policy.toml_file import read_toml
+from heart.schemas.triage import Pilot, Route
 
 #: Pilot ids, in the order decisions list them; taken from the wire schema so the two agree.
 PILOTS: tuple[str, ...] = typing.get_args(Pilot)

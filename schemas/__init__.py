@@ -1,11 +1,11 @@
 """The wire contract: one pydantic model per event, one module per topic family."""
 
-from schemas.base import SCHEMA_VERSION, Event
-from schemas.calls import CallClosed, CallReceived, CallUpdated
-from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
-from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
-from schemas.triage import PilotEligibility, TriageClosure, TriageDecision
+from heart.schemas.base import SCHEMA_VERSION, Event
+from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
+from heart.schemas.deadletter import DeadLetter
+from heart.schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
+from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
+from heart.schemas.triage import PilotEligibility, TriageClosure, TriageDecision
 
 __all__ = [
     "SCHEMA_VERSION",

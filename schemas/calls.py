@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Event, WireModel
+from heart.schemas.base import Event, WireModel
 
 #: BCP 47 language tag, loosely: primary subtag and optional subtags.
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.base import WireModel
-from schemas.dispatch import DispatchEvent, UnitStatusReport
-from schemas.followup import FollowupOutcome
-from schemas.triage import TriageClosure, TriageDecision
+from heart.schemas.base import WireModel
+from heart.schemas.dispatch import DispatchEvent, UnitStatusReport
+from heart.schemas.followup import FollowupOutcome
+from heart.schemas.triage import TriageClosure, TriageDecision
 
 
 class SourceRef(WireModel):

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Event
+from heart.schemas.base import Event
 
 HEADER_PREFIX = "heart.dlq."
 H_TOPIC = HEADER_PREFIX + "topic"

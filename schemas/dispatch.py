@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from schemas.base import Event
-from schemas.calls import Location
-from schemas.triage import Route
+from heart.schemas.base import Event
+from heart.schemas.calls import Location
+from heart.schemas.triage import Route
 
 UnitStatus = Literal[
     "available",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.base import Event
+from heart.schemas.base import Event
 
 ContactPilot = Literal["ccd", "crt", "cor"]
 Outcome = Literal["reached", "connected_to_care", "declined", "unable_to_reach"]

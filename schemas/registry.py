@@ -9,12 +9,12 @@ from typing import Annotated, Any, Union
 import orjson
 from pydantic import Field, TypeAdapter
 
-from schemas.base import SCHEMA_VERSION, Event
-from schemas.calls import CallClosed, CallReceived, CallUpdated
-from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
-from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
-from schemas.triage import TriageClosure, TriageDecision
+from heart.schemas.base import SCHEMA_VERSION, Event
+from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
+from heart.schemas.deadletter import DeadLetter
+from heart.schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
+from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
+from heart.schemas.triage import TriageClosure, TriageDecision
 
 MODELS: tuple[type[Event], ...] = (
     CallReceived,

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.base import Event, WireModel
-from schemas.calls import Location
+from heart.schemas.base import Event, WireModel
+from heart.schemas.calls import Location
 
 Route = Literal["ccd", "crt", "cor", "police"]
 Pilot = Literal["ccd", "crt", "cor", "cn"]

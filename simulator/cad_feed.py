@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from schemas.calls import CallReceived, CallUpdated, Location
+from heart.schemas.calls import CallReceived, CallUpdated, Location
 
 ZONE = ZoneInfo("America/New_York")
 CALLS_PER_DAY = 1_000

@@ -21,13 +21,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 
-from schemas.calls import CallClosed
-from schemas.dispatch import UnitStatusReport
-from schemas.followup import FollowupOutcome
-from simulator.cad_feed import CadFeed
-from streams.codec import encode
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.schemas.calls import CallClosed
+from heart.schemas.dispatch import UnitStatusReport
+from heart.schemas.followup import FollowupOutcome
+from heart.simulator.cad_feed import CadFeed
+from heart.streams.codec import encode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.settings import HeartSettings
-from streams.topics import CATALOG, CHANGELOGS, TopicSpec
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CATALOG, CHANGELOGS, TopicSpec
 
 log = logging.getLogger(__name__)
 

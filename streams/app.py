@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.settings import HeartSettings
-from streams.transport import HeartApp, faust_credentials
+from heart.streams.settings import HeartSettings
+from heart.streams.transport import HeartApp, faust_credentials
 
 
 def app_id(stage: str, settings: HeartSettings) -> str:

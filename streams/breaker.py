@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import Counter, deque
 
-from streams import metrics
+from heart.streams import metrics
 
 log = logging.getLogger(__name__)
 

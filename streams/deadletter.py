@@ -17,17 +17,17 @@ from typing import Any
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
-from schemas.commands import SourceRef
-from schemas.deadletter import DeadLetter
-from streams import metrics
-from streams.breaker import CircuitBreaker
-from streams.clock import Clock
-from streams.codec import MAX_MESSAGE_BYTES, DecodeError, decode
-from streams.drain import DEFAULT_BATCH, Batch, event_batches
-from streams.lag import note_processed
-from streams.outbox import Outbox
-from streams.settings import HeartSettings
-from streams.topics import DEADLETTER, UNITS_STATUS, TopicSpec
+from heart.schemas.commands import SourceRef
+from heart.schemas.deadletter import DeadLetter
+from heart.streams import metrics
+from heart.streams.breaker import CircuitBreaker
+from heart.streams.clock import Clock
+from heart.streams.codec import MAX_MESSAGE_BYTES, DecodeError, decode
+from heart.streams.drain import DEFAULT_BATCH, Batch, event_batches
+from heart.streams.lag import note_processed
+from heart.streams.outbox import Outbox
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import DEADLETTER, UNITS_STATUS, TopicSpec
 
 DEADLETTER_NAME = DEADLETTER.name
 #: Values larger than this are copied truncated (with size and digest headers).

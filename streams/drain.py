@@ -37,7 +37,7 @@ from typing import Any, cast
 from faust.streams import _current_event
 from faust.types import TP, ChannelT, EventT, StreamT
 
-from streams.outbox import Outbox
+from heart.streams.outbox import Outbox
 
 __all__ = ["DEFAULT_BATCH", "Batch", "event_batches"]
 

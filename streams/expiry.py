@@ -23,7 +23,7 @@ from typing import Any
 
 from faust.types import AppT, CollectionT
 
-from streams.clock import Clock
+from heart.streams.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from faust.types import TP, AppT
 
-from streams import metrics
+from heart.streams import metrics
 
 #: tp -> (offset, wall time in s from its record timestamp) of the newest message a stage
 #: has processed there; the age of the oldest unprocessed one is at least now minus it.

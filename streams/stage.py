@@ -14,16 +14,16 @@ from faust.streams import current_event
 from faust.types import EventT, StreamT, TableT, TopicT
 from pydantic import BaseModel
 
-from streams import lag, metrics
-from streams.app import create_app
-from streams.breaker import CircuitBreaker
-from streams.clock import Clock, make_clock
-from streams.codec import encode
-from streams.deadletter import DeadLetterSink, FutureLimit, decoded
-from streams.outbox import Outbox, current_outbox
-from streams.settings import HeartSettings
-from streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
-from streams.transport import HeartApp
+from heart.streams import lag, metrics
+from heart.streams.app import create_app
+from heart.streams.breaker import CircuitBreaker
+from heart.streams.clock import Clock, make_clock
+from heart.streams.codec import encode
+from heart.streams.deadletter import DeadLetterSink, FutureLimit, decoded
+from heart.streams.outbox import Outbox, current_outbox
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
+from heart.streams.transport import HeartApp
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from agents.reporting.aggregate import MonthReport, ReportCommand
-from schemas.commands import DispatchCommand, NavigationCommand
-from schemas.deadletter import DeadLetter
-from schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
-from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
-from schemas.registry import CadEvent
-from schemas.triage import TriageClosure, TriageDecision
+from heart.agents.reporting.aggregate import MonthReport, ReportCommand
+from heart.schemas.commands import DispatchCommand, NavigationCommand
+from heart.schemas.deadletter import DeadLetter
+from heart.schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
+from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
+from heart.schemas.registry import CadEvent
+from heart.schemas.triage import TriageClosure, TriageDecision
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -46,11 +46,11 @@ from mode import Service
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
-from streams.delivery import FirstInPlace
-from streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
-from streams.fetch_wait import use_backlog_wait
-from streams.memory import malloc_trim, release_free_memory
-from streams.settings import HeartSettings
+from heart.streams.delivery import FirstInPlace
+from heart.streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.memory import malloc_trim, release_free_memory
+from heart.streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +574,7 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
     def _is_catalog_tp(self, tp: TP) -> bool:
         names = self._catalog_names
         if names is None:
-            from streams.topics import CATALOG
+            from heart.streams.topics import CATALOG
 
             settings = getattr(self.app, "heart_settings", None)
             prefix = settings.topic_prefix if isinstance(settings, HeartSettings) else ""

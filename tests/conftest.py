@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, find_free_port
-from streams.settings import HeartSettings
+from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.settings import HeartSettings
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas import (
+from heart.schemas import (
     CallClosed,
     CallReceived,
     CallUpdated,

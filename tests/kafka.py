@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel
 
-from streams.broker import find_free_port
-from streams.codec import encode
-from streams.fetch_wait import use_backlog_wait
-from streams.settings import HeartSettings
-from streams.topics import TopicSpec
+from heart.streams.broker import find_free_port
+from heart.streams.codec import encode
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import TopicSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ class Worker:
     def start(self) -> Worker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", self.stage],
+                [sys.executable, "-m", "heart.cli", "worker", self.stage],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

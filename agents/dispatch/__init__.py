@@ -1,6 +1,6 @@
 """Dispatch stage: turns crt and cor decisions into exactly one team on its way, or a fallback."""
 
-from agents.dispatch.area import (
+from heart.agents.dispatch.area import (
     AreaState,
     AuditRecord,
     Rejection,
@@ -9,8 +9,8 @@ from agents.dispatch.area import (
     apply,
     event_key,
 )
-from agents.dispatch.roster import Roster, RosterError, Team, default_roster_path, load_roster
-from agents.dispatch.units import IllegalTransition, transition
+from heart.agents.dispatch.roster import Roster, RosterError, Team, default_roster_path, load_roster
+from heart.agents.dispatch.units import IllegalTransition, transition
 
 __all__ = [
     "AreaState",

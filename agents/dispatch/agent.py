@@ -16,7 +16,7 @@ from typing import Any
 
 from faust.types import StreamT
 
-from agents.dispatch.area import (
+from heart.agents.dispatch.area import (
     TEAM_ROUTES,
     AreaState,
     AuditRecord,
@@ -26,17 +26,17 @@ from agents.dispatch.area import (
     call_named,
     event_key,
 )
-from agents.dispatch.finished import FinishedLedger
-from agents.dispatch.roster import Roster, load_roster
-from agents.dispatch.units import ON_CALL, STATUSES
-from agents.ids import uuid5_hex
-from policy import Policy, load_policy
-from schemas.commands import DispatchCommand
-from schemas.dispatch import DispatchEvent, UnitAudit
-from streams import metrics
-from streams.deadletter import guarded, source_ref
-from streams.stage import Stage, TableWriter
-from streams.topics import (
+from heart.agents.dispatch.finished import FinishedLedger
+from heart.agents.dispatch.roster import Roster, load_roster
+from heart.agents.dispatch.units import ON_CALL, STATUSES
+from heart.agents.ids import uuid5_hex
+from heart.policy import Policy, load_policy
+from heart.schemas.commands import DispatchCommand
+from heart.schemas.dispatch import DispatchEvent, UnitAudit
+from heart.streams import metrics
+from heart.streams.deadletter import guarded, source_ref
+from heart.streams.stage import Stage, TableWriter
+from heart.streams.topics import (
     DISPATCH_AREAS,
     DISPATCH_CLEARED,
     DISPATCH_COMMANDS,

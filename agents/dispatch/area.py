@@ -89,13 +89,13 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from agents.dispatch.roster import Roster, Team
-from agents.dispatch.units import ON_CALL, IllegalTransition, assign, transition
-from agents.ids import uuid5_hex
-from policy.model import Policy, normalize
-from schemas.calls import Location
-from schemas.dispatch import DispatchEvent, DispatchEventType, UnitStatus, UnitStatusReport
-from schemas.triage import TriageDecision
+from heart.agents.dispatch.roster import Roster, Team
+from heart.agents.dispatch.units import ON_CALL, IllegalTransition, assign, transition
+from heart.agents.ids import uuid5_hex
+from heart.policy.model import Policy, normalize
+from heart.schemas.calls import Location
+from heart.schemas.dispatch import DispatchEvent, DispatchEventType, UnitStatus, UnitStatusReport
+from heart.schemas.triage import TriageDecision
 
 #: Routes that ask for a team; the route names the team kind.
 TEAM_ROUTES: frozenset[str] = frozenset({"crt", "cor"})

@@ -23,7 +23,7 @@ from collections.abc import MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from agents.dispatch.area import CALL_MEMORY, FinishedCall
+from heart.agents.dispatch.area import CALL_MEMORY, FinishedCall
 
 _BUCKET_S = 60
 

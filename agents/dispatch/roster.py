@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
-import policy as _policy_package
-from policy.model import (
+import heart.policy as _policy_package
+from heart.policy.model import (
     _KEY_MARKER,
     Beat,
     Loc,
@@ -56,7 +56,7 @@ from policy.model import (
     _week,
     normalize,
 )
-from policy.toml_file import read_toml
+from heart.policy.toml_file import read_toml
 
 #: Per weekday (Monday first), shift windows as [start, end) local minutes.
 Week = tuple[tuple[tuple[int, int], ...], ...]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 
-from schemas.dispatch import UnitStatus
+from heart.schemas.dispatch import UnitStatus
 
 STATUSES: tuple[UnitStatus, ...] = typing.get_args(UnitStatus)
 

@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 from faust.types import EventT, StreamT
 
-from cad.eido import EidoError, call_update, translate_eido
-from schemas.calls import CallReceived
-from streams import metrics
-from streams.codec import MAX_MESSAGE_BYTES
-from streams.lag import note_processed
-from streams.stage import Stage
-from streams.topics import CAD_CALLS, CAD_EIDO, EIDO_INCIDENTS
+from heart.cad.eido import EidoError, call_update, translate_eido
+from heart.schemas.calls import CallReceived
+from heart.streams import metrics
+from heart.streams.codec import MAX_MESSAGE_BYTES
+from heart.streams.lag import note_processed
+from heart.streams.stage import Stage
+from heart.streams.topics import CAD_CALLS, CAD_EIDO, EIDO_INCIDENTS
 
 log = logging.getLogger(__name__)
 

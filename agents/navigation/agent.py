@@ -23,7 +23,7 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.navigation.cases import (
+from heart.agents.navigation.cases import (
     Case,
     Contact,
     contact_from_closure,
@@ -34,15 +34,15 @@ from agents.navigation.cases import (
     skip_reason,
     sweep,
 )
-from agents.navigation.due_index import DueIndex
-from policy import Policy, load_policy
-from schemas.commands import NavigationCommand
-from schemas.followup import FollowupDue, FollowupOverdue
-from streams import expiry, metrics
-from streams.codec import encode
-from streams.deadletter import guarded, source_ref
-from streams.stage import Stage
-from streams.topics import (
+from heart.agents.navigation.due_index import DueIndex
+from heart.policy import Policy, load_policy
+from heart.schemas.commands import NavigationCommand
+from heart.schemas.followup import FollowupDue, FollowupOverdue
+from heart.streams import expiry, metrics
+from heart.streams.codec import encode
+from heart.streams.deadletter import guarded, source_ref
+from heart.streams.stage import Stage
+from heart.streams.topics import (
     DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,

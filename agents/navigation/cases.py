@@ -42,15 +42,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from agents.ids import uuid5_hex
-from agents.navigation.staffed import (
+from heart.agents.ids import uuid5_hex
+from heart.agents.navigation.staffed import (
     add_staffed_minutes,
     next_staffed_moment,
     staffed_minutes_between,
 )
-from policy import Policy
-from schemas.dispatch import DispatchEvent
-from schemas.followup import (
+from heart.policy import Policy
+from heart.schemas.dispatch import DispatchEvent
+from heart.schemas.followup import (
     ContactPilot,
     FollowupDue,
     FollowupOutcome,
@@ -58,7 +58,7 @@ from schemas.followup import (
     FollowupScheduled,
     Outcome,
 )
-from schemas.triage import TriageClosure
+from heart.schemas.triage import TriageClosure
 
 _EVENT_NS = uuid.UUID("3b8f7a52-1c9e-4d6b-8e0f-5a2d9c4e7b13")
 

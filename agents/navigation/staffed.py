@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from policy import Policy
-from policy.model import Window, _week
+from heart.policy import Policy
+from heart.policy.model import Window, _week
 
 #: Per weekday (Monday = 0), sorted ``(start, end)`` minute ranges, end exclusive.
 Week = tuple[tuple[tuple[int, int], ...], ...]

@@ -52,8 +52,8 @@ from zoneinfo import ZoneInfo
 
 from faust.types import StreamT
 
-from agents.reporting import settle
-from agents.reporting.aggregate import (
+from heart.agents.reporting import settle
+from heart.agents.reporting.aggregate import (
     Fact,
     KeyedPart,
     Part,
@@ -66,12 +66,12 @@ from agents.reporting.aggregate import (
     parts_of,
     report_from_totals,
 )
-from policy import load_policy
-from streams import expiry, metrics
-from streams.clock import WallClock
-from streams.codec import encode
-from streams.stage import Stage
-from streams.topics import (
+from heart.policy import load_policy
+from heart.streams import expiry, metrics
+from heart.streams.clock import WallClock
+from heart.streams.codec import encode
+from heart.streams.stage import Stage
+from heart.streams.topics import (
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,

@@ -61,17 +61,17 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from policy import Policy, load_policy
-from schemas.base import WireModel
-from schemas.dispatch import DispatchEvent
-from schemas.followup import (
+from heart.policy import Policy, load_policy
+from heart.schemas.base import WireModel
+from heart.schemas.dispatch import DispatchEvent
+from heart.schemas.followup import (
     ContactPilot,
     FollowupDue,
     FollowupOutcome,
     FollowupOverdue,
     FollowupScheduled,
 )
-from schemas.triage import COVERAGE_REASONS, Pilot, Route, TriageDecision
+from heart.schemas.triage import COVERAGE_REASONS, Pilot, Route, TriageDecision
 
 PILOTS: tuple[Pilot, ...] = get_args(Pilot)
 ROUTES: tuple[Route, ...] = get_args(Route)

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from agents.reporting.aggregate import (
+from heart.agents.reporting.aggregate import (
     MISSED_REASONS,
     ROUTES,
     TEAM_PILOTS,

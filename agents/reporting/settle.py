@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
-from agents.reporting.aggregate import Part, Record, Settled, Totals, parts_of
-from streams import expiry
+from heart.agents.reporting.aggregate import Part, Record, Settled, Totals, parts_of
+from heart.streams import expiry
 
 
 def part_key(month: str, key: str) -> str:

@@ -11,14 +11,14 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from agents.triage.state import CallState, step
-from policy import load_policy
-from schemas.registry import CadEvent
-from schemas.triage import COVERAGE_REASONS, TriageDecision
-from streams import expiry, metrics
-from streams.deadletter import guarded
-from streams.stage import Stage
-from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_CLOSURES, TRIAGE_DECISIONS
+from heart.agents.triage.state import CallState, step
+from heart.policy import load_policy
+from heart.schemas.registry import CadEvent
+from heart.schemas.triage import COVERAGE_REASONS, TriageDecision
+from heart.streams import expiry, metrics
+from heart.streams.deadletter import guarded
+from heart.streams.stage import Stage
+from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 
 log = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from policy.model import PILOTS, PilotRule, Policy, normalize
-from schemas.calls import CallReceived, CallUpdated
-from schemas.triage import IneligibleReason, PilotEligibility, Route, TriageDecision
+from heart.policy.model import PILOTS, PilotRule, Policy, normalize
+from heart.schemas.calls import CallReceived, CallUpdated
+from heart.schemas.triage import IneligibleReason, PilotEligibility, Route, TriageDecision
 
 _PILOT_ORDER = {pilot: index for index, pilot in enumerate(PILOTS)}
 

@@ -9,11 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.ids import uuid5_hex
-from agents.triage.decide import apply_update, decide, needs_redecision
-from policy import Policy
-from schemas.calls import CallClosed, CallReceived, CallUpdated
-from schemas.triage import TriageClosure, TriageDecision
+from heart.agents.ids import uuid5_hex
+from heart.agents.triage.decide import apply_update, decide, needs_redecision
+from heart.policy import Policy
+from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
+from heart.schemas.triage import TriageClosure, TriageDecision
 
 #: Event ids remembered per call; a CAD redelivers recent events, not ancient ones.
 SEEN_LIMIT = 32

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from agents.triage.decide import decide
-from policy.model import DAYS, PILOTS, RESPONDERS, Policy, Window
-from schemas.calls import CallReceived
-from schemas.triage import COVERAGE_REASONS, IneligibleReason, Route, TriageDecision
+from heart.agents.triage.decide import decide
+from heart.policy.model import DAYS, PILOTS, RESPONDERS, Policy, Window
+from heart.schemas.calls import CallReceived
+from heart.schemas.triage import COVERAGE_REASONS, IneligibleReason, Route, TriageDecision
 
 ROUTES: tuple[Route, ...] = ("ccd", "crt", "cor", "police")
 #: Coverage reasons in the order reports show them.

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agents.triage.decide import decide
-from cad.eido import (
+from heart.agents.triage.decide import decide
+from heart.cad.eido import (
     REASONS,
     EidoError,
     EidoTranslator,
@@ -21,10 +21,10 @@ from cad.eido import (
     load_apco_table,
     translate_eido,
 )
-from cad.importer import stable_event_id
-from cad.mapping import MappingError, load_mapping
-from policy import load_policy
-from schemas.calls import CallReceived, CallUpdated
+from heart.cad.importer import stable_event_id
+from heart.cad.mapping import MappingError, load_mapping
+from heart.policy import load_policy
+from heart.schemas.calls import CallReceived, CallUpdated
 
 SAMPLES = Path(__file__).resolve().parents[2] / "cad" / "samples"
 EDT = timezone(timedelta(hours=-4))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.triage.decide import decide
-from cad.importer import ImportResult, RejectExample, import_rows, localise, stable_event_id
-from cad.mapping import CadMapping, MappingError, load_mapping
+from heart.agents.triage.decide import decide
+from heart.cad.importer import ImportResult, RejectExample, import_rows, localise, stable_event_id
+from heart.cad.mapping import CadMapping, MappingError, load_mapping
 from tests.cad import shared_file
 
 MILWAUKEE_HEADER = "id,time,location,latitude,longitude,district,nature,status"

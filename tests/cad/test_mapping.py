@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cad.eido import load_apco_table
-from cad.mapping import (
+from heart.cad.eido import load_apco_table
+from heart.cad.mapping import (
     MAPPINGS_DIR,
     CadMapping,
     MappingError,
@@ -20,7 +20,7 @@ from cad.mapping import (
     resolve_mapping_path,
     shipped_mapping,
 )
-from policy import load_policy
+from heart.policy import load_policy
 
 MILWAUKEE_TEXT = shipped_mapping("milwaukee-2018").read_text(encoding="utf-8")
 DEMO_POLICY = MAPPINGS_DIR / "milwaukee-demo-policy.toml"

@@ -28,10 +28,10 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from streams.app import app_id
-from streams.settings import ENV_PREFIX, HeartSettings
-from streams.topics import CATALOG
-from streams.worker import STAGES, stage_inputs
+from heart.cli.worker import STAGES, stage_inputs
+from heart.streams.app import app_id
+from heart.streams.settings import ENV_PREFIX, HeartSettings
+from heart.streams.topics import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -748,9 +748,9 @@ def test_policy_configmap_matches_the_repository_files() -> None:
 def test_dockerfile_installs_every_package_and_runs_heart() -> None:
     dockerfile = DOCKERFILE.read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
     copied = set(re.findall(r"^COPY (\w+)/ \1/$", dockerfile, re.M))
-    assert {pattern.rstrip("*") for pattern in include} <= copied
+    assert folders <= copied
     assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
     assert re.search(r"^USER 10001", dockerfile, re.M)
     assert 'ENTRYPOINT ["heart"]' in dockerfile
@@ -762,7 +762,7 @@ def test_dockerfile_installs_every_package_and_runs_heart() -> None:
 
 def _metric_families() -> dict[str, tuple[str, frozenset[str]]]:
     """Exposed sample name -> (family, its label names), for every registered heart_ metric."""
-    import streams.metrics  # noqa: F401  (registers the metrics)
+    import heart.streams.metrics  # noqa: F401  (registers the metrics)
 
     for module in STAGES.values():
         importlib.import_module(module)

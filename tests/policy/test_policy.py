@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from policy import Policy, PolicyError, default_policy_path, load_policy
+from heart.policy import Policy, PolicyError, default_policy_path, load_policy
 
 DEFAULT_TEXT = default_policy_path().read_text(encoding="utf-8")
 

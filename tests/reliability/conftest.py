@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from streams.settings import HeartSettings
+from heart.streams.settings import HeartSettings
 from tests.kafka import ROOT
 
 

@@ -20,11 +20,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import BaseModel
 
-from schemas.registry import ANY_EVENT
-from streams.codec import encode
-from streams.fetch_wait import use_backlog_wait
-from streams.settings import HeartSettings
-from streams.topics import TopicSpec
+from heart.schemas.registry import ANY_EVENT
+from heart.streams.codec import encode
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import TopicSpec
 
 
 class TopicWatch:

@@ -26,11 +26,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, find_free_port
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_DECISIONS
-from streams.worker import RECOVERY_STALLED_EXIT, STAGES
+from heart.cli.worker import RECOVERY_STALLED_EXIT, STAGES
+from heart.streams.admin import create_topics
+from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_DECISIONS
 from tests.factories import call_received
 from tests.kafka import ROOT, Worker, processes_with, produce, read_topic
 from tests.reliability.support import TopicWatch, stop_worker
@@ -218,7 +218,7 @@ def _heart_up_kill_and_restart(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "heart.cli",
             "up",
             "--no-sim",
             "--status-every",

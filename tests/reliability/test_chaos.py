@@ -31,10 +31,10 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from agents.triage.decide import apply_update, decide
-from agents.triage.state import decision_id
-from policy import default_policy_path, load_policy
-from schemas import (
+from heart.agents.triage.decide import apply_update, decide
+from heart.agents.triage.state import decision_id
+from heart.policy import default_policy_path, load_policy
+from heart.schemas import (
     CallUpdated,
     DeadLetter,
     DispatchEvent,
@@ -42,9 +42,9 @@ from schemas import (
     TriageClosure,
     UnitStatusReport,
 )
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     DEADLETTER,
     DISPATCH_CLEARED,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas import DeadLetter, UnitStatusReport
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_DECISIONS, UNITS_AUDIT, UNITS_STATUS
+from heart.schemas import DeadLetter, UnitStatusReport
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_DECISIONS, UNITS_AUDIT, UNITS_STATUS
 from tests.factories import call_received
 from tests.kafka import Worker
 from tests.reliability.support import Feed, TopicWatch, stop_worker

@@ -29,11 +29,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from policy import load_policy
-from schemas import DeadLetter, DispatchEvent, FollowupOutcome, UnitStatusReport
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.policy import load_policy
+from heart.schemas import DeadLetter, DispatchEvent, FollowupOutcome, UnitStatusReport
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     DEADLETTER,
     DISPATCH_CLEARED,

@@ -44,13 +44,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from schemas import DispatchEvent, UnitStatusReport
-from streams.admin import create_topics
-from streams.app import create_app
-from streams.broker import broker_binary, find_free_port, port_in_use
-from streams.codec import DecodeError, decode
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.schemas import DispatchEvent, UnitStatusReport
+from heart.streams.admin import create_topics
+from heart.streams.app import create_app
+from heart.streams.broker import broker_binary, find_free_port, port_in_use
+from heart.streams.codec import DecodeError, decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     DEADLETTER,
     DISPATCH_EVENTS,
@@ -60,7 +60,7 @@ from streams.topics import (
     UNITS_AUDIT,
     UNITS_STATUS,
 )
-from streams.transport import faust_credentials
+from heart.streams.transport import faust_credentials
 from tests.factories import T0, call_received
 from tests.kafka import ROOT, Worker
 from tests.reliability.support import Feed, TopicWatch, of_type, stop_worker
@@ -222,7 +222,7 @@ async def test_planted_personal_data_never_leaks(
     # In process: everything a product would log (INFO and up), and the project's own
     # DEBUG lines. (aiokafka's own DEBUG lines in this process come from the test's
     # stand-in CAD producer, which logs what it sends; see the --loglevel debug test.)
-    product = ("streams", "agents", "schemas", "policy", "heart", "simulator", "cad")
+    product = "heart"
     check(
         "test process log",
         "\n".join(
@@ -434,7 +434,7 @@ class DebugWorker(Worker):
     def start(self) -> DebugWorker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", self.stage, "--loglevel", "debug"],
+                [sys.executable, "-m", "heart.cli", "worker", self.stage, "--loglevel", "debug"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

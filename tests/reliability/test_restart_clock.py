@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.triage.decide import decide
-from agents.triage.state import decision_id
-from policy import load_policy
-from schemas import DispatchEvent
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.agents.triage.decide import decide
+from heart.agents.triage.state import decision_id
+from heart.policy import load_policy
+from heart.schemas import DispatchEvent
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     DISPATCH_CLEARED,
     DISPATCH_EVENTS,
     FOLLOWUP_TASKS,

@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from schemas import CallReceived
-from schemas.registry import ANY_EVENT, EVENT_TYPES, MODELS, export_json_schemas
-from streams.codec import DecodeError, decode, encode
+from heart.schemas import CallReceived
+from heart.schemas.registry import ANY_EVENT, EVENT_TYPES, MODELS, export_json_schemas
+from heart.streams.codec import DecodeError, decode, encode
 from tests.factories import call_received, every_event
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import faust
 
-from streams.settings import HeartSettings
-from streams.transport import HeartApp, faust_credentials
+from heart.streams.settings import HeartSettings
+from heart.streams.transport import HeartApp, faust_credentials
 
 TABLE = "kv"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
-from streams.breaker import CircuitBreaker
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_DECISIONS
+from heart.streams.admin import create_topics
+from heart.streams.breaker import CircuitBreaker
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_DECISIONS
 from tests.factories import call_received
 from tests.kafka import Worker, produce, read_topic
 

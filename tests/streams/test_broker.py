@@ -4,10 +4,10 @@ import socket
 
 import pytest
 
-from streams import broker as broker_mod
-from streams.admin import all_topics, create_topics, describe_topics
-from streams.broker import BrokerError, EmbeddedBroker, find_free_port
-from streams.settings import HeartSettings
+from heart.streams import broker as broker_mod
+from heart.streams.admin import all_topics, create_topics, describe_topics
+from heart.streams.broker import BrokerError, EmbeddedBroker, find_free_port
+from heart.streams.settings import HeartSettings
 
 
 def test_port_in_use_is_named() -> None:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from streams.clock import EventClock, ManualClock, WallClock, make_clock
+from heart.streams.clock import EventClock, ManualClock, WallClock, make_clock
 
 
 def test_event_clock_follows_newest_event_and_never_goes_back() -> None:

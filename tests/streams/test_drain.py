@@ -15,9 +15,9 @@ import pytest
 from faust.streams import current_event
 from faust.types import TP, ChannelT, StreamT
 
-from streams.app import create_app
-from streams.drain import Batch, event_batches
-from streams.settings import HeartSettings
+from heart.streams.app import create_app
+from heart.streams.drain import Batch, event_batches
+from heart.streams.settings import HeartSettings
 
 
 @pytest.fixture

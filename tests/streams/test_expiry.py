@@ -8,8 +8,8 @@ from typing import Any
 
 from faust.types import TP
 
-from streams import expiry
-from streams.clock import EventClock, ManualClock
+from heart.streams import expiry
+from heart.streams.clock import EventClock, ManualClock
 from tests.factories import T0
 
 HOUR = timedelta(hours=1)

@@ -21,11 +21,11 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
-from streams.app import create_app
-from streams.broker import EmbeddedBroker
-from streams.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
-from streams.settings import HeartSettings
-from streams.transport import HeartApp, HeartConsumerThread, HeartProducer, true_end_offsets
+from heart.streams.app import create_app
+from heart.streams.broker import EmbeddedBroker
+from heart.streams.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
+from heart.streams.settings import HeartSettings
+from heart.streams.transport import HeartApp, HeartConsumerThread, HeartProducer, true_end_offsets
 
 pytestmark = pytest.mark.broker
 

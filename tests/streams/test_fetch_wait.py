@@ -18,8 +18,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.fetch_wait import BacklogAwareFetcher, behind, use_backlog_wait
-from streams.settings import HeartSettings
+from heart.streams.fetch_wait import BacklogAwareFetcher, behind, use_backlog_wait
+from heart.streams.settings import HeartSettings
 
 BATCHES = 4_000
 # Far below the listing time of BATCHES objects, so that a plain fetch from inside the log

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 
-from schemas import UnitStatusReport
-from schemas.deadletter import DeadLetter
-from streams.clock import EventClock, ManualClock, WallClock
-from streams.deadletter import DeadLetterSink, FutureLimit, decode_batches
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, UNITS_STATUS
+from heart.schemas import UnitStatusReport
+from heart.schemas.deadletter import DeadLetter
+from heart.streams.clock import EventClock, ManualClock, WallClock
+from heart.streams.deadletter import DeadLetterSink, FutureLimit, decode_batches
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, UNITS_STATUS
 from tests.factories import T0, call_received
 from tests.streams.test_guarded import FakeTopic
 

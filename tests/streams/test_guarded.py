@@ -3,9 +3,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from schemas.deadletter import DeadLetter
-from streams.clock import ManualClock
-from streams.deadletter import DeadLetterSink, guarded
+from heart.schemas.deadletter import DeadLetter
+from heart.streams.clock import ManualClock
+from heart.streams.deadletter import DeadLetterSink, guarded
 from tests.factories import T0
 
 

@@ -10,8 +10,8 @@ import pytest
 from faust.types import TP
 from prometheus_client import REGISTRY
 
-from streams import lag
-from streams.lag import note_processed, sample, unprocessed
+from heart.streams import lag
+from heart.streams.lag import note_processed, sample, unprocessed
 
 
 def test_records_waiting_in_the_stream_buffer_count_as_lag() -> None:

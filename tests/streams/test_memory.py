@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from streams.memory import malloc_trim
-from streams.settings import HeartSettings, SettingsError
+from heart.streams.memory import malloc_trim
+from heart.streams.settings import HeartSettings, SettingsError
 
 # Scattered free space, as a worker's heap has it: many large buffers freed with a live
 # one every tenth, so no free run reaches the top of the heap, where glibc trims by itself.
 FRAGMENT = """
 import json, sys
-from streams.memory import release_free_memory
+from heart.streams.memory import release_free_memory
 
 def rss_mib():
     for line in open("/proc/self/status"):

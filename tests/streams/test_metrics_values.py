@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.triage.decide import decide
-from policy import load_policy
-from schemas import UnitStatusReport
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
+from heart.agents.triage.decide import decide
+from heart.policy import load_policy
+from heart.schemas import UnitStatusReport
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
 from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 

@@ -15,13 +15,13 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import _current_event
 
-from streams.admin import create_topics
-from streams.app import create_app
-from streams.outbox import Outbox, current_outbox
-from streams.settings import HeartSettings
-from streams.stage import TableWriter, create_stage
-from streams.topics import CAD_CALLS, TRIAGE_CALLS
-from streams.transport import HeartApp
+from heart.streams.admin import create_topics
+from heart.streams.app import create_app
+from heart.streams.outbox import Outbox, current_outbox
+from heart.streams.settings import HeartSettings
+from heart.streams.stage import TableWriter, create_stage
+from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS
+from heart.streams.transport import HeartApp
 from tests.kafka import read_topic
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.settings import HeartSettings, SettingsError
+from heart.streams.settings import HeartSettings, SettingsError
 
 
 def test_defaults_point_at_local_broker_with_short_fetch_wait() -> None:
@@ -50,7 +50,7 @@ def test_sasl_needs_credentials_and_passes_through() -> None:
 
 
 def test_faust_app_carries_sasl_credentials() -> None:
-    from streams.app import create_app
+    from heart.streams.app import create_app
 
     s = HeartSettings(
         kafka_security_protocol="SASL_PLAINTEXT",

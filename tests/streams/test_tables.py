@@ -7,10 +7,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.admin import create_topics, describe_topics
-from streams.settings import HeartSettings
-from streams.topics import CATALOG, CHANGELOGS, TABLES
-from streams.worker import STAGES, build_stage
+from heart.cli.worker import STAGES, build_stage
+from heart.streams.admin import create_topics, describe_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CATALOG, CHANGELOGS, TABLES
 
 
 def test_the_agents_make_exactly_the_declared_tables() -> None:

@@ -24,10 +24,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.app import create_app
-from streams.broker import EmbeddedBroker
-from streams.settings import HeartSettings
-from streams.transport import HeartApp, HeartConsumerThread, HeartTransport, true_end_offsets
+from heart.streams.app import create_app
+from heart.streams.broker import EmbeddedBroker
+from heart.streams.settings import HeartSettings
+from heart.streams.transport import HeartApp, HeartConsumerThread, HeartTransport, true_end_offsets
 from tests.streams.table_worker import changelog_topic
 
 pytestmark = pytest.mark.broker
@@ -286,7 +286,7 @@ async def test_recovery_after_sigkill_restores_every_key(written_table: WrittenT
 def _consumer_with(committed: int, acked: list[int], topic: str) -> tuple[Any, Any]:
     from faust.types import TP
 
-    from streams.app import create_app
+    from heart.streams.app import create_app
 
     consumer = create_app("triage", HeartSettings(topic_prefix="hole.")).consumer
     tp = TP(topic, 0)
@@ -394,7 +394,7 @@ async def test_a_record_from_before_a_seek_forward_does_not_move_the_position_ba
 async def test_the_rewind_count_starts_again_once_the_missing_record_arrives(
     monkeypatch: Any,
 ) -> None:
-    from streams.transport import ORDER_REWINDS_MAX
+    from heart.streams.transport import ORDER_REWINDS_MAX
 
     consumer, tp = _consumer_with(0, [], "hole.cad.calls")
     # Separate holes at the same offset, each filled by a re-read, never add up to a
@@ -415,7 +415,7 @@ async def test_a_changelog_keeps_fausts_order_handling(monkeypatch: Any) -> None
 async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
     monkeypatch: Any,
 ) -> None:
-    from streams.transport import ORDER_REWINDS_MAX
+    from heart.streams.transport import ORDER_REWINDS_MAX
 
     consumer, tp = _consumer_with(0, [], "hole.cad.calls")
     rounds = []
@@ -429,7 +429,7 @@ async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
 def _seeking_consumer(monkeypatch: Any, topic: str = "hole.cad.calls") -> tuple[Any, Any, list]:
     """A consumer whose seeks are recorded instead of sent to a fetcher, on a clock the
     test moves (``clock[0]``, seconds)."""
-    import streams.transport as transport
+    import heart.streams.transport as transport
 
     consumer, tp = _consumer_with(0, [], topic)
     seeks: list[tuple[Any, int]] = []
@@ -477,7 +477,7 @@ async def test_after_a_rebalance_each_stream_resumes_at_the_committed_offset(
 
 
 async def test_a_stream_gap_rewinds_once_per_spacing_then_gives_up(monkeypatch: Any) -> None:
-    from streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_SPACING_S
+    from heart.streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_SPACING_S
 
     consumer, tp, seeks = _seeking_consumer(monkeypatch)
     consumer.stream_next[tp] = 11
@@ -497,7 +497,7 @@ async def test_a_stream_gap_rewinds_once_per_spacing_then_gives_up(monkeypatch: 
 
 
 async def test_holes_far_apart_in_time_each_get_their_own_rewinds(monkeypatch: Any) -> None:
-    from streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_FORGET_S
+    from heart.streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_FORGET_S
 
     consumer, tp, seeks = _seeking_consumer(monkeypatch)
     for _ in range(ORDER_REWINDS_MAX + 2):
@@ -570,7 +570,7 @@ async def test_a_partition_whose_stream_takes_nothing_while_the_rest_move_on_is_
     # Bug 20, a chaos run: after a rebalance triage.decisions[5] delivered nothing from its
     # committed offset 24 on, while the topic's other partitions went on, and the calls
     # behind it were never dispatched. Nothing after the lost records showed the hole.
-    from streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.transport import STALL_REWIND_AFTER_S
 
     consumer, stuck, seeks = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(stuck)("hole.triage.decisions", 1)
@@ -601,7 +601,7 @@ async def test_a_partition_whose_stream_takes_nothing_while_the_rest_move_on_is_
 async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
     # A stage paused (its breaker open, or busy with a long batch) takes nothing from any
     # partition: no re-read, however long it lasts.
-    from streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.transport import STALL_REWIND_AFTER_S
 
     consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(tp)("hole.triage.decisions", 1)
@@ -616,7 +616,7 @@ async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
 async def test_a_rebalance_starts_the_stall_periods_again(monkeypatch: Any) -> None:
     # Every stream stands still while the group rebalances; a partition must not count as
     # stalled the moment it resumes, before anything could be fetched for it.
-    from streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.transport import STALL_REWIND_AFTER_S
 
     consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(tp)("hole.triage.decisions", 1)

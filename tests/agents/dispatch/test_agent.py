@@ -10,13 +10,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.triage.decide import decide
-from policy import load_policy
-from schemas import DeadLetter, DispatchEvent, TriageDecision, UnitStatusReport
-from streams.admin import create_topics
-from streams.codec import decode
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.agents.triage.decide import decide
+from heart.policy import load_policy
+from heart.schemas import DeadLetter, DispatchEvent, TriageDecision, UnitStatusReport
+from heart.streams.admin import create_topics
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     DEADLETTER,
     DISPATCH_AREAS,
     DISPATCH_CLEARED,

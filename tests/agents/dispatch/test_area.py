@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.dispatch.area import (
+from heart.agents.dispatch.area import (
     CALL_MEMORY,
     AreaState,
     FinishedCall,
@@ -24,11 +24,11 @@ from agents.dispatch.area import (
     call_named,
     event_key,
 )
-from agents.dispatch.finished import FinishedLedger
-from agents.dispatch.roster import Roster, load_roster, parse_roster
-from policy import Policy, load_policy
-from schemas.dispatch import UnitStatusReport
-from schemas.triage import TriageDecision
+from heart.agents.dispatch.finished import FinishedLedger
+from heart.agents.dispatch.roster import Roster, load_roster, parse_roster
+from heart.policy import Policy, load_policy
+from heart.schemas.dispatch import UnitStatusReport
+from heart.schemas.triage import TriageDecision
 
 T0 = datetime(2024, 7, 15, 14, 0, tzinfo=UTC)  # Monday 10:00 in Durham, inside every shift
 SATURDAY = datetime(2024, 7, 20, 14, 0, tzinfo=UTC)

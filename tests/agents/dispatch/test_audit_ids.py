@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agents.dispatch.agent import audit_event_id
-from agents.dispatch.area import AuditRecord
+from heart.agents.dispatch.agent import audit_event_id
+from heart.agents.dispatch.area import AuditRecord
 
 AT = datetime(2024, 7, 15, 14, tzinfo=UTC)
 

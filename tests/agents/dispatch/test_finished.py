@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agents.dispatch.area import FinishedCall
-from agents.dispatch.finished import FinishedLedger
+from heart.agents.dispatch.area import FinishedCall
+from heart.agents.dispatch.finished import FinishedLedger
 
 T0 = datetime(2024, 7, 15, 14, 0, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)

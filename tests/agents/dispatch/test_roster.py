@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.dispatch.roster import (
+from heart.agents.dispatch.roster import (
     REQUIRED_ROLES,
     Roster,
     RosterError,

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from agents.dispatch.units import (
+from heart.agents.dispatch.units import (
     ON_CALL,
     STATUSES,
     TRANSITIONS,
@@ -15,7 +15,7 @@ from agents.dispatch.units import (
     assign,
     transition,
 )
-from schemas.dispatch import UnitStatus
+from heart.schemas.dispatch import UnitStatus
 
 LEGAL: set[tuple[str, str]] = {
     ("available", "out_of_service"),

@@ -15,15 +15,15 @@ import pytest
 from aiokafka import ConsumerRecord
 from pydantic import TypeAdapter
 
-from cad.eido import DEFAULT_NAMESPACE
-from cad.importer import stable_event_id
-from schemas import CallReceived, CallUpdated, DeadLetter
-from schemas.deadletter import H_STAGE, H_TOPIC
-from schemas.registry import CadEvent
-from streams.admin import create_topics
-from streams.codec import decode
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, CAD_EIDO, CATALOG, DEADLETTER
+from heart.cad.eido import DEFAULT_NAMESPACE
+from heart.cad.importer import stable_event_id
+from heart.schemas import CallReceived, CallUpdated, DeadLetter
+from heart.schemas.deadletter import H_STAGE, H_TOPIC
+from heart.schemas.registry import CadEvent
+from heart.streams.admin import create_topics
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, CAD_EIDO, CATALOG, DEADLETTER
 from tests.kafka import Worker, produce, read_topic
 
 pytestmark = pytest.mark.broker

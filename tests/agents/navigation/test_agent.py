@@ -11,18 +11,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schemas import (
+from heart.schemas import (
     DeadLetter,
     DispatchEvent,
     FollowupOutcome,
     FollowupScheduled,
     TriageClosure,
 )
-from schemas.registry import ANY_EVENT
-from streams.admin import create_topics
-from streams.codec import decode
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.schemas.registry import ANY_EVENT
+from heart.streams.admin import create_topics
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     DEADLETTER,
     DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,

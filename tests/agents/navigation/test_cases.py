@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.navigation.cases import (
+from heart.agents.navigation.cases import (
     Case,
     Contact,
     TimerEvent,
@@ -25,11 +25,11 @@ from agents.navigation.cases import (
     skip_reason,
     sweep,
 )
-from policy import Policy, PolicyError, default_policy_path, load_policy
-from policy.model import parse_policy
-from schemas.dispatch import DispatchEvent
-from schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue
-from schemas.triage import TriageClosure
+from heart.policy import Policy, PolicyError, default_policy_path, load_policy
+from heart.policy.model import parse_policy
+from heart.schemas.dispatch import DispatchEvent
+from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue
+from heart.schemas.triage import TriageClosure
 
 DURHAM = ZoneInfo("America/New_York")
 _ids = itertools.count(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.navigation.due_index import DueIndex
+from heart.agents.navigation.due_index import DueIndex
 
 
 def entry(partition: int, pending_at: str | None) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agents.navigation.agent import _Sweeper
-from streams import expiry
-from streams.settings import HeartSettings
-from streams.stage import create_stage
+from heart.agents.navigation.agent import _Sweeper
+from heart.streams import expiry
+from heart.streams.settings import HeartSettings
+from heart.streams.stage import create_stage
 
 NOW = datetime(2024, 7, 22, 12, tzinfo=UTC)
 

@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.navigation.staffed import (
+from heart.agents.navigation.staffed import (
     add_staffed_minutes,
     cn_week,
     is_staffed,
     next_staffed_moment,
     staffed_minutes_between,
 )
-from policy import Policy, default_policy_path, load_policy
-from policy.model import parse_policy
+from heart.policy import Policy, default_policy_path, load_policy
+from heart.policy.model import parse_policy
 
 DURHAM = ZoneInfo("America/New_York")
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

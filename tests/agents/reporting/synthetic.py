@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schemas import (
+from heart.schemas import (
     DispatchEvent,
     FollowupDue,
     FollowupOutcome,

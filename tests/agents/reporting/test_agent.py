@@ -14,9 +14,10 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from agents.reporting.aggregate import MonthReport, fact_of
-from policy import load_policy
-from schemas import (
+from heart.agents.reporting.aggregate import MonthReport, fact_of
+from heart.cli.report import build_report_from_events, run_report
+from heart.policy import load_policy
+from heart.schemas import (
     DispatchEvent,
     FollowupDue,
     FollowupOutcome,
@@ -24,11 +25,10 @@ from schemas import (
     FollowupScheduled,
     TriageDecision,
 )
-from streams.admin import create_topics
-from streams.codec import decode
-from streams.report_cli import build_report_from_events, run_report
-from streams.settings import HeartSettings
-from streams.topics import (
+from heart.streams.admin import create_topics
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from agents.reporting.aggregate import (
+from heart.agents.reporting.aggregate import (
     AggregateState,
     FollowupFigures,
     MonthReport,
@@ -48,8 +48,8 @@ from agents.reporting.aggregate import (
     p90,
     report,
 )
-from policy import load_policy
-from streams.report_cli import build_report_from_events
+from heart.cli.report import build_report_from_events
+from heart.policy import load_policy
 from tests.agents.reporting.synthetic import decision, july, local, redelivered
 
 POLICY = load_policy()

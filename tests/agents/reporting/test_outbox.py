@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.reporting import agent
-from agents.reporting.agent import PartOutbox
-from agents.reporting.aggregate import Part
+from heart.agents.reporting import agent
+from heart.agents.reporting.agent import PartOutbox
+from heart.agents.reporting.aggregate import Part
 
 
 def part(seq: int) -> Part:

@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 import orjson
 import pytest
 
-from agents.reporting.aggregate import PILOT_NAMES, MonthReport, apply, new_state, report
-from agents.reporting.render import render_html, render_json
-from policy import load_policy
-from streams.codec import encode
+from heart.agents.reporting.aggregate import PILOT_NAMES, MonthReport, apply, new_state, report
+from heart.agents.reporting.render import render_html, render_json
+from heart.policy import load_policy
+from heart.streams.codec import encode
 from tests.agents.reporting.synthetic import NOTES, PERSONAL, decision, july, local
 
 VOID = {"meta", "link", "br", "hr", "img", "input", "rect", "line", "path", "circle"}

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agents.reporting import settle
-from agents.reporting.aggregate import (
+from heart.agents.reporting import settle
+from heart.agents.reporting.aggregate import (
     AggregateState,
     Part,
     Settled,
@@ -18,8 +18,8 @@ from agents.reporting.aggregate import (
     report,
     report_from_totals,
 )
-from policy import load_policy
-from streams.expiry import stamped
+from heart.policy import load_policy
+from heart.streams.expiry import stamped
 from tests.agents.reporting.synthetic import july
 
 POLICY = load_policy()

@@ -13,12 +13,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas import CallClosed, CallUpdated, DeadLetter, TriageClosure, TriageDecision
-from schemas.deadletter import H_OFFSET, H_PARTITION, H_STAGE, H_TOPIC
-from streams.admin import create_topics
-from streams.codec import decode
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_CLOSURES, TRIAGE_DECISIONS
+from heart.schemas import CallClosed, CallUpdated, DeadLetter, TriageClosure, TriageDecision
+from heart.schemas.deadletter import H_OFFSET, H_PARTITION, H_STAGE, H_TOPIC
+from heart.streams.admin import create_topics
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 

@@ -17,16 +17,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from agents.triage.decide import (
+from heart.agents.triage.decide import (
     DECISION_FIELDS,
     apply_update,
     decide,
     interpreter_for,
     needs_redecision,
 )
-from policy import Policy, default_policy_path, load_policy
-from schemas.calls import Caller, CallReceived, CallUpdated, Location
-from schemas.triage import TriageDecision
+from heart.policy import Policy, default_policy_path, load_policy
+from heart.schemas.calls import Caller, CallReceived, CallUpdated, Location
+from heart.schemas.triage import TriageDecision
 
 DURHAM = ZoneInfo("America/New_York")
 DEFAULT_TEXT = default_policy_path().read_text(encoding="utf-8")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agents.triage.state import CallState, step
-from policy import load_policy
-from schemas import CallUpdated
-from streams import expiry
+from heart.agents.triage.state import CallState, step
+from heart.policy import load_policy
+from heart.schemas import CallUpdated
+from heart.streams import expiry
 from tests.factories import T0, call_received
 
 POLICY = load_policy()

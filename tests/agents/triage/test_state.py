@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from agents.triage.state import step
-from policy import load_policy
-from schemas import CallClosed, CallUpdated
+from heart.agents.triage.state import step
+from heart.policy import load_policy
+from heart.schemas import CallClosed, CallUpdated
 from tests.factories import T0, call_received
 
 POLICY = load_policy()

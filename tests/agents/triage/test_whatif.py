@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agents.triage import agent
-from agents.triage.decide import decide
-from agents.triage.whatif import (
+from heart.agents.triage import agent
+from heart.agents.triage.decide import decide
+from heart.agents.triage.whatif import (
     Effort,
     PolicyFigures,
     WhatIf,
@@ -24,10 +24,10 @@ from agents.triage.whatif import (
     peak_concurrent,
     weekly_minutes,
 )
-from policy import Policy, load_policy
-from policy.model import Window, parse_policy
-from schemas.calls import CallReceived
-from streams.whatif_cli import parse_teams, resolve_policy_path, run_whatif
+from heart.cli.whatif import parse_teams, resolve_policy_path, run_whatif
+from heart.policy import Policy, load_policy
+from heart.policy.model import Window, parse_policy
+from heart.schemas.calls import CallReceived
 from tests.cad import shared_file
 
 REPO = Path(__file__).resolve().parents[3]

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Callable
 from typing import Protocol
 
-from streams import metrics
-from streams.admin import create_topics
-from streams.settings import HeartSettings
-from streams.stage import Stage, create_stage
+from heart.streams import metrics
+from heart.streams.admin import create_topics
+from heart.streams.settings import HeartSettings
+from heart.streams.stage import Stage, create_stage
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ RECOVERY_STALLED_EXIT = 75
 
 #: Stage name -> module exposing ``register(stage: Stage) -> None``.
 STAGES: dict[str, str] = {
-    "triage": "agents.triage.agent",
-    "dispatch": "agents.dispatch.agent",
-    "navigation": "agents.navigation.agent",
-    "eido": "agents.eido.agent",
-    "reporting": "agents.reporting.agent",
+    "triage": "heart.agents.triage.agent",
+    "dispatch": "heart.agents.dispatch.agent",
+    "navigation": "heart.agents.navigation.agent",
+    "eido": "heart.agents.eido.agent",
+    "reporting": "heart.agents.reporting.agent",
 }
 
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, can_listen, find_free_port, port_in_use
-from streams.settings import HeartSettings
-from streams.supervisor import Supervisor
-from streams.worker import STAGES
+from heart.cli.supervisor import Supervisor
+from heart.cli.worker import STAGES
+from heart.streams.admin import create_topics
+from heart.streams.broker import EmbeddedBroker, can_listen, find_free_port, port_in_use
+from heart.streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)
 ZONE = ZoneInfo("America/New_York")
@@ -69,7 +69,7 @@ async def run_simulation(
     settings: HeartSettings, *, speed: float, duration: float | None, status_every: float, seed: int
 ) -> int:
     """``heart simulate``: only the city, against stages running elsewhere (compose)."""
-    from simulator.city import City
+    from heart.simulator.city import City
 
     stop = asyncio.Event()
     _stop_on_signals(stop)
@@ -97,7 +97,7 @@ async def run_up(
     log_dir: Path | None,
     metrics_port: int,
 ) -> int:
-    from simulator.city import City
+    from heart.simulator.city import City
 
     stages = sorted(STAGES)
     last_first = 65_535 - len(stages) + 1

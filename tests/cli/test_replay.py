@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.triage.decide import decide
-from cad.importer import import_rows
-from cad.mapping import load_mapping
-from policy import Policy
-from schemas.calls import CallClosed, CallReceived
-from schemas.dispatch import UnitStatusReport
-from streams.replay import LANE_WINDOW, TEAM_ROUTES, Replayer, run_replay
-from streams.settings import HeartSettings
+from heart.agents.triage.decide import decide
+from heart.cad.importer import import_rows
+from heart.cad.mapping import load_mapping
+from heart.cli.replay import LANE_WINDOW, TEAM_ROUTES, Replayer, run_replay
+from heart.policy import Policy
+from heart.schemas.calls import CallClosed, CallReceived
+from heart.schemas.dispatch import UnitStatusReport
+from heart.streams.settings import HeartSettings
 from tests.cad import shared_file
 
 pytestmark = pytest.mark.broker

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Iterable
 from typing import IO
 
-from agents.triage.decide import decide
-from agents.triage.state import decision_id
-from policy import Policy
-from schemas.calls import CallReceived
-from streams.codec import DecodeError, decode, encode
+from heart.agents.triage.decide import decide
+from heart.agents.triage.state import decision_id
+from heart.policy import Policy
+from heart.schemas.calls import CallReceived
+from heart.streams.codec import DecodeError, decode, encode
 
 
 def decide_lines(lines: Iterable[bytes], policy: Policy, out: IO[bytes], err: IO[str]) -> int:

@@ -28,7 +28,7 @@ class StageProcess:
     def start(self) -> None:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", self.stage],
+                [sys.executable, "-m", "heart.cli", "worker", self.stage],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from agents.reporting.aggregate import (
+from heart.agents.reporting.aggregate import (
     MonthReport,
     ReportInput,
     apply,
@@ -23,13 +23,13 @@ from agents.reporting.aggregate import (
     new_state,
     report,
 )
-from agents.reporting.render import render_html, render_json
-from policy import Policy
-from streams.codec import DecodeError, decode
-from streams.fetch_wait import use_backlog_wait
-from streams.settings import HeartSettings
-from streams.topics import REPORTS_MONTHLY
-from streams.transport import true_end_offsets
+from heart.agents.reporting.render import render_html, render_json
+from heart.policy import Policy
+from heart.streams.codec import DecodeError, decode
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import REPORTS_MONTHLY
+from heart.streams.transport import true_end_offsets
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from schemas import TriageDecision
-from streams import broker as broker_mod
-from streams.broker import find_free_port
-from streams.cli import main
-from streams.worker import STAGES
+from heart.cli.main import main
+from heart.cli.worker import STAGES
+from heart.schemas import TriageDecision
+from heart.streams import broker as broker_mod
+from heart.streams.broker import find_free_port
 from tests.factories import call_received
 from tests.kafka import ROOT
 
 
 def heart(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None):
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "heart.cli", *args],
         input=stdin,
         capture_output=True,
         cwd=ROOT,

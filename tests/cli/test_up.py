@@ -12,8 +12,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from streams.broker import find_free_port
-from streams.worker import STAGES
+from heart.cli.worker import STAGES
+from heart.streams.broker import find_free_port
 from tests.kafka import ROOT, processes_with
 
 
@@ -26,7 +26,7 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "streams.cli",
+            "heart.cli",
             "up",
             "--speed",
             "1200",

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from agents.triage.whatif import (
+from heart.agents.triage.whatif import (
     MISS_REASONS,
     ROUTES,
     TEAM_ROUTES,
@@ -31,11 +31,11 @@ from agents.triage.whatif import (
     WhatIf,
     compare,
 )
-from cad.importer import ImportResult
-from cad.mapping import MAPPINGS_DIR, CadMapping
-from policy import Policy, PolicyError, load_policy
-from policy.model import PILOTS, RESPONDERS
-from streams.import_cli import ProgressBar, load_or_report, read_export
+from heart.cad.importer import ImportResult
+from heart.cad.mapping import MAPPINGS_DIR, CadMapping
+from heart.cli.import_calls import ProgressBar, load_or_report, read_export
+from heart.policy import Policy, PolicyError, load_policy
+from heart.policy.model import PILOTS, RESPONDERS
 
 DEFAULT_OUT = Path("whatif-out")
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policy"

@@ -38,19 +38,20 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 
-from agents.triage.decide import decide
-from policy import Policy, load_policy
-from schemas.calls import CallClosed, CallReceived
-from schemas.dispatch import UnitStatusReport
-from schemas.followup import FollowupOutcome
-from streams.admin import create_topics
-from streams.broker import EmbeddedBroker, find_free_port
-from streams.codec import encode
-from streams.fetch_wait import use_backlog_wait
-from streams.import_cli import ProgressBar
-from streams.settings import HeartSettings
-from streams.supervisor import Supervisor
-from streams.topics import (
+from heart.agents.triage.decide import decide
+from heart.cli.import_calls import ProgressBar
+from heart.cli.supervisor import Supervisor
+from heart.cli.worker import STAGES
+from heart.policy import Policy, load_policy
+from heart.schemas.calls import CallClosed, CallReceived
+from heart.schemas.dispatch import UnitStatusReport
+from heart.schemas.followup import FollowupOutcome
+from heart.streams.admin import create_topics
+from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.codec import encode
+from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import (
     CAD_CALLS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
@@ -58,7 +59,6 @@ from streams.topics import (
     UNITS_STATUS,
     TopicSpec,
 )
-from streams.worker import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Replayer:
         return timedelta(minutes=self.rng.uniform(a, b))
 
     def _respond(self, team: str, call: str, at: datetime) -> None:
-        from simulator.city import BACKUP_SHARE, DECLINE_FOLLOWUP_SHARE
+        from heart.simulator.city import BACKUP_SHARE, DECLINE_FOLLOWUP_SHARE
 
         arrive = at + timedelta(minutes=self.rng.lognormvariate(1.9, 0.45))
         clear = arrive + self._minutes(15, 55)
@@ -232,7 +232,7 @@ class Replayer:
             self._later(when, UNITS_STATUS, team, report)
 
     def _work_task(self, case_id: str, at: datetime) -> None:
-        from simulator.city import OUTCOMES
+        from heart.simulator.city import OUTCOMES
 
         when = at + self._minutes(20, 180)
         outcome = self.rng.choices([o for o, _ in OUTCOMES], [w for _, w in OUTCOMES])[0]
@@ -519,8 +519,8 @@ async def run_replay(
     out_dir: Path,
     log_dir: Path | None = None,
 ) -> int:
-    from cad.importer import import_rows
-    from cad.mapping import load_mapping
+    from heart.cad.importer import import_rows
+    from heart.cad.mapping import load_mapping
 
     mapping = load_mapping(mapping_name)
     policy_file = policy_path or mapping.policy_path
@@ -589,7 +589,7 @@ async def _reports(
 ) -> int:
     """Wait until the reporting stage has counted every replayed call, then write each
     month's report. Returns 1 if a month's figures never caught up."""
-    from streams.report_cli import fetch_snapshot, summary, write_report
+    from heart.cli.report import fetch_snapshot, summary, write_report
 
     code = 0
     for month, expected in sorted(calls_by_month.items()):

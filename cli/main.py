@@ -11,13 +11,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.settings import HeartSettings, SettingsError
+from heart.streams.settings import HeartSettings, SettingsError
 
 log = logging.getLogger("heart")
 
 
 def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.broker import EmbeddedBroker
+    from heart.streams.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port, host=args.host, log_file=args.log_file)
     broker.start()
@@ -38,7 +38,7 @@ def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.admin import all_topics, create_topics, describe_topics
+    from heart.streams.admin import all_topics, create_topics, describe_topics
 
     if args.action == "create":
         result = asyncio.run(create_topics(settings))
@@ -54,7 +54,7 @@ def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_schemas(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from schemas.registry import export_json_schemas
+    from heart.schemas.registry import export_json_schemas
 
     for path in export_json_schemas(args.dir):
         print(path)
@@ -62,8 +62,8 @@ def _cmd_schemas(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.metrics import MetricsPortError
-    from streams.worker import STAGES, run_worker
+    from heart.cli.worker import STAGES, run_worker
+    from heart.streams.metrics import MetricsPortError
 
     if args.stage not in STAGES:
         print(
@@ -81,8 +81,8 @@ def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_decide(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from policy import PolicyError, load_policy
-    from streams.decide_cli import run
+    from heart.cli.decide import run
+    from heart.policy import PolicyError, load_policy
 
     try:
         policy = load_policy(args.policy or settings.policy)
@@ -93,7 +93,7 @@ def _cmd_decide(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.up import run_up
+    from heart.cli.up import run_up
 
     return asyncio.run(
         run_up(
@@ -110,7 +110,7 @@ def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.up import run_simulation
+    from heart.cli.up import run_simulation
 
     return asyncio.run(
         run_simulation(
@@ -138,7 +138,7 @@ def _speed(text: str) -> float | None:
 
 
 def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.replay import run_replay
+    from heart.cli.replay import run_replay
 
     return asyncio.run(
         run_replay(
@@ -155,20 +155,20 @@ def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.report_cli import run_report
+    from heart.cli.report import run_report
 
     return run_report(settings, args.month, args.out)
 
 
 def _cmd_import(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.import_cli import run_import
+    from heart.cli.import_calls import run_import
 
     out = "topic" if args.to_topic else ("-" if args.jsonl in (None, "-") else Path(args.jsonl))
     return run_import(settings, args.file, args.mapping, out=out)
 
 
 def _cmd_whatif(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from streams.whatif_cli import parse_teams, run_whatif
+    from heart.cli.whatif import parse_teams, run_whatif
 
     try:
         teams = parse_teams(args.teams)
@@ -314,13 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI's last line of defence: one clear line, no traceback
-        from streams.broker import BrokerError
+        from heart.streams.broker import BrokerError
 
         if isinstance(exc, BrokerError | OSError | ValueError):
             print(f"heart {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
 
-
-if __name__ == "__main__":
-    sys.exit(main())

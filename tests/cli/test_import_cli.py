@@ -14,12 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cad.importer import stable_event_id
-from schemas.calls import CallReceived
-from streams.codec import decode
-from streams.import_cli import ProgressBar, run_import
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS
+from heart.cad.importer import stable_event_id
+from heart.cli.import_calls import ProgressBar, run_import
+from heart.schemas.calls import CallReceived
+from heart.streams.codec import decode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS
 from tests.cad import shared_file
 from tests.kafka import read_topic
 
@@ -209,7 +209,7 @@ async def test_to_topic_produces_every_call_keyed_in_time_order(
 
 
 def test_to_topic_without_a_broker_exits_1(tmp_path: Path) -> None:
-    from streams.broker import find_free_port
+    from heart.streams.broker import find_free_port
 
     export = write_export(tmp_path, [("a", "2018-05-01 10:00:00", "TRAFFIC STOP")])
     nowhere = HeartSettings(kafka_bootstrap=f"127.0.0.1:{find_free_port()}")

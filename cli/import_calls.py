@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Literal
 
-from cad.importer import ImportResult, import_rows
-from cad.mapping import CadMapping, MappingError, load_mapping
-from policy import PolicyError
-from schemas.calls import CallReceived
-from streams.codec import encode
-from streams.settings import HeartSettings
-from streams.topics import CAD_CALLS
+from heart.cad.importer import ImportResult, import_rows
+from heart.cad.mapping import CadMapping, MappingError, load_mapping
+from heart.policy import PolicyError
+from heart.schemas.calls import CallReceived
+from heart.streams.codec import encode
+from heart.streams.settings import HeartSettings
+from heart.streams.topics import CAD_CALLS
 
 #: Where events go: ``"topic"`` for ``cad.calls``, ``"-"`` for stdout, else a file path.
 Output = Literal["topic", "-"] | Path
@@ -152,7 +152,7 @@ async def produce_calls(
     """
     from aiokafka import AIOKafkaProducer
 
-    from streams.admin import create_topics
+    from heart.streams.admin import create_topics
 
     await create_topics(settings, [CAD_CALLS])
     topic = CAD_CALLS.full_name(settings.topic_prefix)

@@ -1,0 +1,41 @@
+"""The distribution installs one top-level package, ``heart``, mapped from the layer folders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def test_every_package_folder_is_listed_under_heart() -> None:
+    folders = SETUPTOOLS["package-dir"]
+    found = set()
+    for dotted, folder in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((dotted, *rel)))
+    missing = found - set(SETUPTOOLS["packages"])
+    assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+    assert all(name.startswith("heart.") for name in SETUPTOOLS["packages"])
+
+
+def test_the_wheel_holds_only_the_heart_namespace(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
+        + ["-q", "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("heart_stream-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"heart"}
+    # Data the stages load at run time travels with the code.
+    assert "heart/policy/durham.toml" in names
+    assert "heart/cad/mappings/milwaukee-2018.toml" in names
+    assert "heart/cli/__main__.py" in names
