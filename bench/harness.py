@@ -21,10 +21,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from heart.streams.broker import find_free_port
-from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.embedded.end_offsets import true_end_offsets
+from heart.streams.embedded.fetch_wait import use_backlog_wait
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
-from heart.streams.transport import true_end_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 READY_MARKERS = ("[^Worker]: Ready", "Worker ready")

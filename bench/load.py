@@ -55,9 +55,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from heart.schemas import CallClosed, CallReceived, FollowupOutcome, UnitStatusReport  # noqa: E402
 from heart.streams.admin import create_topics  # noqa: E402
-from heart.streams.broker import EmbeddedBroker, find_free_port  # noqa: E402
 from heart.streams.codec import encode  # noqa: E402
-from heart.streams.fetch_wait import use_backlog_wait  # noqa: E402
+from heart.streams.embedded.broker import EmbeddedBroker  # noqa: E402
+from heart.streams.embedded.fetch_wait import use_backlog_wait  # noqa: E402
+from heart.streams.ports import find_free_port  # noqa: E402
 from heart.streams.settings import HeartSettings  # noqa: E402
 from heart.streams.topics import (  # noqa: E402
     CAD_CALLS,

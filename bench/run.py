@@ -51,11 +51,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from bench import harness, workload
 from bench.harness import Fleet, Proc, percentile
 from heart.agents.dispatch.area import CALL_MEMORY
-from heart.cli.worker import STAGES, stage_inputs
+from heart.agents.registry import STAGES, stage_inputs
 from heart.streams.admin import create_topics
-from heart.streams.broker import EmbeddedBroker, find_free_port
 from heart.streams.codec import encode
-from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.embedded.end_offsets import true_end_offsets
+from heart.streams.embedded.fetch_wait import use_backlog_wait
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
     CAD_CALLS,
@@ -72,7 +74,6 @@ from heart.streams.topics import (
     TRIAGE_DECISIONS,
     UNITS_STATUS,
 )
-from heart.streams.transport import true_end_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 MILWAUKEE = Path(

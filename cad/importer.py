@@ -246,7 +246,7 @@ def import_rows(
     """Read a CAD export with ``mapping`` into ``CallReceived`` events, sorted by time.
 
     Streams the file with the ``csv`` module; bad rows are counted in the result, never
-    raised. Raises :class:`cad.mapping.MappingError` when the header lacks a mapped column
+    raised. Raises :class:`heart.cad.mapping.MappingError` when the header lacks a mapped column
     (every row would fail), and ``OSError`` when the file cannot be opened.
     """
     started = time.perf_counter()

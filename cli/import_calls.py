@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Literal
 
 from heart.cad.importer import ImportResult, import_rows
 from heart.cad.mapping import CadMapping, MappingError, load_mapping
+from heart.cli.progress import ProgressBar
 from heart.policy import PolicyError
 from heart.schemas.calls import CallReceived
 from heart.streams.codec import encode
@@ -35,53 +35,6 @@ Output = Literal["topic", "-"] | Path
 #: Sends in flight before the producer is waited on: enough to fill its batches, few
 #: enough that a broker error surfaces within a second, not at the end of the file.
 PRODUCE_WINDOW = 2_000
-
-_BAR_WIDTH = 28
-_REDRAW_S = 0.1
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal; on anything else, only the final line.
-
-    A bar redrawn into a log file or a CI transcript is noise, so when ``stream`` is not a
-    TTY nothing is drawn until :meth:`done`.
-    """
-
-    def __init__(self, label: str, stream: IO[str], *, live: bool | None = None) -> None:
-        self.label = label
-        self.stream = stream
-        self.live = _isatty(stream) if live is None else live
-        self.started = time.perf_counter()
-        self._drawn = 0.0
-
-    def update(self, done: int, total: int, count: int, unit: str) -> None:
-        now = time.perf_counter()
-        if not self.live or (now - self._drawn < _REDRAW_S and done < total):
-            return
-        self._drawn = now
-        self.stream.write("\r" + self._line(done, total, count, unit, now) + "\x1b[K")
-        self.stream.flush()
-
-    def done(self, count: int, unit: str) -> None:
-        now = time.perf_counter()
-        line = self._line(1, 1, count, unit, now)
-        self.stream.write(("\r" + line + "\x1b[K\n") if self.live else line + "\n")
-        self.stream.flush()
-
-    def _line(self, done: int, total: int, count: int, unit: str, now: float) -> str:
-        share = min(1.0, done / total) if total > 0 else 1.0
-        filled = round(share * _BAR_WIDTH)
-        elapsed = now - self.started
-        rate = count / elapsed if elapsed > 0 else 0.0
-        return (
-            f"{self.label} [{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {share:4.0%} "
-            f"{count:,} {unit} {elapsed:5.1f}s {rate:,.0f} {unit}/s"
-        )
-
-
-def _isatty(stream: IO[str]) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
 
 
 def load_or_report(

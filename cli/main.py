@@ -17,7 +17,7 @@ log = logging.getLogger("heart")
 
 
 def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from heart.streams.broker import EmbeddedBroker
+    from heart.streams.embedded.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port, host=args.host, log_file=args.log_file)
     broker.start()
@@ -55,14 +55,17 @@ def _cmd_topics(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 def _cmd_schemas(args: argparse.Namespace, settings: HeartSettings) -> int:
     from heart.schemas.registry import export_json_schemas
+    from heart.streams.topics import CATALOG
 
-    for path in export_json_schemas(args.dir):
+    topics = {name: spec.value for name, spec in CATALOG.items()}
+    for path in export_json_schemas(args.dir, topics):
         print(path)
     return 0
 
 
 def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
-    from heart.cli.worker import STAGES, run_worker
+    from heart.agents.registry import STAGES
+    from heart.cli.worker import run_worker
     from heart.streams.metrics import MetricsPortError
 
     if args.stage not in STAGES:
@@ -314,10 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the CLI's last line of defence: one clear line, no traceback
-        from heart.streams.broker import BrokerError
+        from heart.streams.embedded.broker import BrokerError
 
         if isinstance(exc, BrokerError | OSError | ValueError):
             print(f"heart {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
-

@@ -38,18 +38,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 
+from heart.agents.registry import STAGES
 from heart.agents.triage.decide import decide
-from heart.cli.import_calls import ProgressBar
+from heart.cli.progress import ProgressBar
 from heart.cli.supervisor import Supervisor
-from heart.cli.worker import STAGES
 from heart.policy import Policy, load_policy
 from heart.schemas.calls import CallClosed, CallReceived
 from heart.schemas.dispatch import UnitStatusReport
 from heart.schemas.followup import FollowupOutcome
+from heart.streams import embedded
 from heart.streams.admin import create_topics
-from heart.streams.broker import EmbeddedBroker, find_free_port
 from heart.streams.codec import encode
-from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
     CAD_CALLS,
@@ -289,7 +290,7 @@ class Replayer:
         first = min(starts) if starts else None
         await producer.start()
         await consumer.start()
-        use_backlog_wait(consumer, self.settings.fetch_backlog_wait_ms)
+        embedded.tune_fetch_wait(consumer, self.settings)
         stop = asyncio.Event()
         reader = asyncio.create_task(self._read(consumer, stop))
         began = time.monotonic()

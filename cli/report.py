@@ -15,21 +15,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from heart.agents.reporting.aggregate import (
-    MonthReport,
-    ReportInput,
-    apply,
-    is_month,
-    new_state,
-    report,
-)
+from heart.agents.reporting.aggregate import ReportInput, apply, is_month, new_state, report
 from heart.agents.reporting.render import render_html, render_json
 from heart.policy import Policy
+from heart.schemas.reports import MonthReport
+from heart.streams import embedded
 from heart.streams.codec import DecodeError, decode
-from heart.streams.fetch_wait import use_backlog_wait
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import REPORTS_MONTHLY
-from heart.streams.transport import true_end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +73,7 @@ async def fetch_snapshot(settings: HeartSettings, month: str) -> MonthReport | N
     )
     try:
         await consumer.start()
-        use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
+        embedded.tune_fetch_wait(consumer, settings)
         # Listing topics never auto-creates one, unlike asking for a missing topic.
         if topic not in await consumer.topics():
             log.info("topic %s does not exist", topic)
@@ -92,9 +85,7 @@ async def fetch_snapshot(settings: HeartSettings, month: str) -> MonthReport | N
         # The producer's own partitioner: the month's snapshots all live in this partition.
         tp = TopicPartition(topic, DefaultPartitioner()(key, partitions, partitions))
         begin = (await consumer.beginning_offsets([tp]))[tp]
-        # end_offsets() can under-report on the embedded broker; a fetch's high watermark
-        # does not.
-        end = (await true_end_offsets(settings, [tp]))[tp]
+        end = (await embedded.end_offsets(settings, [tp], await consumer.end_offsets([tp])))[tp]
         consumer.assign([tp])
         window = FIRST_WINDOW
         stop = end

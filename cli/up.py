@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from heart.agents.registry import STAGES
 from heart.cli.supervisor import Supervisor
-from heart.cli.worker import STAGES
 from heart.streams.admin import create_topics
-from heart.streams.broker import EmbeddedBroker, can_listen, find_free_port, port_in_use
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.ports import can_listen, find_free_port, port_in_use
 from heart.streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The export is imported as ``heart import`` would, every call is decided under each policy
 with the triage stage's pure decision (no broker), and the figures of
-:mod:`agents.triage.whatif` are written three ways: a table on stdout, and in ``--out``
+:mod:`heart.agents.triage.whatif` are written three ways: a table on stdout, and in ``--out``
 (default ``./whatif-out``) ``whatif.html`` (self-contained: inline CSS and SVG, nothing
 fetched) and ``whatif.json``.
 
@@ -33,7 +33,8 @@ from heart.agents.triage.whatif import (
 )
 from heart.cad.importer import ImportResult
 from heart.cad.mapping import MAPPINGS_DIR, CadMapping
-from heart.cli.import_calls import ProgressBar, load_or_report, read_export
+from heart.cli.import_calls import load_or_report, read_export
+from heart.cli.progress import ProgressBar
 from heart.policy import Policy, PolicyError, load_policy
 from heart.policy.model import PILOTS, RESPONDERS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -46,22 +47,33 @@ AnyEvent = Annotated[Union[MODELS], Field(discriminator="event_type")]  # type: 
 ANY_EVENT: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 
 
-def export_json_schemas(directory: str | Path) -> list[Path]:
-    """Write one JSON Schema per event model, plus an index, for CAD and app developers."""
+def export_json_schemas(directory: str | Path, topics: Mapping[str, Any] = {}) -> list[Path]:
+    """Write one JSON Schema per event model and one per topic (``topics``: topic name ->
+    its value type), plus an index, for CAD and app developers."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    index: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "events": {}}
+    index: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "events": {}, "topics": {}}
     for model in MODELS:
-        schema = model.model_json_schema()
-        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["$id"] = f"https://heart-stream.org/schemas/v{SCHEMA_VERSION}/{model.__name__}.json"
-        path = out / f"{model.__name__}.schema.json"
-        path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        path = _write(
+            out / f"{model.__name__}.schema.json", model.model_json_schema(), model.__name__
+        )
         written.append(path)
         for event_type in event_types(model):
             index["events"][event_type] = path.name
+    for topic, value in (topics or {}).items():
+        schema = TypeAdapter(value).json_schema()
+        path = _write(out / f"topic.{topic}.schema.json", schema, f"topic.{topic}")
+        written.append(path)
+        index["topics"][topic] = path.name
     index_path = out / "index.json"
     index_path.write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     written.append(index_path)
     return written
+
+
+def _write(path: Path, schema: dict[str, Any], name: str) -> Path:
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://heart-stream.org/schemas/v{SCHEMA_VERSION}/{name}.json"
+    path.write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    return path

@@ -259,7 +259,7 @@ def decoded(
     only what it wants and cannot use; an unreadable message is the owning stage's to
     dead-letter, so each bad message is reported once.
 
-    The stream is read a batch at a time (:func:`streams.drain.event_batches`); what the
+    The stream is read a batch at a time (:func:`heart.streams.drain.event_batches`); what the
     stage queues in ``outbox`` while it handles a batch is sent before the batch is acked.
     """
     return decode_batches(event_batches(stream, limit, outbox), spec, sink, wanted)

@@ -22,6 +22,9 @@ class SettingsError(ValueError):
 class HeartSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # Which broker this is: "embedded" (Tansu, for heart up, tests and CI) turns on the
+    # workarounds for its defects (heart.streams.embedded), "kafka" turns them off.
+    broker: Literal["embedded", "kafka"] = "embedded"
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
@@ -37,7 +40,7 @@ class HeartSettings(BaseModel):
     # about a second per hop; 10 ms brings a hop to tens of milliseconds.
     fetch_wait_ms: int = Field(10, ge=1, le=60_000)
     # A fetch from inside a long partition log needs longer than that on Tansu, which
-    # stops gathering records when the wait is over (streams/fetch_wait.py); used only
+    # stops gathering records when the wait is over (streams/embedded/fetch_wait.py); used only
     # while a consumer is behind, when the broker answers as soon as it has gathered.
     fetch_backlog_wait_ms: int = Field(500, ge=1, le=60_000)
     # Each group join on the embedded broker takes half the session timeout.
@@ -70,9 +73,6 @@ class HeartSettings(BaseModel):
     # Most input events a stage handles per trip through the event loop (streams.drain);
     # their outputs go to the producer together when the batch is done.
     batch_max_events: int = Field(500, ge=1)
-    # The embedded broker under-reports end offsets; correcting them costs one fetch per
-    # changelog partition at recovery and is harmless on Apache Kafka.
-    correct_end_offsets: bool = True
     # Table recovery that applies no changelog record for this long is stuck (seen after a
     # broker loss: it waited for good on records the broker said were there); the worker
     # then exits non-zero so its supervisor (heart up, Kubernetes, compose) restarts it.

@@ -15,7 +15,7 @@ from faust.types import EventT, StreamT, TableT, TopicT
 from pydantic import BaseModel
 
 from heart.streams import lag, metrics
-from heart.streams.app import create_app
+from heart.streams.app import HeartApp, create_app
 from heart.streams.breaker import CircuitBreaker
 from heart.streams.clock import Clock, make_clock
 from heart.streams.codec import encode
@@ -23,7 +23,6 @@ from heart.streams.deadletter import DeadLetterSink, FutureLimit, decoded
 from heart.streams.outbox import Outbox, current_outbox
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
-from heart.streams.transport import HeartApp
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Stage:
     _partition_lists: dict[int, list[int]] = field(default_factory=dict)
 
     def topic(self, spec: TopicSpec) -> TopicT:
-        """The Faust topic for a catalog entry; raw bytes, decoded by ``streams.codec``."""
+        """The Faust topic for a catalog entry; raw bytes, decoded by ``heart.streams.codec``."""
         if spec.name not in self._topics:
             self._topics[spec.name] = self.app.topic(
                 spec.full_name(self.settings.topic_prefix),
@@ -56,7 +55,7 @@ class Stage:
 
     def table(self, spec: TableSpec) -> TableT[Any, Any]:
         """The Faust table for a declared table, so its changelog matches the one
-        ``streams.admin.create_topics`` creates (name, partitions)."""
+        ``heart.streams.admin.create_topics`` creates (name, partitions)."""
         if spec.stage != self.name:
             raise ValueError(f"table {spec.name!r} belongs to stage {spec.stage}, not {self.name}")
         return self.app.Table(spec.name, default=None, partitions=spec.partitions, help=spec.help)
@@ -92,7 +91,7 @@ class Stage:
 
         While the stage handles a batch read by :meth:`read`, the record waits in the
         batch's outbox instead and goes to the producer with the rest of the batch's
-        records, before the batch is acked (:mod:`streams.outbox`).
+        records, before the batch is acked (:mod:`heart.streams.outbox`).
         """
         output = self._outputs.get(spec.name)
         if output is None:
@@ -114,7 +113,7 @@ class Stage:
 
     def partition_of(self, spec: TopicSpec, key: str) -> int:
         """The partition of ``spec`` that :meth:`send` puts ``key`` on: the producer's own
-        partitioner over the catalog's partition count, which ``streams.admin.create_topics``
+        partitioner over the catalog's partition count, which ``heart.streams.admin.create_topics``
         gives every topic.
 
         A stage whose input topic is co-partitioned with its internal commands topic uses it
@@ -137,7 +136,7 @@ class Stage:
     ) -> AsyncIterator[tuple[Any, EventT]]:
         """``(model, event)`` for each valid event of ``stream`` (:func:`decoded`), read a
         batch at a time: what the stage sends and writes to its tables while it handles a
-        batch goes out together, before the batch is acked (:mod:`streams.outbox`)."""
+        batch goes out together, before the batch is acked (:mod:`heart.streams.outbox`)."""
         return decoded(
             stream,
             spec,

@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from heart.agents.reporting.aggregate import MonthReport, ReportCommand
 from heart.schemas.commands import DispatchCommand, NavigationCommand
 from heart.schemas.deadletter import DeadLetter
 from heart.schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
 from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
 from heart.schemas.registry import CadEvent
+from heart.schemas.reports import MonthReport, ReportCommand
 from heart.schemas.triage import TriageClosure, TriageDecision
 
 DAY_MS = 24 * 3600 * 1000
@@ -191,7 +191,7 @@ CATALOG: dict[str, TopicSpec] = {
 }
 
 # NG911 intake. An EIDO is the sender's document, not one of our events: the stage reads it
-# as a plain JSON object and translates it (``cad.eido``); anything it cannot translate is
+# as a plain JSON object and translates it (``heart.cad.eido``); anything it cannot translate is
 # dead-lettered unchanged, so the value model stays permissive on purpose.
 CAD_EIDO = TopicSpec(
     "cad.eido",
@@ -212,8 +212,8 @@ class TableSpec:
     declares it only when the worker starts. After a broker loss the topic comes back
     through the broker's auto-creation instead (4 partitions on the embedded broker, no
     compaction), and recovery waits for partitions that do not match the table's. Declared
-    here, ``streams.admin.create_topics`` creates it with the catalog, and the stage makes
-    its table from the same declaration (:meth:`streams.stage.Stage.table`).
+    here, ``heart.streams.admin.create_topics`` creates it with the catalog, and the stage makes
+    its table from the same declaration (:meth:`heart.streams.stage.Stage.table`).
     """
 
     stage: str

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 
 

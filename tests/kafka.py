@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import BaseModel
 
-from heart.streams.broker import find_free_port
+from heart.streams import embedded
 from heart.streams.codec import encode
-from heart.streams.fetch_wait import use_backlog_wait
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import TopicSpec
 
@@ -89,7 +89,7 @@ async def read_topic(
         **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
     )
     await consumer.start()
-    use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
+    embedded.tune_fetch_wait(consumer, settings)
     records: list[ConsumerRecord] = []
     try:
         deadline = time.monotonic() + timeout

@@ -19,6 +19,8 @@ def test_every_package_folder_is_listed_under_heart() -> None:
         for init in (ROOT / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join((dotted, *rel)))
+        for module in (ROOT / folder).rglob("*.py"):
+            assert (module.parent / "__init__.py").exists(), f"add {module.parent}/__init__.py"
     missing = found - set(SETUPTOOLS["packages"])
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
     assert all(name.startswith("heart.") for name in SETUPTOOLS["packages"])
@@ -26,8 +28,18 @@ def test_every_package_folder_is_listed_under_heart() -> None:
 
 def test_the_wheel_holds_only_the_heart_namespace(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation"]
-        + ["-q", "-w", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
         check=True,
         capture_output=True,
     )

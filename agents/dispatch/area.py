@@ -3,8 +3,8 @@
 The dispatch agent keeps an :class:`AreaState` per service area in one Faust table entry
 (all of an area's teams live in one partition, so one agent applies that area's commands
 one at a time and no two decisions can take the same team). It feeds :func:`apply` three
-kinds of command: a :class:`~schemas.triage.TriageDecision`, a
-:class:`~schemas.dispatch.UnitStatusReport` and a periodic :class:`Tick`. No Faust, no I/O,
+kinds of command: a :class:`~heart.schemas.triage.TriageDecision`, a
+:class:`~heart.schemas.dispatch.UnitStatusReport` and a periodic :class:`Tick`. No Faust, no I/O,
 no clock here: the agent passes ``now``, so replaying the same commands at the same times
 gives the same state and the same events, with the same event ids.
 
@@ -47,7 +47,7 @@ Open and finished calls are kept apart
     size follows the work in hand, not the hours of calls behind it. A call that finishes
     (released or cleared) leaves it in :attr:`Result.finished` as a slim
     :class:`FinishedCall`; the agent files it in a per-call ledger
-    (:mod:`agents.dispatch.finished`) and passes it back in ``finished=`` when a later
+    (:mod:`heart.agents.dispatch.finished`) and passes it back in ``finished=`` when a later
     command names that call. The ledger forgets a finished call :data:`CALL_MEMORY` after
     it finished; a decision older than that for an unknown call is refused
     (``stale_decision``), so a very late redelivery cannot dispatch a forgotten call again.
@@ -59,7 +59,7 @@ Unit status reports
     names, so a report re-forwarded after a crash is recognised however old),
     ``stale_report`` (older than the team's last accepted report),
     ``call_mismatch`` (names a call other than the one the team holds),
-    ``illegal_transition`` (see :mod:`agents.dispatch.units`), ``backup_without_call``.
+    ``illegal_transition`` (see :mod:`heart.agents.dispatch.units`), ``backup_without_call``.
     ``cleared`` frees the team at once (``cleared -> available``). ``transporting`` has no
     dispatch event type; it is audited only. ``backup_requested`` emits
     ``dispatch.backup_requested`` once per call (the counted outcome is per call).

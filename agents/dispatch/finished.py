@@ -1,9 +1,9 @@
 """The ledger of finished calls: one table entry per call, forgotten after a while.
 
-A released or cleared call leaves its area's state (see :mod:`agents.dispatch.area`) and is
+A released or cleared call leaves its area's state (see :mod:`heart.agents.dispatch.area`) and is
 filed here, so that the area value stays as small as the work in hand while a repeated or
 superseding decision, or a report replayed after a crash, is still recognised for
-:data:`~agents.dispatch.area.CALL_MEMORY`.
+:data:`~heart.agents.dispatch.area.CALL_MEMORY`.
 
 Forgetting must not mean scanning every call: each call is also listed in a bucket of the
 minute it finished (``<area>|finished-at|<minute>``), and the area keeps the sorted list of

@@ -1,8 +1,8 @@
-"""The EIDO intake stage: each EIDO on ``cad.eido`` becomes call events on ``cad.calls``.
+"""The EIDO intake stage: each EIDO on ``heart.cad.eido`` becomes call events on ``cad.calls``.
 
 The first EIDO of an incident becomes a ``call.received``; a later one that changes what
 triage decides on becomes a ``call.updated``; one that changes nothing emits nothing. The
-translation is ``cad.eido``'s (pure); this module only keeps each incident's latest known
+translation is ``heart.cad.eido``'s (pure); this module only keeps each incident's latest known
 state in a changelogged table, so that updates survive a restart or a rebalance.
 
 Contract for senders: the record key is the incident id, so that every EIDO of one

@@ -8,7 +8,7 @@ on (fired, completed, rescheduled) no longer matches the table and is dropped wh
 reaches the top.
 
 Per partition it is a heap of ``(pending_at, case_id)``, in the order
-:func:`agents.navigation.cases.sweep` fires cases (due time, then case id), so a tick that
+:func:`heart.agents.navigation.cases.sweep` fires cases (due time, then case id), so a tick that
 takes the first ``limit`` due entries picks exactly the batch a full scan would.
 """
 

@@ -3,7 +3,7 @@ pilot, published as one snapshot per month on ``reports.monthly``.
 
 Two hops over one internal topic, ``heart.reports.commands``:
 
-1. Intake agents reduce each input event to a :class:`~agents.reporting.aggregate.Fact`
+1. Intake agents reduce each input event to a :class:`~heart.agents.reporting.aggregate.Fact`
    (no personal data survives this step), keyed by its call (or case) id. The partition
    owning that id keeps the call's :class:`Record` in the ``report-records`` table, so
    duplicates, superseding decisions and joins across topics (an outcome needs its
@@ -54,11 +54,7 @@ from faust.types import StreamT
 
 from heart.agents.reporting import settle
 from heart.agents.reporting.aggregate import (
-    Fact,
-    KeyedPart,
-    Part,
     Record,
-    ReportCommand,
     Totals,
     accept,
     changed_parts,
@@ -67,6 +63,7 @@ from heart.agents.reporting.aggregate import (
     report_from_totals,
 )
 from heart.policy import load_policy
+from heart.schemas.reports import Fact, KeyedPart, Part, ReportCommand
 from heart.streams import expiry, metrics
 from heart.streams.clock import WallClock
 from heart.streams.codec import encode

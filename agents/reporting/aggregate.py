@@ -49,20 +49,18 @@ the share resolved by phone (ccd-handled / HEART-handled).
 from __future__ import annotations
 
 import hashlib
-import re
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import ceil
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from heart.policy import Policy, load_policy
-from heart.schemas.base import WireModel
 from heart.schemas.dispatch import DispatchEvent
 from heart.schemas.followup import (
     ContactPilot,
@@ -70,6 +68,18 @@ from heart.schemas.followup import (
     FollowupOutcome,
     FollowupOverdue,
     FollowupScheduled,
+)
+from heart.schemas.reports import (
+    FOLLOWUP_FLAGS,
+    MONTH_PATTERN,
+    CallTypeCount,
+    Fact,
+    FactKind,
+    FollowupFigures,
+    MonthReport,
+    Part,
+    PilotReport,
+    ResponseTimes,
 )
 from heart.schemas.triage import COVERAGE_REASONS, Pilot, Route, TriageDecision
 
@@ -100,16 +110,6 @@ TOP_CALL_TYPES = 5
 #: the work (and lets the stage re-send a record's parts when a duplicate arrives).
 SEEN_LIMIT = 32
 
-MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-
-FactKind = Literal[
-    "decision", "assigned", "on_scene", "fallback", "backup", "scheduled", "overdue", "outcome"
-]
-FollowupFlag = Literal[
-    "scheduled", "at_risk", "completed", "within_48h", "connected_to_care", "overdue"
-]
-FOLLOWUP_FLAGS: tuple[FollowupFlag, ...] = get_args(FollowupFlag)
-
 
 def month_of(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m")
@@ -125,28 +125,6 @@ def _digest(event_id: str) -> str:
 
 
 # --- facts --------------------------------------------------------------------------------
-
-
-class Fact(WireModel):
-    """One input event reduced to what the report needs. ``key`` (the call or case id) only
-    routes the fact to its record; it never reaches a report."""
-
-    event_id: str = Field(min_length=1, max_length=128)
-    kind: FactKind
-    key: str = Field(min_length=1, max_length=64)
-    month: str = Field(pattern=MONTH_PATTERN.pattern)
-    at: AwareDatetime
-    pilot: Pilot | None = None
-    revision: int = 1
-    route: Route | None = None
-    eligible: list[Pilot] = Field(default_factory=list)
-    missed: dict[Pilot, str] = Field(default_factory=dict)
-    label: str | None = None
-    policy_version: str | None = None
-    seconds: float | None = None
-    deadline: AwareDatetime | None = None
-    at_risk: bool = False
-    outcome: str | None = None
 
 
 ReportInput = (
@@ -357,30 +335,6 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
 # --- parts --------------------------------------------------------------------------------
 
 
-class Part(BaseModel):
-    """One record's contribution to one month; what the month's totals sum."""
-
-    model_config = ConfigDict(frozen=True)
-
-    seq: int = 0
-    route: Route | None = None
-    policy_version: str | None = None
-    eligible: list[Pilot] = Field(default_factory=list)
-    missed: dict[Pilot, str] = Field(default_factory=dict)
-    handled: list[Pilot] = Field(default_factory=list)
-    label: str | None = None
-    response: dict[Pilot, float] = Field(default_factory=dict)
-    backup: list[Pilot] = Field(default_factory=list)
-    followup_pilot: ContactPilot | None = None
-    followup: list[FollowupFlag] = Field(default_factory=list)
-    last_at: AwareDatetime | None = None
-
-    def same_figures(self, other: Part | None) -> bool:
-        return other is not None and self.model_dump(exclude={"seq"}) == other.model_dump(
-            exclude={"seq"}
-        )
-
-
 def parts_of(record: Record) -> dict[str, Part]:
     """The record's part in every month it touches."""
     draft: dict[str, dict[str, Any]] = {}
@@ -544,63 +498,6 @@ class Totals:
 # --- the report ---------------------------------------------------------------------------
 
 
-class ResponseTimes(WireModel):
-    """Assignment to on scene, in seconds."""
-
-    calls: int
-    median_s: float
-    p90_s: float
-
-
-class FollowupFigures(WireModel):
-    scheduled: int = 0
-    at_risk: int = 0
-    completed: int = 0
-    within_48h: int = 0
-    connected_to_care: int = 0
-    overdue: int = 0
-
-
-class CallTypeCount(WireModel):
-    call_type: str
-    calls: int
-
-
-class PilotReport(WireModel):
-    pilot: Pilot
-    name: str
-    calls_handled: int
-    eligible: int
-    missed: int
-    reached: int = Field(description="Eligible calls not missed.")
-    missed_by_reason: dict[str, int]
-    response_time: ResponseTimes | None = Field(None, description="Team pilots only.")
-    backup_requests: int = 0
-    followups: FollowupFigures = Field(description="cn: all; others: their own contacts'.")
-    top_call_types: list[CallTypeCount]
-
-
-class MonthReport(WireModel):
-    """One month's figures per pilot, as published on ``reports.monthly``. Counts only:
-    no call id, person, phone number or place."""
-
-    month: str = Field(pattern=MONTH_PATTERN.pattern)
-    timezone: str
-    version: int = Field(0, ge=0, description="Grows with every change; larger is newer.")
-    data_through: AwareDatetime | None = Field(None, description="Latest event time counted.")
-    policy_versions: list[str] = Field(default_factory=list)
-    calls: int = Field(0, description="Calls decided (effective decisions).")
-    routes: dict[Route, int] = Field(default_factory=dict)
-    heart_handled: int = Field(0, description="Calls handled by phone or by a team.")
-    resolved_by_phone: int = 0
-    phone_share: float | None = None
-    followups: FollowupFigures = Field(default_factory=FollowupFigures)
-    pilots: list[PilotReport] = Field(default_factory=list)
-
-    def pilot(self, pilot: str) -> PilotReport:
-        return next(p for p in self.pilots if p.pilot == pilot)
-
-
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
@@ -721,31 +618,3 @@ def report(state: AggregateState, month: str) -> MonthReport:
     if not is_month(month):
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
     return report_from_totals(state.totals.get(month, Totals()), month, state.timezone)
-
-
-# --- the stage's internal command ---------------------------------------------------------
-
-
-class Settled(BaseModel):
-    """A forgotten record's part of a month, up to the record's last sequence number."""
-
-    key: str = Field(min_length=1, max_length=64)
-    seq: int = Field(ge=0)
-
-
-class KeyedPart(BaseModel):
-    """A call's (or case's) part of a month."""
-
-    key: str = Field(min_length=1, max_length=64)
-    part: Part
-
-
-class ReportCommand(WireModel):
-    """``heart.reports.commands``: facts keyed by call; batches of parts and settlements
-    keyed by month; ticks by partition. Internal; carries no personal data."""
-
-    kind: Literal["fact", "parts", "settle", "tick"]
-    fact: Fact | None = None
-    month: str | None = Field(None, pattern=MONTH_PATTERN.pattern)
-    parts: list[KeyedPart] = Field(default_factory=list)
-    settled: list[Settled] = Field(default_factory=list)

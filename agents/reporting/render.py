@@ -17,13 +17,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from heart.agents.reporting.aggregate import (
-    MISSED_REASONS,
-    ROUTES,
-    TEAM_PILOTS,
-    MonthReport,
-    PilotReport,
-)
+from heart.agents.reporting.aggregate import MISSED_REASONS, ROUTES, TEAM_PILOTS
+from heart.schemas.reports import MonthReport, PilotReport
 
 #: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 REACHED = "#009E73"

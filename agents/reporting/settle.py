@@ -1,11 +1,11 @@
 """Forgetting what the report keeps per call once the call can no longer change.
 
-A call's :class:`~agents.reporting.aggregate.Record` is needed only while facts about it
+A call's :class:`~heart.agents.reporting.aggregate.Record` is needed only while facts about it
 can still arrive: a superseding decision, a team's arrival, a follow-up's outcome. One
 idle for longer than the retention (``HEART_REPORTING_RECORD_RETENTION_H``, wall time
 even when the stage runs on event time) is forgotten by its partition's owner, which
 tells each month the record touched to *settle* the call's part: the month's owner adds
-the part to the month's settled **base**, a :class:`~agents.reporting.aggregate.Totals`
+the part to the month's settled **base**, a :class:`~heart.agents.reporting.aggregate.Totals`
 stored in the parts table under ``"{month}|"``, and deletes the part. The month's
 figures do not change; only the per-call state goes, so the stage's memory follows the
 calls of the last retention period, not every call ever seen.
@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import Any
 
-from heart.agents.reporting.aggregate import Part, Record, Settled, Totals, parts_of
+from heart.agents.reporting.aggregate import Record, Totals, parts_of
+from heart.schemas.reports import Part, Settled
 from heart.streams import expiry
 
 

@@ -48,7 +48,7 @@ def test_floor_references(quick: tuple[dict[str, Any], str]) -> None:
 
 
 def test_every_stage_alone(quick: tuple[dict[str, Any], str]) -> None:
-    from heart.cli.worker import STAGES
+    from heart.agents.registry import STAGES
 
     results, _ = quick
     stages = results["stages"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,11 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from heart.agents.registry import STAGES
 from heart.cli.main import main
-from heart.cli.worker import STAGES
 from heart.schemas import TriageDecision
-from heart.streams import broker as broker_mod
-from heart.streams.broker import find_free_port
+from heart.streams import ports
+from heart.streams.ports import find_free_port
+from heart.streams.topics import CATALOG
 from tests.factories import call_received
 from tests.kafka import ROOT
 
@@ -127,7 +129,7 @@ def test_a_port_left_in_time_wait_by_a_scrape_is_free_for_a_metrics_server() -> 
     server.server_close()
     thread.join(5)
     # The server side closed first, so its end of the connection lingers in TIME_WAIT.
-    assert broker_mod.can_listen("127.0.0.1", port, reuse=True)
+    assert ports.can_listen("127.0.0.1", port, reuse=True)
     server, thread = start_http_server(port, addr="127.0.0.1", registry=CollectorRegistry())
     server.shutdown()
     server.server_close()
@@ -142,3 +144,13 @@ def test_typo_in_a_command_is_named(capsys: pytest.CaptureFixture[str]) -> None:
 def test_schemas_export(tmp_path: Path) -> None:
     assert main(["schemas", "export", str(tmp_path)]) == 0
     assert (tmp_path / "CallReceived.schema.json").exists()
+
+
+def test_schemas_export_covers_every_catalog_topic(tmp_path: Path) -> None:
+    assert main(["schemas", "export", str(tmp_path)]) == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert set(index["topics"]) == set(CATALOG)
+    monthly = json.loads((tmp_path / index["topics"]["reports.monthly"]).read_text())
+    assert {"month", "pilots", "calls"} <= set(monthly["properties"])
+    for name in index["topics"].values():
+        assert json.loads((tmp_path / name).read_text())["$schema"].endswith("2020-12/schema")

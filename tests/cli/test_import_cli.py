@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from heart.cad.importer import stable_event_id
-from heart.cli.import_calls import ProgressBar, run_import
+from heart.cli.import_calls import run_import
+from heart.cli.progress import ProgressBar
 from heart.schemas.calls import CallReceived
 from heart.streams.codec import decode
 from heart.streams.settings import HeartSettings
@@ -209,7 +210,7 @@ async def test_to_topic_produces_every_call_keyed_in_time_order(
 
 
 def test_to_topic_without_a_broker_exits_1(tmp_path: Path) -> None:
-    from heart.streams.broker import find_free_port
+    from heart.streams.ports import find_free_port
 
     export = write_export(tmp_path, [("a", "2018-05-01 10:00:00", "TRAFFIC STOP")])
     nowhere = HeartSettings(kafka_bootstrap=f"127.0.0.1:{find_free_port()}")

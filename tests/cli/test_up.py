@@ -12,8 +12,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from heart.cli.worker import STAGES
-from heart.streams.broker import find_free_port
+from heart.agents.registry import STAGES
+from heart.streams.ports import find_free_port
 from tests.kafka import ROOT, processes_with
 
 

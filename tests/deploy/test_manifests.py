@@ -28,7 +28,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from heart.cli.worker import STAGES, stage_inputs
+from heart.agents.registry import STAGES, stage_inputs
 from heart.streams.app import app_id
 from heart.streams.settings import ENV_PREFIX, HeartSettings
 from heart.streams.topics import CATALOG
@@ -547,7 +547,7 @@ def test_trigger_authentication_matches_keda_crd() -> None:
 
 
 def test_every_stage_is_deployed_and_every_deployed_stage_exists() -> None:
-    """Compose, Prometheus and Kubernetes run exactly ``streams.worker.STAGES``."""
+    """Compose, Prometheus and Kubernetes run exactly ``heart.cli.worker.STAGES``."""
     stages = set(STAGES)
     assert set(compose_stages().values()) == stages
     assert set(compose_stages()) == stages, "compose services are named after their stage"

@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from pydantic import BaseModel
 
 from heart.schemas.registry import ANY_EVENT
+from heart.streams import embedded
 from heart.streams.codec import encode
-from heart.streams.fetch_wait import use_backlog_wait
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import TopicSpec
 
@@ -50,7 +50,7 @@ class TopicWatch:
             **self.settings.aiokafka_kwargs(),  # type: ignore[arg-type]
         )
         await self._consumer.start()
-        use_backlog_wait(self._consumer, self.settings.fetch_backlog_wait_ms)
+        embedded.tune_fetch_wait(self._consumer, self.settings)
         self._task = asyncio.create_task(self._run())
         return self
 

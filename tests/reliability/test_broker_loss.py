@@ -26,9 +26,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from heart.cli.worker import RECOVERY_STALLED_EXIT, STAGES
+from heart.agents.registry import STAGES
+from heart.cli.worker import RECOVERY_STALLED_EXIT
 from heart.streams.admin import create_topics
-from heart.streams.broker import EmbeddedBroker, find_free_port
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_DECISIONS
 from tests.factories import call_received

@@ -46,9 +46,10 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from heart.schemas import DispatchEvent, UnitStatusReport
 from heart.streams.admin import create_topics
-from heart.streams.app import create_app
-from heart.streams.broker import broker_binary, find_free_port, port_in_use
+from heart.streams.app import create_app, faust_credentials
 from heart.streams.codec import DecodeError, decode
+from heart.streams.embedded.broker import broker_binary
+from heart.streams.ports import find_free_port, port_in_use
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
     CAD_CALLS,
@@ -60,7 +61,6 @@ from heart.streams.topics import (
     UNITS_AUDIT,
     UNITS_STATUS,
 )
-from heart.streams.transport import faust_credentials
 from tests.factories import T0, call_received
 from tests.kafka import ROOT, Worker
 from tests.reliability.support import Feed, TopicWatch, of_type, stop_worker

@@ -19,14 +19,14 @@ from typing import Any
 
 import faust
 
+from heart.streams.app import HeartApp, faust_credentials
 from heart.streams.settings import HeartSettings
-from heart.streams.transport import HeartApp, faust_credentials
 
 TABLE = "kv"
 
 
 def make_app(app_id: str, settings: HeartSettings) -> HeartApp:
-    """The app as ``streams.app.create_app`` is meant to build it."""
+    """The app as ``heart.streams.app.create_app`` is meant to build it."""
     return HeartApp(
         app_id,
         heart_settings=settings,

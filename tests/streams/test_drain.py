@@ -45,7 +45,7 @@ async def _taken(it: AsyncIterator[Batch]) -> Batch:
 
 
 class RecordingOutbox:
-    """Stands in for :class:`streams.outbox.Outbox`: notes what the reader asks of it."""
+    """Stands in for :class:`heart.streams.outbox.Outbox`: notes what the reader asks of it."""
 
     def __init__(self, stream: StreamT) -> None:
         self.stream = stream

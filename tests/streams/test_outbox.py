@@ -16,12 +16,11 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import _current_event
 
 from heart.streams.admin import create_topics
-from heart.streams.app import create_app
+from heart.streams.app import HeartApp, create_app
 from heart.streams.outbox import Outbox, current_outbox
 from heart.streams.settings import HeartSettings
 from heart.streams.stage import TableWriter, create_stage
 from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS
-from heart.streams.transport import HeartApp
 from tests.kafka import read_topic
 
 

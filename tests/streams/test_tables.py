@@ -7,7 +7,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from heart.cli.worker import STAGES, build_stage
+from heart.agents.registry import STAGES, build_stage
 from heart.streams.admin import create_topics, describe_topics
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CATALOG, CHANGELOGS, TABLES

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from heart.agents.reporting.aggregate import MonthReport, fact_of
+from heart.agents.reporting.aggregate import fact_of
 from heart.cli.report import build_report_from_events, run_report
 from heart.policy import load_policy
 from heart.schemas import (
@@ -25,6 +25,7 @@ from heart.schemas import (
     FollowupScheduled,
     TriageDecision,
 )
+from heart.schemas.reports import MonthReport
 from heart.streams.admin import create_topics
 from heart.streams.codec import decode
 from heart.streams.settings import HeartSettings

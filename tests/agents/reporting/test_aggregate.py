@@ -37,19 +37,10 @@ from typing import Any
 
 import pytest
 
-from heart.agents.reporting.aggregate import (
-    AggregateState,
-    FollowupFigures,
-    MonthReport,
-    ResponseTimes,
-    apply,
-    median,
-    new_state,
-    p90,
-    report,
-)
+from heart.agents.reporting.aggregate import AggregateState, apply, median, new_state, p90, report
 from heart.cli.report import build_report_from_events
 from heart.policy import load_policy
+from heart.schemas.reports import FollowupFigures, MonthReport, ResponseTimes
 from tests.agents.reporting.synthetic import decision, july, local, redelivered
 
 POLICY = load_policy()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from heart.agents.reporting import agent
 from heart.agents.reporting.agent import PartOutbox
-from heart.agents.reporting.aggregate import Part
+from heart.schemas.reports import Part
 
 
 def part(seq: int) -> Part:

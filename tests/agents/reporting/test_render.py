@@ -9,9 +9,10 @@ from html.parser import HTMLParser
 import orjson
 import pytest
 
-from heart.agents.reporting.aggregate import PILOT_NAMES, MonthReport, apply, new_state, report
+from heart.agents.reporting.aggregate import PILOT_NAMES, apply, new_state, report
 from heart.agents.reporting.render import render_html, render_json
 from heart.policy import load_policy
+from heart.schemas.reports import MonthReport
 from heart.streams.codec import encode
 from tests.agents.reporting.synthetic import NOTES, PERSONAL, decision, july, local
 

@@ -10,8 +10,6 @@ from typing import Any
 from heart.agents.reporting import settle
 from heart.agents.reporting.aggregate import (
     AggregateState,
-    Part,
-    Settled,
     Totals,
     apply,
     new_state,
@@ -19,6 +17,7 @@ from heart.agents.reporting.aggregate import (
     report_from_totals,
 )
 from heart.policy import load_policy
+from heart.schemas.reports import Part, Settled
 from heart.streams.expiry import stamped
 from tests.agents.reporting.synthetic import july
 

@@ -1,4 +1,5 @@
-"""The backlog-aware fetch wait (``streams.fetch_wait``), unit and against the real broker.
+"""The backlog-aware fetch wait (``heart.streams.embedded.fetch_wait``), unit and against
+the real broker.
 
 The embedded broker lists a partition's whole log on each fetch from inside it and stops
 gathering records when the fetch wait is over. A very short wait on a partition of a few
@@ -18,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from heart.streams.fetch_wait import BacklogAwareFetcher, behind, use_backlog_wait
+from heart.streams.embedded.fetch_wait import BacklogAwareFetcher, behind, use_backlog_wait
 from heart.streams.settings import HeartSettings
 
 BATCHES = 4_000

@@ -21,11 +21,13 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 from faust.exceptions import ProducerSendError
 from faust.types import TP
 
-from heart.streams.app import create_app
-from heart.streams.broker import EmbeddedBroker
-from heart.streams.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
+from heart.streams.app import HeartApp, create_app
+from heart.streams.embedded.broker import EmbeddedBroker
+from heart.streams.embedded.end_offsets import true_end_offsets
+from heart.streams.kafka.consumer import HeartConsumerThread
+from heart.streams.kafka.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
+from heart.streams.kafka.transport import HeartProducer
 from heart.streams.settings import HeartSettings
-from heart.streams.transport import HeartApp, HeartConsumerThread, HeartProducer, true_end_offsets
 
 pytestmark = pytest.mark.broker
 

@@ -1,7 +1,7 @@
 """aiokafka clients that never ask the broker to create a topic.
 
 Every topic is created explicitly, with its partition count and configuration, by the
-catalog (:mod:`streams.topics`, :func:`streams.admin.create_topics`). aiokafka 0.14.0
+catalog (:mod:`heart.streams.topics`, :func:`heart.streams.admin.create_topics`). aiokafka 0.14.0
 nevertheless sends every Metadata request for named topics with
 ``allow_auto_topic_creation=true`` (``AIOKafkaClient._metadata_update`` leaves the flag
 unset and ``MetadataRequest.build`` turns that into true from v4 on), and a broker that

@@ -4,9 +4,11 @@ import socket
 
 import pytest
 
-from heart.streams import broker as broker_mod
+from heart.streams import ports
 from heart.streams.admin import all_topics, create_topics, describe_topics
-from heart.streams.broker import BrokerError, EmbeddedBroker, find_free_port
+from heart.streams.embedded import broker as broker_mod
+from heart.streams.embedded.broker import BrokerError, EmbeddedBroker
+from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 
 
@@ -22,18 +24,18 @@ def test_port_in_use_is_named() -> None:
 def test_free_ports_are_outside_the_range_outgoing_connections_take() -> None:
     # A listener cannot bind a port that is the local end of an outgoing connection, and
     # any Kafka client can take a port in the ephemeral range at any moment.
-    ephemeral = broker_mod.ephemeral_ports()
+    ephemeral = ports.ephemeral_ports()
     for _ in range(50):
         first = find_free_port(count=5)
         assert all(port not in ephemeral for port in range(first, first + 5))
-        assert all(broker_mod.can_listen("127.0.0.1", port) for port in range(first, first + 5))
+        assert all(ports.can_listen("127.0.0.1", port) for port in range(first, first + 5))
 
 
 def test_a_port_with_a_listener_is_not_free() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", find_free_port()))
         sock.listen()
-        assert not broker_mod.can_listen("127.0.0.1", sock.getsockname()[1])
+        assert not ports.can_listen("127.0.0.1", sock.getsockname()[1])
 
 
 def test_missing_binary_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +55,7 @@ def test_start_and_stop_cleanly() -> None:
     assert b.running() and pid
     b.stop()
     assert not b.running()
-    assert not broker_mod.port_in_use("127.0.0.1", b.port)
+    assert not ports.port_in_use("127.0.0.1", b.port)
 
 
 async def test_topics_create_is_idempotent(settings: HeartSettings, unique: str) -> None:

@@ -1,179 +1,36 @@
-"""Faust's aiokafka transport, adjusted for the embedded broker (Tansu).
+"""Faust's consumer, fixed for what goes wrong on any Kafka: records skipped and committed
+over around a rebalance (faust-streaming #216, #221, #606), stream queues emptied at the end
+of recovery, commits refused in silence; and its worker consumer tuned from the settings.
 
-Two Tansu defects are handled here, both harmless on Apache Kafka:
-
-* Faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer, and Tansu never
-  answers a waiting fetch early, so every agent hop costs about a second. The worker
-  consumer uses ``HeartSettings.fetch_wait_ms`` instead, and
-  ``HeartSettings.fetch_backlog_wait_ms`` while it is behind, because Tansu stops
-  gathering records when the wait is over (:mod:`streams.fetch_wait`).
-* Tansu answers ListOffsets(LATEST) (``end_offsets()``) with the base offset of the last
-  record batch + 1. Faust's table recovery stops at that offset and silently drops the
-  changelog's tail. :func:`true_end_offsets` corrects the answer from the high watermark
-  of a fetch response, which Tansu gets right, and the worker uses it for recovery.
-
-The worker's producer, its consumer and the end-offset probe never ask the broker to
-auto-create a topic (:mod:`streams.explicit_topics`): every topic comes from the catalog,
-with its partition count, and a broker's default count breaks keyed state (bug 19 in
-``docs/reliability.md``).
-
-It also carries :class:`LeanMonitor`, Faust's statistics sensor without its per-event
-bookkeeping (the project's metrics are Prometheus counters, not Faust's).
-
-Use :class:`HeartApp` instead of :class:`faust.App` to get all of this.
+What only the embedded broker needs (the backlog fetch wait, end-offset correction) is
+asked of :mod:`heart.streams.embedded`, which does nothing on Apache Kafka.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from time import monotonic
-from typing import Any, cast
+from typing import Any
 
 import aiokafka
-import faust
-from aiokafka import TopicPartition
-from faust.auth import SASLCredentials, SSLCredentials
-from faust.sensors import Monitor
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, CollectionT, EventT, Message, StreamT
-from faust.types.auth import CredentialsT
-from faust.types.transports import ProducerT, TransportT
-from mode import Service
-from mode.utils.objects import cached_property
+from faust.types import TP, Message
 from mode.utils.queues import FlowControlEvent
 
-from heart.streams.delivery import FirstInPlace
-from heart.streams.explicit_topics import ExplicitTopicsProducer, use_explicit_topics
-from heart.streams.fetch_wait import use_backlog_wait
-from heart.streams.memory import malloc_trim, release_free_memory
+from heart.streams import embedded
+from heart.streams.kafka.delivery import FirstInPlace
+from heart.streams.kafka.explicit_topics import use_explicit_topics
 from heart.streams.settings import HeartSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "HeartApp",
-    "HeartConsumer",
-    "HeartConsumerThread",
-    "HeartProducer",
-    "HeartTransport",
-    "LeanMonitor",
-    "StreamFlowControl",
-    "faust_credentials",
-    "true_end_offsets",
-]
-
-# The probe fetches at or just below the log end. Tansu holds a fetch for the whole wait
-# when there is nothing new, so keep it short or every probe round costs the full wait.
-_PROBE_FETCH_WAIT_MS = 10
-_PROBE_POLL_MS = 20
-
-
-async def true_end_offsets(
-    settings_or_kwargs: HeartSettings | Mapping[str, Any],
-    tps: Iterable[TP],
-    *,
-    reported: Mapping[TP, int] | None = None,
-    timeout_s: float = 5.0,
-) -> dict[TP, int]:
-    """Return the end offset (offset of the next record) of each partition.
-
-    ``end_offsets()`` can be too low on the embedded broker, so this asks it first
-    (unless ``reported`` already holds its answer), then fetches once from that offset
-    with a temporary group-less consumer and takes the larger of the two answers and the
-    fetch's high watermark. One consumer serves all partitions. A partition whose high
-    watermark does not arrive within ``timeout_s`` keeps the reported offset, with a
-    warning.
-
-    ``settings_or_kwargs`` is either the settings or ready aiokafka connection kwargs
-    (as from :meth:`HeartSettings.aiokafka_kwargs`).
-
-    The topics must already exist. The probe never asks the broker to auto-create one
-    (the embedded broker would give it 4 partitions, breaking a changelog Faust has yet
-    to declare): a missing partition has no high watermark and keeps the reported
-    offset, and asking ``end_offsets()`` for it times out.
-    """
-    wanted = list(dict.fromkeys(tps))
-    if not wanted:
-        return {}
-    if isinstance(settings_or_kwargs, HeartSettings):
-        kwargs = dict(settings_or_kwargs.aiokafka_kwargs())
-    else:
-        kwargs = dict(settings_or_kwargs)
-    # aiokafka wants its own TopicPartition; callers may pass Faust's TP (same fields).
-    native = {tp: TopicPartition(tp.topic, tp.partition) for tp in wanted}
-    consumer = aiokafka.AIOKafkaConsumer(
-        **kwargs,
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=_PROBE_FETCH_WAIT_MS,
-        auto_offset_reset="latest",
-    )
-    use_explicit_topics(consumer._client)
-    await consumer.start()
-    try:
-        if reported is None:
-            answer = await consumer.end_offsets(list(native.values()))
-            listed = {tp: int(answer[native[tp]]) for tp in wanted}
-        else:
-            listed = {tp: int(reported[tp]) for tp in wanted}
-        consumer.assign(list(native.values()))
-        for tp in wanted:
-            consumer.seek(native[tp], listed[tp])
-        deadline = time.monotonic() + timeout_s
-        highwaters: dict[TP, int] = {}
-        while True:
-            for tp in wanted:
-                if tp not in highwaters:
-                    value = consumer.highwater(native[tp])
-                    if value is not None:
-                        highwaters[tp] = int(value)
-            if len(highwaters) == len(wanted) or time.monotonic() >= deadline:
-                break
-            # The records themselves are not needed: only the fetch response's high
-            # watermark, which aiokafka records as the response arrives.
-            await consumer.getmany(timeout_ms=_PROBE_POLL_MS)
-    finally:
-        await consumer.stop()
-    missing = [tp for tp in wanted if tp not in highwaters]
-    if missing:
-        log.warning(
-            "no fetch high watermark within %.1fs for %s; trusting end_offsets() there, "
-            "which the embedded broker may under-report",
-            timeout_s,
-            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in missing),
-        )
-    corrected = {tp: max(listed[tp], highwaters.get(tp, listed[tp])) for tp in wanted}
-    changed = {tp: (listed[tp], corrected[tp]) for tp in wanted if corrected[tp] != listed[tp]}
-    if changed:
-        log.info(
-            "corrected under-reported end offsets: %s",
-            ", ".join(f"{tp.topic}[{tp.partition}] {a}->{b}" for tp, (a, b) in changed.items()),
-        )
-    return corrected
-
-
-def faust_credentials(settings: HeartSettings) -> CredentialsT | None:
-    """Faust ``broker_credentials`` equivalent to :meth:`HeartSettings.aiokafka_kwargs`."""
-    protocol = settings.kafka_security_protocol
-    if protocol.startswith("SASL_"):
-        return SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=settings.ssl_context() if protocol == "SASL_SSL" else None,
-        )
-    if protocol == "SSL":
-        return SSLCredentials(settings.ssl_context())
-    return None
-
 
 class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread with a configurable fetch wait and true end offsets, whose
-    worker consumer never asks the broker to auto-create a topic."""
+    """Faust's consumer thread with a configurable fetch wait, true end offsets and a
+    warning for a refused commit, whose worker consumer never asks the broker to
+    auto-create a topic."""
 
     @property
     def heart_settings(self) -> HeartSettings:
@@ -181,7 +38,7 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if not isinstance(settings, HeartSettings):
             raise TypeError(
                 "HeartTransport needs an app with a 'heart_settings' attribute; "
-                "create the app as streams.transport.HeartApp"
+                "create the app as heart.streams.app.HeartApp"
             )
         return settings
 
@@ -206,8 +63,8 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()
         settings = self.heart_settings
-        use_backlog_wait(
-            self._ensure_consumer(), settings.fetch_backlog_wait_ms, settings.fetch_wait_ms
+        embedded.tune_fetch_wait(
+            self._ensure_consumer(), settings, idle_wait_ms=settings.fetch_wait_ms
         )
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
@@ -224,9 +81,9 @@ class HeartConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         reported = await super()._highwaters(partitions)
         settings = self.heart_settings
         # In a transaction Faust already uses the last stable offset, not end_offsets().
-        if not settings.correct_end_offsets or self.consumer.in_transaction or not partitions:
+        if self.consumer.in_transaction:
             return reported
-        return await true_end_offsets(settings, partitions, reported=reported)
+        return await embedded.end_offsets(settings, partitions, reported)
 
 
 class StreamFlowControl(FlowControlEvent):
@@ -324,7 +181,7 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
     * starts a partition that has no committed offset at its first offset, so the
       committed position is always known;
     * keeps, per partition, the offset its stream must take next (:attr:`stream_next`),
-      for :func:`streams.drain.event_batches` to hold back a record that reaches the
+      for :func:`heart.streams.drain.event_batches` to hold back a record that reaches the
       stream ahead of one dropped between the fetch and the stream, and to have the
       missing one re-read at once (:meth:`stream_gap`);
     * rewinds a partition stuck on such a hole to its committed offset, so the skipped
@@ -339,7 +196,7 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
     Changelog and other internal topics keep Faust's behaviour.
 
     The fetcher hands a record to the streams without making tasks when the hand-over
-    does not wait (:mod:`streams.delivery`).
+    does not wait (:mod:`heart.streams.kafka.delivery`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -770,173 +627,3 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
             # the hole is still there next time and the partition is rewound again.
             self._holes[tp] = (offset, now)
             await self.seek(tp, offset)
-
-
-class HeartProducer(faust_aiokafka.Producer):
-    """Faust's producer, never asking the broker to auto-create a topic.
-
-    A record to a missing topic waits for the catalog to create it (Faust's
-    ``producer_request_timeout``, 20 minutes by default) instead of creating it with the
-    broker's default partition count; that includes a record in flight when the broker
-    is lost and comes back empty (``docs/reliability.md``, bug 19). Faust still declares
-    its internal topics (changelogs) with an explicit CreateTopics request.
-
-    Faust's threaded producer (``producer_threaded=True``, not used here) builds a plain
-    ``AIOKafkaProducer`` of its own and would not get this.
-    """
-
-    @property
-    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
-        return ExplicitTopicsProducer
-
-
-class HeartTransport(faust_aiokafka.Transport):
-    Consumer = HeartConsumer
-    Producer = HeartProducer
-
-
-class LeanMonitor(Monitor):
-    """Faust's Monitor sensor without the statistics it gathers on every event.
-
-    Faust calls its Monitor on every message in and out, every stream event in and out,
-    every table get and set and every send: several dictionary updates and clock reads
-    per event, for statistics only Faust's web views and ``Monitor.asdict()`` show, and
-    the project serves neither (its metrics are Prometheus counters, ``streams.metrics``).
-    Measured in ``bench/``, that bookkeeping cost about a tenth of a passthrough agent's
-    time per event.
-
-    Kept: ``stream_inbound_time``, which Faust's consumer reads to log a stream that has
-    stopped processing, and every per-commit, per-fetch and per-rebalance hook.
-    """
-
-    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
-        return None
-
-    def on_stream_event_in(
-        self, tp: TP, offset: int, stream: StreamT, event: EventT
-    ) -> dict[str, Any] | None:
-        self.stream_inbound_time[tp] = monotonic()
-        return None
-
-    def on_stream_event_out(
-        self,
-        tp: TP,
-        offset: int,
-        stream: StreamT,
-        event: EventT,
-        state: dict[str, Any] | None = None,
-    ) -> None:
-        return None
-
-    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
-        return None
-
-    def on_table_get(self, table: CollectionT, key: Any) -> None:
-        return None
-
-    def on_table_set(self, table: CollectionT, key: Any, value: Any) -> None:
-        return None
-
-    def on_table_del(self, table: CollectionT, key: Any) -> None:
-        return None
-
-    def on_send_initiated(
-        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
-    ) -> Any:
-        return None
-
-    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
-        return None
-
-
-def recovery_progress(app: faust.App) -> tuple[Any, ...] | None:
-    """What changes while table recovery moves on; None when the app is not recovering.
-
-    The offsets applied per changelog partition, the high watermarks recovery waits for
-    and when the current recovery started (a rebalance restarts it).
-    """
-    recovery = app.tables.recovery
-    if not recovery.in_recovery:
-        return None
-    return (
-        recovery._recovery_started_at,
-        tuple(sorted((str(tp), offset) for tp, offset in recovery.active_offsets.items())),
-        tuple(sorted((str(tp), hw) for tp, hw in recovery.active_highwaters.items())),
-    )
-
-
-class HeartApp(faust.App):
-    """A :class:`faust.App` whose consumer and producer use :class:`HeartTransport`.
-
-    ``heart_settings`` is required and read by the consumer thread (fetch wait, whether
-    to correct end offsets, connection options for the correcting fetch). The Monitor
-    sensor defaults to :class:`LeanMonitor`. All other arguments are Faust's own.
-
-    ``on_recovery_stalled`` is called once when table recovery has made no progress for
-    ``heart_settings.recovery_stall_timeout_s``; ``heart worker`` sets it to exit the
-    process. Without it the stall is only logged.
-    """
-
-    heart_settings: HeartSettings
-    on_recovery_stalled: Callable[[float], None] | None = None
-
-    def __init__(self, id: str, *, heart_settings: HeartSettings, **options: Any) -> None:
-        # Set first: Faust may build the transport while initialising.
-        self.heart_settings = heart_settings
-        options.setdefault("Monitor", LeanMonitor)
-        super().__init__(id, **options)
-
-    @cached_property
-    def flow_control(self) -> FlowControlEvent:
-        return StreamFlowControl(loop=self.loop)
-
-    def _new_producer(self) -> ProducerT:
-        producer = super()._new_producer()
-        # An instance attribute: Faust reads it from the buffer, a class default.
-        producer.buffer.max_messages = self.heart_settings.producer_buffer_max  # type: ignore[attr-defined]
-        return producer
-
-    @Service.task
-    async def _recovery_deadline(self) -> None:
-        # A Service task of the app itself: Faust starts app timers and tasks only after
-        # the first recovery has completed, which is exactly what may never happen.
-        limit = self.heart_settings.recovery_stall_timeout_s
-        if not limit:
-            return
-        every = min(1.0, limit / 4)
-        last: tuple[Any, ...] | None = None
-        since = monotonic()
-        while not self.should_stop:
-            await self.sleep(every)
-            progress = recovery_progress(self)
-            now = monotonic()
-            if progress is None or progress != last:
-                last, since = progress, now
-                continue
-            stalled = now - since
-            if stalled < limit:
-                continue
-            log.critical(
-                "table recovery made no progress for %.0fs (remaining per changelog "
-                "partition: %s); giving up so the stage is restarted",
-                stalled,
-                dict(self.tables.recovery.active_remaining()) or "unknown",
-            )
-            if self.on_recovery_stalled is not None:
-                self.on_recovery_stalled(stalled)
-            since = now  # only logged: say it again after another full period
-
-    @Service.task
-    async def _release_free_memory(self) -> None:
-        every = self.heart_settings.memory_release_interval_s
-        if not every or malloc_trim() is None:
-            return
-        loop = asyncio.get_running_loop()
-        while not self.should_stop:
-            await self.sleep(every)
-            # Off the event loop: the heap walk takes milliseconds on a large heap, and
-            # ctypes releases the GIL while it runs.
-            await loop.run_in_executor(None, release_free_memory)
-
-    def _new_transport(self) -> TransportT:
-        return cast(TransportT, HeartTransport(self.conf.broker_consumer, self))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mode import Service
 
-from heart.streams.delivery import FirstInPlace
+from heart.streams.kafka.delivery import FirstInPlace
 
 
 class Fetching(FirstInPlace, Service):

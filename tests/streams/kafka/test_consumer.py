@@ -1,292 +1,16 @@
-"""The Tansu workarounds in ``streams.transport``, against the real embedded broker.
-
-Measured on the embedded broker with 30 keys written as one changelog batch:
-``end_offsets()`` reports 1 instead of 30, and a restarted worker recovers 1 key
-without the correction and all 30 with it.
-"""
+"""Faust's consumer fixes (``heart.streams.kafka.consumer``): no commit over a missing record,
+records handed to a stream in order, holes and stalls re-read."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
 from heart.streams.app import create_app
-from heart.streams.broker import EmbeddedBroker
 from heart.streams.settings import HeartSettings
-from heart.streams.transport import HeartApp, HeartConsumerThread, HeartTransport, true_end_offsets
-from tests.streams.table_worker import changelog_topic
-
-pytestmark = pytest.mark.broker
-
-REPO = Path(__file__).resolve().parents[2]
-KEYS = 30
-WORKER_FETCH_WAIT_MS = 25
-WORKER_BACKLOG_WAIT_MS = 400
-# What the running worker's consumer must use: the configured waits, in the fetcher that
-# switches between them.
-WORKER_FETCH_WAITS = {
-    "fetcher": "BacklogAwareFetcher",
-    "idle_ms": WORKER_FETCH_WAIT_MS,
-    "backlog_ms": WORKER_BACKLOG_WAIT_MS,
-}
-
-
-async def create_topics(settings: HeartSettings, partitions: dict[str, int]) -> None:
-    admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(name, num_partitions=n, replication_factor=1)
-                for name, n in partitions.items()
-            ]
-        )
-    finally:
-        await admin.close()
-
-
-async def produce_batch(
-    settings: HeartSettings, topic: str, partition: int, records: list[tuple[bytes, bytes]]
-) -> None:
-    """Produce ``records`` as a single record batch, the case Tansu under-reports."""
-    producer = AIOKafkaProducer(**settings.aiokafka_kwargs())
-    await producer.start()
-    try:
-        batch = producer.create_batch()
-        for key, value in records:
-            assert batch.append(key=key, value=value, timestamp=None) is not None
-        await producer.send_batch(batch, topic, partition=partition)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def reported_end_offsets(
-    settings: HeartSettings, tps: list[TopicPartition]
-) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs())
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
-
-
-async def test_end_offsets_under_reported_and_corrected(
-    settings: HeartSettings, unique: str
-) -> None:
-    topic = f"eo-{unique}"
-    await create_topics(settings, {topic: 3})
-    many, one, empty = (TopicPartition(topic, p) for p in range(3))
-    await produce_batch(settings, topic, 0, [(f"k{i}".encode(), b"v") for i in range(25)])
-    await produce_batch(settings, topic, 1, [(b"only", b"v")])
-
-    reported = await reported_end_offsets(settings, [many, one, empty])
-    # The defect itself: base offset of the last batch + 1. A fix in Tansu turns this red,
-    # and then the correction could go.
-    assert reported[many] == 1
-    assert reported[one] == 1
-    assert reported[empty] == 0
-
-    started = time.monotonic()
-    corrected = await true_end_offsets(settings, [many, one, empty])
-    elapsed = time.monotonic() - started
-    assert corrected == {many: 25, one: 1, empty: 0}
-    assert elapsed < 2.0, f"one probe for three partitions took {elapsed:.2f}s"
-
-    # Ready connection kwargs work too, as lag metrics may hold them instead of settings.
-    assert await true_end_offsets(settings.aiokafka_kwargs(), [many]) == {many: 25}
-    assert await true_end_offsets(settings, []) == {}
-
-
-async def test_worker_consumer_uses_configured_fetch_wait(
-    broker: EmbeddedBroker, unique: str
-) -> None:
-    settings = HeartSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix=f"fw-{unique}.",
-        fetch_wait_ms=37,
-        consumer_max_fetch_bytes=65_536,
-        consumer_max_response_bytes=262_144,
-    )
-    app = create_app("triage", settings)
-    assert isinstance(app, HeartApp)
-    assert isinstance(app.transport, HeartTransport)
-    thread = app.consumer._thread
-    assert isinstance(thread, HeartConsumerThread)
-    consumer = thread._create_worker_consumer(app.transport)
-    try:
-        assert consumer._fetch_max_wait_ms == 37
-        assert consumer._max_partition_fetch_bytes == 65_536
-        assert consumer._fetch_max_bytes == 262_144
-        # Everything else stays as Faust configures it.
-        assert consumer._group_id == f"fw-{unique}.heart-triage"
-        assert consumer._enable_auto_commit is False
-    finally:
-        await consumer.stop()
-
-
-@dataclass
-class WrittenTable:
-    app_id: str
-    changelog: TopicPartition
-    expected: dict[str, str]
-    idle_source: str
-    env: dict[str, str]
-    workdir: Path
-    writer_status: dict[str, Any]
-
-
-class Worker:
-    """One ``table_worker`` subprocess."""
-
-    def __init__(
-        self, workdir: Path, name: str, app_id: str, source: str, env: dict[str, str]
-    ) -> None:
-        self.status_path = workdir / f"{name}.json"
-        self.log_path = workdir / f"{name}.log"
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.streams.table_worker",
-                    app_id,
-                    source,
-                    str(self.status_path),
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    async def recovered(self, timeout: float = 30.0) -> dict[str, Any]:
-        """The status the worker writes once its table recovery is complete."""
-        deadline = time.monotonic() + timeout
-        while not self.status_path.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"worker did not recover within {timeout}s:\n{self.log_tail()}"
-                )
-            await asyncio.sleep(0.1)
-        return json.loads(self.status_path.read_text())
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                self.proc.wait()
-                break
-            await asyncio.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def module_unique() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("table-worker")
-
-
-@pytest.fixture(scope="module")
-async def written_table(
-    broker: EmbeddedBroker, module_unique: str, workdir: Path
-) -> AsyncIterator[WrittenTable]:
-    """A worker writes KEYS keys into its table, then dies by SIGKILL."""
-    settings = HeartSettings(kafka_bootstrap=broker.bootstrap)
-    app_id = f"tbl-{module_unique}"
-    source, idle_source = f"tbl-src-{module_unique}", f"tbl-idle-{module_unique}"
-    await create_topics(settings, {source: 1, idle_source: 1})
-    expected = {f"key-{i:02d}": f"value-{i}" for i in range(KEYS)}
-    await produce_batch(
-        settings, source, 0, [(k.encode(), json.dumps(v).encode()) for k, v in expected.items()]
-    )
-    env = {
-        **os.environ,
-        "HEART_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "HEART_FETCH_WAIT_MS": str(WORKER_FETCH_WAIT_MS),
-        "HEART_FETCH_BACKLOG_WAIT_MS": str(WORKER_BACKLOG_WAIT_MS),
-    }
-    # A long linger makes the changelog one multi-record batch, the case Tansu gets wrong.
-    writer = Worker(workdir, "writer", app_id, source, {**env, "HEART_PRODUCER_LINGER_S": "0.2"})
-    try:
-        # Written after the first (empty) recovery, so Faust has declared the changelog.
-        # Probing it earlier would wait for a changelog that does not exist yet.
-        status = await writer.recovered()
-        changelog = TopicPartition(changelog_topic(app_id), 0)
-        deadline = time.monotonic() + 20
-        while (await true_end_offsets(settings, [changelog]))[changelog] < KEYS:
-            assert time.monotonic() < deadline, f"changelog incomplete:\n{writer.log_tail()}"
-            await asyncio.sleep(0.2)
-    finally:
-        await writer.stop(signal.SIGKILL)
-    yield WrittenTable(app_id, changelog, expected, idle_source, env, workdir, status)
-
-
-async def recover(table: WrittenTable, name: str, correct: bool) -> dict[str, Any]:
-    # The restarted worker reads an empty source topic, so the table can only be refilled
-    # from the changelog, never by re-processing the input.
-    env = {**table.env, "HEART_CORRECT_END_OFFSETS": "true" if correct else "false"}
-    worker = Worker(table.workdir, name, table.app_id, table.idle_source, env)
-    try:
-        return await worker.recovered()
-    finally:
-        await worker.stop()
-
-
-async def test_changelog_end_is_under_reported(
-    written_table: WrittenTable, settings: HeartSettings
-) -> None:
-    # Precondition for the recovery tests: without it they would prove nothing.
-    changelog = written_table.changelog
-    reported = await reported_end_offsets(settings, [changelog])
-    assert reported[changelog] < KEYS
-    assert await true_end_offsets(settings, [changelog]) == {changelog: KEYS}
-    assert written_table.writer_status["fetch_waits"] == WORKER_FETCH_WAITS
-
-
-async def test_recovery_without_correction_drops_changelog_tail(
-    written_table: WrittenTable,
-) -> None:
-    status = await recover(written_table, "uncorrected", correct=False)
-    assert len(status["items"]) < KEYS
-
-
-async def test_recovery_after_sigkill_restores_every_key(written_table: WrittenTable) -> None:
-    status = await recover(written_table, "corrected", correct=True)
-    assert status["items"] == written_table.expected
-    assert status["fetch_waits"] == WORKER_FETCH_WAITS
 
 
 def _consumer_with(committed: int, acked: list[int], topic: str) -> tuple[Any, Any]:
     from faust.types import TP
-
-    from heart.streams.app import create_app
 
     consumer = create_app("triage", HeartSettings(topic_prefix="hole.")).consumer
     tp = TP(topic, 0)
@@ -394,7 +118,7 @@ async def test_a_record_from_before_a_seek_forward_does_not_move_the_position_ba
 async def test_the_rewind_count_starts_again_once_the_missing_record_arrives(
     monkeypatch: Any,
 ) -> None:
-    from heart.streams.transport import ORDER_REWINDS_MAX
+    from heart.streams.kafka.consumer import ORDER_REWINDS_MAX
 
     consumer, tp = _consumer_with(0, [], "hole.cad.calls")
     # Separate holes at the same offset, each filled by a re-read, never add up to a
@@ -415,7 +139,7 @@ async def test_a_changelog_keeps_fausts_order_handling(monkeypatch: Any) -> None
 async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
     monkeypatch: Any,
 ) -> None:
-    from heart.streams.transport import ORDER_REWINDS_MAX
+    from heart.streams.kafka.consumer import ORDER_REWINDS_MAX
 
     consumer, tp = _consumer_with(0, [], "hole.cad.calls")
     rounds = []
@@ -429,7 +153,7 @@ async def test_records_gone_from_the_broker_are_given_up_after_some_rewinds(
 def _seeking_consumer(monkeypatch: Any, topic: str = "hole.cad.calls") -> tuple[Any, Any, list]:
     """A consumer whose seeks are recorded instead of sent to a fetcher, on a clock the
     test moves (``clock[0]``, seconds)."""
-    import heart.streams.transport as transport
+    import heart.streams.kafka.consumer as transport
 
     consumer, tp = _consumer_with(0, [], topic)
     seeks: list[tuple[Any, int]] = []
@@ -477,7 +201,7 @@ async def test_after_a_rebalance_each_stream_resumes_at_the_committed_offset(
 
 
 async def test_a_stream_gap_rewinds_once_per_spacing_then_gives_up(monkeypatch: Any) -> None:
-    from heart.streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_SPACING_S
+    from heart.streams.kafka.consumer import ORDER_REWINDS_MAX, STREAM_REWIND_SPACING_S
 
     consumer, tp, seeks = _seeking_consumer(monkeypatch)
     consumer.stream_next[tp] = 11
@@ -497,7 +221,7 @@ async def test_a_stream_gap_rewinds_once_per_spacing_then_gives_up(monkeypatch: 
 
 
 async def test_holes_far_apart_in_time_each_get_their_own_rewinds(monkeypatch: Any) -> None:
-    from heart.streams.transport import ORDER_REWINDS_MAX, STREAM_REWIND_FORGET_S
+    from heart.streams.kafka.consumer import ORDER_REWINDS_MAX, STREAM_REWIND_FORGET_S
 
     consumer, tp, seeks = _seeking_consumer(monkeypatch)
     for _ in range(ORDER_REWINDS_MAX + 2):
@@ -570,7 +294,7 @@ async def test_a_partition_whose_stream_takes_nothing_while_the_rest_move_on_is_
     # Bug 20, a chaos run: after a rebalance triage.decisions[5] delivered nothing from its
     # committed offset 24 on, while the topic's other partitions went on, and the calls
     # behind it were never dispatched. Nothing after the lost records showed the hole.
-    from heart.streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.kafka.consumer import STALL_REWIND_AFTER_S
 
     consumer, stuck, seeks = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(stuck)("hole.triage.decisions", 1)
@@ -601,7 +325,7 @@ async def test_a_partition_whose_stream_takes_nothing_while_the_rest_move_on_is_
 async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
     # A stage paused (its breaker open, or busy with a long batch) takes nothing from any
     # partition: no re-read, however long it lasts.
-    from heart.streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.kafka.consumer import STALL_REWIND_AFTER_S
 
     consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(tp)("hole.triage.decisions", 1)
@@ -616,7 +340,7 @@ async def test_a_whole_stream_waiting_is_not_a_stall(monkeypatch: Any) -> None:
 async def test_a_rebalance_starts_the_stall_periods_again(monkeypatch: Any) -> None:
     # Every stream stands still while the group rebalances; a partition must not count as
     # stalled the moment it resumes, before anything could be fetched for it.
-    from heart.streams.transport import STALL_REWIND_AFTER_S
+    from heart.streams.kafka.consumer import STALL_REWIND_AFTER_S
 
     consumer, tp, _ = _seeking_consumer(monkeypatch, "hole.triage.decisions")
     other = type(tp)("hole.triage.decisions", 1)
