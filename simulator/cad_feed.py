@@ -1,9 +1,11 @@
 """Durham-like CAD traffic: about 1,000 calls a day with the reported behavioural mix.
 
-Figures from shared/reference/domain-facts.md: ~1,000 calls a day; about 15% in nine
-quality-of-life / behavioural types (trespass, welfare check and mental health crisis the
-largest); mental health under-coded, so the call taker's flag matters; about 35% of HEART
-contacts resolved by phone.
+Figures from public reporting on Durham's 911 calls and on HEART: the Durham Emergency
+Communications Center's ~1,000 calls a day; about 15% of police calls in nine
+quality-of-life / behavioural types (2018-19), with trespass, welfare check and mental
+health crisis the largest among HEART's responses; mental health under-coded in CAD (1-2%
+of calls carry a mental-health code), so the call taker's flag matters; about 35% of HEART
+responses by phone in the pilots' first year.
 """
 
 from __future__ import annotations
