@@ -21,7 +21,8 @@ async def create_topics(
 
     By default the catalog and every stage's table changelogs: left to Faust, a changelog
     is declared only when a worker starts, so after a broker loss the broker's
-    auto-creation would make it with the wrong partition count (docs/reliability.md, bug 9).
+    auto-creation would make it with the wrong partition count (docs/reliability.md, "Topics are
+    never auto-created").
     """
     specs = list(all_topics() if specs is None else specs)
     admin = AIOKafkaAdminClient(**settings.aiokafka_kwargs())  # type: ignore[arg-type]

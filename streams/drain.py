@@ -18,7 +18,8 @@ It keeps what Faust's iteration guarantees:
   back to the channel untracked and unacked;
 * events already of an older generation (or read while flow control is suspended) are
   dropped without being handed on, as Faust does, but not acked, unlike Faust: the
-  consumer re-reads what its stream never processed (``docs/reliability.md``, bug 20);
+  consumer re-reads what its stream never processed (``docs/reliability.md``, "Records lost around
+  a rebalance");
 * an event of a catalog partition that comes ahead of one its stream has not taken (a
   record dropped between the fetch and the stream) is dropped unacked too, and the
   consumer re-reads the partition from the missing one (``HeartConsumer.stream_gap``), so

@@ -7,7 +7,7 @@ Lag counts from the last record the stage *processed*, not the last one Faust ha
 its stream: a stage falling behind first fills its stream buffers (up to
 ``HEART_STREAM_BUFFER_MAXSIZE`` records each), and measured from Faust's read offset that
 backlog was invisible. Under load the reporting stage showed a lag of 0 with 10,208
-records waiting in one buffer (docs/performance.md).
+records waiting in one buffer (docs/performance.md, "Consumer lag").
 """
 
 from __future__ import annotations

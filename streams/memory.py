@@ -5,7 +5,8 @@ buffers (fetched batches, encoded records, table values) come and go between lon
 objects, so the free space is scattered through the heap and never at its top, where
 glibc would release it by itself. Measured on the reporting stage at 200 calls/s for
 15 minutes: the Python allocator's blocks flat at 1.4 million while the malloc heap grew
-from 37 to 90 MiB, two thirds of it free (docs/reliability.md, bug 14). ``malloc_trim``
+from 37 to 90 MiB, two thirds of it free (docs/performance.md, "Heap memory handed back to the
+OS"). ``malloc_trim``
 releases those free pages wherever they are.
 
 Fixing glibc's mmap threshold (so that large buffers keep their own mappings) kept the heap

@@ -60,7 +60,7 @@ class HeartSettings(BaseModel):
     # Records fetched ahead and waiting per stream are memory a worker holds while it is
     # behind; this bounds it. 2,048 is four batches of the largest size; 512 measured no
     # better for memory under load and cost a plain Faust agent and dispatch about a
-    # fifth of their throughput (docs/performance.md, "Reporting's memory bounded").
+    # fifth of their throughput (docs/performance.md, "Stream buffer and fetch sizes").
     stream_buffer_maxsize: int = Field(2_048, ge=1)
     max_poll_records: int = Field(2_000, ge=1)
     # Bytes one fetch may bring per partition (Faust's consumer_max_fetch_size); a record

@@ -76,8 +76,9 @@ def register(stage: Stage) -> None:
     # The ledger shares the areas' table, so its entries and the area's value go to one
     # changelog partition, where the producer keeps their order: a value that no longer
     # holds a finished call can never be recovered without the ledger entry that still
-    # recognises the call's decision when it is replayed after a crash (bug 20: a
-    # replayed decision re-opened a cleared call). Area names hold no '|'; ledger keys do.
+    # recognises the call's decision when it is replayed after a crash (a replayed
+    # decision re-opened a cleared call; docs/reliability.md, "Records lost around a
+    # rebalance"). Area names hold no '|'; ledger keys do.
     ledger = FinishedLedger(TableWriter(stage, areas))
     # The validated state last written per area: revalidating the stored JSON on every
     # command costs more than the command. Identity with the table's value proves it is

@@ -8,7 +8,8 @@ listing grows with the partition (measured on this machine, one partition, one r
 batch: 17 ms at 10,000 batches, 45 ms at 20,000), so with the 10 ms wait that keeps hops
 fast at the log end, a fetch from inside a partition of about 15,000 batches returns one
 record, and at 30,000 none: a consumer that falls behind there never catches up
-(``docs/reliability.md``, bug 12). A 100 ms wait returned everything asked for in the same
+(``docs/embedded-broker.md``, "Fetches from inside a long log stop early"). A 100 ms wait returned
+everything asked for in the same
 measurement.
 
 At the log end there is nothing to gather and the broker holds the fetch for the whole

@@ -93,7 +93,8 @@ class StreamFlowControl(FlowControlEvent):
     rebalance's recovery, after the streams' positions were set and while the fetcher is
     already handing records over (table recovery resumed it to read the changelogs).
     What it hands over in between is gone without a trace, and when nothing follows it in
-    its partition no stream ever sees the hole (bug 20 in ``docs/reliability.md``).
+    its partition no stream ever sees the hole (``docs/reliability.md``, "Records lost around a
+    rebalance").
     :class:`HeartConsumer` listens, to re-read from each stream's position.
     """
 
@@ -137,7 +138,7 @@ class _ReadOffsets(defaultdict[TP, int | None]):
     another task (a stream asking for a missing record, the hole rewind) while the loop
     waits to hand over a record fetched before it is overwritten when that hand-over ends,
     and the loop then drops every record re-read below it: the missing record never came
-    back (bug 20). For catalog partitions ``HeartConsumer.getmany`` keeps the order and
+    back. For catalog partitions ``HeartConsumer.getmany`` keeps the order and
     drops what came before instead, from a position the seek sets after the loop's last
     update, never before it.
     """
@@ -290,7 +291,7 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
         """Re-read what Faust's own ``getmany`` took from aiokafka and dropped before it
         reached this one: the rest of a batch when the generation changes or flow stops
         mid-batch, or the records of a partition paused since the fetch. aiokafka has
-        moved past them and nothing after them may come to show the hole (bug 20)."""
+        moved past them and nothing after them may come to show the hole."""
         assignment = self._aiokafka_assignment()
         if assignment is None:
             return
@@ -528,7 +529,7 @@ class HeartConsumer(FirstInPlace, faust_aiokafka.Consumer):
         """Catalog partitions whose stream has taken nothing for
         :data:`STALL_REWIND_AFTER_S` although the log holds records past its position and
         the stream took records of the same topic's other partitions since: records
-        fetched and lost before the stream (bug 20) with nothing after them to show the
+        fetched and lost before the stream with nothing after them to show the
         hole. Each is listed with the position to re-read from, once per stall period."""
         seen = self._positions_seen
         moved = self._topic_moved

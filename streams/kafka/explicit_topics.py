@@ -9,7 +9,7 @@ auto-creates topics (the embedded one does; Apache Kafka does unless
 ``auto.create.topics.enable=false``, as ``docker-compose.yml`` sets) then creates a
 missing topic with its *default* partition count. A producer retrying a record in flight
 when the broker came back empty did exactly that to a table's changelog: 4 partitions
-instead of 6 (``docs/reliability.md``, bug 19; bug 9 is the same symptom).
+instead of 6 (``docs/reliability.md``, "Topics are never auto-created").
 
 :class:`ExplicitTopicsClient` asks for metadata without auto-creation, so a missing topic
 stays missing: a send waits (and eventually times out) until the catalog creates it.

@@ -19,7 +19,8 @@ class HeartProducer(faust_aiokafka.Producer):
     A record to a missing topic waits for the catalog to create it (Faust's
     ``producer_request_timeout``, 20 minutes by default) instead of creating it with the
     broker's default partition count; that includes a record in flight when the broker
-    is lost and comes back empty (``docs/reliability.md``, bug 19). Faust still declares
+    is lost and comes back empty (``docs/reliability.md``, "Topics are never auto-created"). Faust
+    still declares
     its internal topics (changelogs) with an explicit CreateTopics request.
 
     Faust's threaded producer (``producer_threaded=True``, not used here) builds a plain

@@ -75,7 +75,7 @@ async def test_workers_reconnect_and_resume_after_the_broker_restarts(
         # The outage comes while the worker is idle: a table's changelog record follows
         # its batch's outputs by a produce round trip, and one still in flight when the
         # broker comes back empty used to recreate the changelog by auto-creation before
-        # the catalog did (docs/reliability.md, bug 19, fixed; tested in
+        # the catalog did (docs/reliability.md, "Topics are never auto-created"; tested in
         # tests/streams/test_explicit_topics.py). This test is about reconnecting.
         written = await _changelog_keys(settings, changelog)
         assert {f'"{c.call_id}"' for c in before} <= written
@@ -110,7 +110,8 @@ async def test_workers_reconnect_and_resume_after_the_broker_restarts(
         assert worker.proc is not None and worker.proc.poll() is None
         assert worker.proc.pid == pid, "the worker was not restarted"
 
-        # The table's changelog is recreated with the catalog (docs/reliability.md, bug 9),
+        # The table's changelog is recreated with the catalog (docs/reliability.md, "Broker loss
+        # and table recovery"),
         # not by the broker's auto-creation with its default partition count.
         assert await _partitions(settings, changelog) == CAD_CALLS.partitions
         # The table state of calls decided after the outage reaches the new changelog.

@@ -63,8 +63,9 @@ from tests.kafka import Worker, key_per_partition
 from tests.reliability.conftest import Background
 from tests.reliability.support import Feed, TopicWatch, distinct, ids_by, of_type, stop_worker
 
-# In the default suite since bug 1 (Faust committing over a skipped record after a
-# rebalance, docs/reliability.md) was fixed in streams.transport.HeartConsumer.
+# In the default suite since Faust committing over a skipped record after a rebalance
+# (docs/reliability.md, "Records lost around a rebalance") was fixed in
+# heart.streams.kafka.consumer.HeartConsumer.
 pytestmark = pytest.mark.broker
 
 POLICY = load_policy()

@@ -9,7 +9,8 @@ good messages, and then:
   Navigation learns of closed phone calls from triage's closures);
 - messages that look odd but are valid (unknown call types and beats, odd Unicode in free
   text, a huge unknown field, a redelivered event id) are processed, not dead-lettered;
-  far-future timestamps are bad messages (``future_timestamp``, bug 5);
+  far-future timestamps are bad messages (``future_timestamp``, docs/reliability.md "Far-future
+  timestamps");
 - every good message is processed, and every worker is still alive afterwards.
 """
 
@@ -173,7 +174,8 @@ def bad_cad(draw: st.DrawFn) -> tuple[str, bytes | None, str]:
         moment = draw(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)))
         return kind, orjson.dumps({**good, "occurred_at": moment.isoformat()}), "naive_timestamp"
     if kind == "far_future":
-        # A broken clock: refused by every stage that reads the topic (bug 5).
+        # A broken clock: refused by every stage that reads the topic (docs/reliability.md,
+        # "Far-future timestamps").
         year = draw(st.integers(2100, 9998))
         return (
             kind,

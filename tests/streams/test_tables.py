@@ -1,5 +1,6 @@
 """Every stage's tables are declared once, in the topic catalog, and their changelog
-topics are created with the catalog (docs/reliability.md, bug 9)."""
+topics are created with the catalog (docs/reliability.md, "Broker loss and table
+recovery")."""
 
 from __future__ import annotations
 

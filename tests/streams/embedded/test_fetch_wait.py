@@ -4,7 +4,7 @@ the real broker.
 The embedded broker lists a partition's whole log on each fetch from inside it and stops
 gathering records when the fetch wait is over. A very short wait on a partition of a few
 thousand one-record batches shows the effect in seconds, where the stages' 10 ms wait
-needs about 15,000 batches (``docs/reliability.md``, bug 12).
+needs about 15,000 batches (``docs/embedded-broker.md``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ def _consumer_with(committed: int, acked: list[int], topic: str) -> tuple[Any, A
 
 
 def test_no_commit_over_a_record_missing_at_the_committed_position() -> None:
-    # docs/reliability.md bug 1: committed 84 is the next offset to read; 84 never reached
+    # docs/reliability.md, "Records lost around a rebalance": committed 84 is the next offset to
+    # read; 84 never reached
     # the stream, 85 and 86 did. Faust's own check (min(acked) - committed > 1) commits 87.
     consumer, tp = _consumer_with(84, [85, 86], "hole.cad.calls")
     assert consumer._new_offset(tp) is None

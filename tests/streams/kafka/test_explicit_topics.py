@@ -1,4 +1,5 @@
-"""The worker never asks the broker to auto-create a topic (docs/reliability.md, bug 19).
+"""The worker never asks the broker to auto-create a topic (docs/reliability.md,
+"Topics are never auto-created").
 
 Against the real embedded broker, which auto-creates a topic named in a metadata request
 that allows it, with 4 partitions whatever the catalog says. A plain aiokafka producer is
