@@ -39,10 +39,10 @@ from heart.cad.mapping import (
     CadMapping,
     Classification,
     MappingError,
-    problems_from,
     read_toml,
 )
-from heart.policy.model import Text, _Problems, _Strict, normalize
+from heart.policy.file_problems import Problems, problems_from
+from heart.policy.model import Text, _Strict, normalize
 from heart.schemas.calls import LANGUAGE_PATTERN, Caller, CallReceived, CallUpdated, Location
 
 #: Every ``EidoError.reason``; dead letters and metrics use them as a bounded label set.
@@ -114,7 +114,7 @@ class EidoError(ValueError):
 
 def _code(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
-        raise _Problems.one(f"invalid code {value!r} (letters, digits, - and _)")
+        raise Problems.one(f"invalid code {value!r} (letters, digits, - and _)")
     return value
 
 

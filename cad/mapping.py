@@ -10,8 +10,8 @@ districts) so that the pilots have something to work with there.
 
 Validation is as strict as the policy loader's, and for the same reason: a mapping misread
 silently turns an export into the wrong calls. Problems come back as
-:class:`MappingError`, naming the file, the dotted field path and the problem, formatted by
-the policy loader's helpers.
+:class:`MappingError`, naming the file, the dotted field path and the problem, in the
+words of every project file (:mod:`heart.policy.file_problems`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     Field,
     PrivateAttr,
@@ -37,18 +35,20 @@ from pydantic import (
     model_validator,
 )
 
-from heart.policy.model import (
-    _KEY_MARKER,
+from heart.policy.file_problems import (
+    FileProblem,
     Loc,
+    Problems,
+    field_path,
+    problems_from,
+    toml_type,
+)
+from heart.policy.model import (
     Policy,
     Text,
-    _describe,
-    _field_path,
-    _Problems,
+    _no_duplicates,
     _Strict,
     _timezone,
-    _toml_type,
-    _unwrap,
     load_policy,
     normalize,
 )
@@ -68,23 +68,14 @@ _SAMPLE_TIME = datetime(2001, 2, 3, 16, 5, 0, tzinfo=UTC)
 _CLASSIFY_CACHE_LIMIT = 10_000
 
 
-class MappingError(ValueError):
+class MappingError(FileProblem):
     """A mapping file that cannot be used. The message names the file, each field, the problem.
 
     ``problems`` holds ``(field_path, problem)`` pairs with the policy loader's path syntax
     (``categories."Welfare Check".patterns[0]``), or ``""`` for the file as a whole.
     """
 
-    def __init__(self, source: str | os.PathLike[str], problems: Sequence[tuple[str, str]]):
-        self.source = str(source)
-        self.problems = list(problems)
-        lines = [f"{field}: {problem}" if field else problem for field, problem in self.problems]
-        if len(lines) == 1:
-            message = f"mapping file {self.source}: {lines[0]}"
-        else:
-            body = "\n".join(f"  {line}" for line in lines)
-            message = f"mapping file {self.source} has {len(lines)} problems:\n{body}"
-        super().__init__(message)
+    kind = "mapping file"
 
 
 # --- field types --------------------------------------------------------------------------
@@ -96,8 +87,8 @@ def _columns(value: object) -> object:
         return [value]
     if isinstance(value, list):
         return value
-    raise _Problems.one(
-        f"must be a column name or an array of column names, got {_toml_type(value)} {value!r}"
+    raise Problems.one(
+        f"must be a column name or an array of column names, got {toml_type(value)} {value!r}"
     )
 
 
@@ -105,10 +96,10 @@ def _time_format(value: str) -> str:
     try:
         back = datetime.strptime(_SAMPLE_TIME.strftime(value), value)
     except ValueError as exc:
-        raise _Problems.one(f"invalid time format {value!r}: {exc}") from None
+        raise Problems.one(f"invalid time format {value!r}: {exc}") from None
     expected = (_SAMPLE_TIME.year, _SAMPLE_TIME.month, _SAMPLE_TIME.day, 16, 5)
     if (back.year, back.month, back.day, back.hour, back.minute) != expected:
-        raise _Problems.one(
+        raise Problems.one(
             f"time format {value!r} does not read back a date and time to the minute "
             "(it needs the year, month, day, hour and minute, e.g. %Y-%m-%d %H:%M:%S)"
         )
@@ -119,7 +110,7 @@ def _compile(value: str) -> re.Pattern[str]:
     try:
         return re.compile(value, re.IGNORECASE)
     except re.error as exc:
-        raise _Problems.one(f"invalid regular expression {value!r}: {exc}") from None
+        raise Problems.one(f"invalid regular expression {value!r}: {exc}") from None
 
 
 def _pattern(value: str) -> str:
@@ -129,7 +120,7 @@ def _pattern(value: str) -> str:
 
 def _extract(value: str) -> str:
     if _compile(value).groups == 0:
-        raise _Problems.one(
+        raise Problems.one(
             f"regular expression {value!r} has no (group): groups mark the time text to keep"
         )
     return value
@@ -139,7 +130,7 @@ def _encoding(value: str) -> str:
     try:
         codecs.lookup(value)
     except LookupError:
-        raise _Problems.one(f"unknown text encoding {value!r} (e.g. utf-8-sig, cp1252)") from None
+        raise Problems.one(f"unknown text encoding {value!r} (e.g. utf-8-sig, cp1252)") from None
     return value
 
 
@@ -148,17 +139,6 @@ TimeFormat = Annotated[str, AfterValidator(_time_format)]
 Pattern = Annotated[str, AfterValidator(_pattern)]
 Extract = Annotated[str, AfterValidator(_extract)]
 Slug = Annotated[str, Field(pattern=_SLUG, max_length=32)]
-
-
-def _duplicates(values: Sequence[str], what: str) -> list[tuple[Loc, str]]:
-    seen: set[str] = set()
-    problems: list[tuple[Loc, str]] = []
-    for index, value in enumerate(values):
-        key = normalize(value)
-        if key in seen:
-            problems.append(((index,), f"{what} {value!r} listed twice"))
-        seen.add(key)
-    return problems
 
 
 # --- models -------------------------------------------------------------------------------
@@ -184,7 +164,7 @@ class Columns(_Strict):
     def _check(self) -> Columns:
         if (self.lat is None) != (self.lon is None):
             missing = "lon" if self.lon is None else "lat"
-            raise _Problems.one("lat and lon go together: name both columns or neither", missing)
+            raise Problems.one("lat and lon go together: name both columns or neither", missing)
         return self
 
 
@@ -213,11 +193,11 @@ class Matcher(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Matcher:
-        problems = [(("aliases", *loc), p) for loc, p in _duplicates(self.aliases, "alias")]
+        problems = [(("aliases", *loc), p) for loc, p in _no_duplicates(self.aliases, "alias")]
         if not self.aliases and not self.patterns:
             problems.append(((), "matches nothing: list aliases or patterns"))
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -319,7 +299,7 @@ class CadMapping(_Strict):
                         )
                     )
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         self._precompute(owner)
         return self
 
@@ -473,55 +453,6 @@ def _format_parser(fmt: str) -> Callable[[str], datetime | None]:
     return quick
 
 
-# --- problems -----------------------------------------------------------------------------
-
-
-def _known_keys(root: type[BaseModel], loc: Loc) -> list[str] | None:
-    """Keys the model at ``loc`` under ``root`` accepts, to suggest beside an unknown key."""
-    annotation: Any = root
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(part))
-            if field is None:
-                return None
-            annotation = field.annotation
-        elif typing.get_origin(annotation) in (list, dict):
-            annotation = typing.get_args(annotation)[-1]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return None
-
-
-def problems_from(exc: ValidationError, root: type[BaseModel]) -> list[tuple[str, str]]:
-    """``(field_path, problem)`` pairs for a validation error of ``root``.
-
-    The policy loader's helpers describe each error; only unknown keys are handled here,
-    because their suggestions must come from this file's models, not the policy's.
-    """
-    problems: list[tuple[str, str]] = []
-    for error in exc.errors():
-        loc: Loc = tuple(error["loc"])
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, _Problems):
-            found = [(loc + sub, problem) for sub, problem in cause.items]
-        elif error["type"] == "extra_forbidden":
-            known = _known_keys(root, loc[:-1])
-            hint = f" (known: {', '.join(known)})" if known else ""
-            found = [(loc, f"unknown key {loc[-1]!r}{hint}")]
-        else:
-            found = [(loc, _describe(error))]
-        for where, problem in found:
-            if _KEY_MARKER in where:
-                where = tuple(part for part in where if part != _KEY_MARKER)
-                problem = f"key {problem}"
-            problems.append((_field_path(where), problem))
-    return problems
-
-
 # --- loading ------------------------------------------------------------------------------
 
 
@@ -583,7 +514,7 @@ def load_mapping(path: str | os.PathLike[str], *, check_policy: bool = True) -> 
                 file,
                 [
                     (
-                        _field_path(("categories", name)),
+                        field_path(("categories", name)),
                         f"not a category of policy {policy_file.name} (known: {known})",
                     )
                     for name in unknown

@@ -19,9 +19,9 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from heart.policy.file_problems import FileProblem, Loc, Problems, problems_from, toml_type
 from heart.policy.toml_file import read_toml
 from heart.schemas.triage import Pilot, Route
 
@@ -47,8 +48,6 @@ RESPONDERS: tuple[str, ...] = tuple(r for r in typing.get_args(Route) if r != "p
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_KEY_MARKER = "[key]"
 
 
 def normalize(text: str) -> str:
@@ -59,155 +58,14 @@ def normalize(text: str) -> str:
 # --- problems -----------------------------------------------------------------------------
 
 
-Loc = tuple[str | int, ...]
-
-
-class _Problems(ValueError):
-    """Raised inside validators; carries locations relative to the validated value.
-
-    Pydantic wraps it in a ``value_error`` whose context keeps this instance, which lets
-    one validator report several problems, each at its own field path, without the
-    "Value error, " prefix pydantic adds to plain messages.
-    """
-
-    def __init__(self, items: Sequence[tuple[Loc, str]]) -> None:
-        super().__init__("; ".join(problem for _, problem in items))
-        self.items = list(items)
-
-    @classmethod
-    def one(cls, problem: str, *loc: str | int) -> _Problems:
-        return cls([(loc, problem)])
-
-
-class PolicyError(ValueError):
+class PolicyError(FileProblem):
     """A policy file that cannot be used. The message names the file, each field, the problem.
 
     ``problems`` holds ``(field_path, problem)`` pairs; the field path is dotted with list
     indexes in brackets (``pilots.crt.hours[0].end``), or ``""`` for the file as a whole.
     """
 
-    def __init__(self, source: str | os.PathLike[str], problems: Sequence[tuple[str, str]]):
-        self.source = str(source)
-        self.problems = list(problems)
-        lines = [f"{field}: {problem}" if field else problem for field, problem in self.problems]
-        if len(lines) == 1:
-            message = f"policy file {self.source}: {lines[0]}"
-        else:
-            body = "\n".join(f"  {line}" for line in lines)
-            message = f"policy file {self.source} has {len(lines)} problems:\n{body}"
-        super().__init__(message)
-
-
-def _field_path(loc: Iterable[str | int]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            key = part if _BARE_KEY.match(part) else json.dumps(part)
-            path += f".{key}" if path else key
-    return path
-
-
-def _toml_type(value: object) -> str:
-    # bool before int: a TOML boolean is a Python int subclass.
-    for kind, name in (
-        (bool, "boolean"),
-        (int, "integer"),
-        (float, "float"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "table"),
-        (datetime, "date-time"),
-        (date, "date"),
-        (time, "time"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-_EXPECTED = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "bool_type": "a boolean (true or false)",
-    "list_type": "an array",
-    "dict_type": "a table",
-    "model_type": "a table",
-    "model_attributes_type": "a table",
-}
-
-
-def _known_keys(loc: Loc) -> list[str] | None:
-    """Keys the model at ``loc`` accepts, to suggest next to an unknown key."""
-    annotation: Any = Policy
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(part))
-            if field is None:
-                return None
-            annotation = field.annotation
-        elif typing.get_origin(annotation) is list:
-            annotation = typing.get_args(annotation)[0]
-        elif typing.get_origin(annotation) is dict:
-            annotation = typing.get_args(annotation)[1]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    if typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        arms = [arm for arm in typing.get_args(annotation) if arm is not type(None)]
-        annotation = arms[0] if len(arms) == 1 else annotation
-    return annotation
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    loc: Loc = tuple(error["loc"])
-    value = error.get("input")
-    if kind == "extra_forbidden":
-        key = loc[-1]
-        if loc[:-1] == ("pilots",):
-            return f"unknown pilot {key!r} (known: {', '.join(PILOTS)})"
-        known = _known_keys(loc[:-1])
-        return f"unknown key {key!r}" + (f" (known: {', '.join(known)})" if known else "")
-    if kind == "missing":
-        return "required key is missing"
-    if kind in _EXPECTED:
-        problem = f"must be {_EXPECTED[kind]}, got {_toml_type(value)} {value!r}"
-        if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-            problem += f' (quote it: "{value}")'
-        return problem
-    if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
-        return "must not be empty"
-    return str(error["msg"])
-
-
-def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for error in exc.errors():
-        loc: Loc = tuple(error["loc"])
-        cause = error.get("ctx", {}).get("error")
-        found = (
-            [(loc + sub, problem) for sub, problem in cause.items]
-            if isinstance(cause, _Problems)
-            else [(loc, _describe(error))]
-        )
-        for where, problem in found:
-            # Pydantic marks a problem with a table's key (not its value) by a "[key]" part.
-            if _KEY_MARKER in where:
-                where = tuple(part for part in where if part != _KEY_MARKER)
-                problem = f"key {problem}"
-            problems.append((_field_path(where), problem))
-    return problems
+    kind = "policy file"
 
 
 # --- field types --------------------------------------------------------------------------
@@ -215,26 +73,26 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
 
 def _non_blank(value: str) -> str:
     if not value.strip():
-        raise _Problems.one("must not be blank")
+        raise Problems.one("must not be blank")
     return value
 
 
 def _time_of_day(value: str) -> str:
     if not _TIME.match(value):
-        raise _Problems.one(f"invalid time {value!r} (use HH:MM, 00:00 to 24:00)")
+        raise Problems.one(f"invalid time {value!r} (use HH:MM, 00:00 to 24:00)")
     return value
 
 
 def _day(value: str) -> str:
     day = value.strip().casefold()
     if day not in DAYS:
-        raise _Problems.one(f"unknown day {value!r} (use mon..sun)")
+        raise Problems.one(f"unknown day {value!r} (use mon..sun)")
     return day
 
 
 def _responder(value: str) -> str:
     if value not in RESPONDERS:
-        raise _Problems.one(f"unknown pilot {value!r} (use {', '.join(RESPONDERS)})")
+        raise Problems.one(f"unknown pilot {value!r} (use {', '.join(RESPONDERS)})")
     return value
 
 
@@ -242,7 +100,7 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise _Problems.one(
+        raise Problems.one(
             f"unknown time zone {value!r} (use an IANA name like America/New_York)"
         ) from None
     return value
@@ -253,10 +111,10 @@ def _service_area(value: object) -> object:
     if isinstance(value, str):
         if value == "citywide":
             return None
-        raise _Problems.one(f'unknown service area {value!r} (use "citywide" or {{beats = [...]}})')
+        raise Problems.one(f'unknown service area {value!r} (use "citywide" or {{beats = [...]}})')
     if not isinstance(value, dict):
-        raise _Problems.one(
-            f'must be "citywide" or {{beats = [...]}}, got {_toml_type(value)} {value!r}'
+        raise Problems.one(
+            f'must be "citywide" or {{beats = [...]}}, got {toml_type(value)} {value!r}'
         )
     return value
 
@@ -313,7 +171,7 @@ class Window(_Strict):
                 )
             )
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -324,7 +182,7 @@ class BeatArea(_Strict):
     def _check(self) -> BeatArea:
         problems = [(("beats", *loc), p) for loc, p in _no_duplicates(self.beats, "beat")]
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -367,7 +225,7 @@ class ResponsePilot(_PilotBase):
                 )
             )
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -389,7 +247,7 @@ class FollowupPilot(_PilotBase):
         problems = self._base_problems()
         problems += [(("follows", *loc), p) for loc, p in _no_duplicates(self.follows, "pilot")]
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -428,7 +286,7 @@ class Risk(_Strict):
                     )
                 )
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -497,7 +355,7 @@ class Policy(_Strict):
         problems += self._call_type_problems()
         problems += self._beat_problems()
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         self._precompute()
         return self
 
@@ -647,12 +505,16 @@ def default_policy_path() -> Path:
     return Path(__file__).with_name("durham.toml")
 
 
+#: An unknown key under [pilots] is an unknown pilot.
+_KEY_NOUNS: dict[Loc, str] = {("pilots",): "pilot"}
+
+
 def parse_policy(data: Mapping[str, Any], *, source: str | os.PathLike[str]) -> Policy:
     """Validate already-parsed TOML data; ``source`` names it in errors."""
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(source, _problems_from(exc)) from None
+        raise PolicyError(source, problems_from(exc, Policy, key_nouns=_KEY_NOUNS)) from None
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:

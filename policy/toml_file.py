@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: Builds the loader's own error from the file and its ``(field, problem)`` pairs.
-ErrorFactory = Callable[[Path, list[tuple[str, str]]], Exception]
+from heart.policy.file_problems import FileProblem
 
 
-def read_toml(file: Path, error: ErrorFactory) -> dict[str, Any]:
+def read_toml(file: Path, error: type[FileProblem]) -> dict[str, Any]:
     """Parse ``file``; a missing or unreadable file, bytes that are not UTF-8, or a TOML
     syntax error raise ``error(file, [("", problem)])``."""
     try:

@@ -31,31 +31,17 @@ import hashlib
 import json
 import os
 import re
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationError, model_validator
 
 import heart.policy as _policy_package
-from heart.policy.model import (
-    _KEY_MARKER,
-    Beat,
-    Loc,
-    Text,
-    Window,
-    _describe,
-    _field_path,
-    _no_duplicates,
-    _Problems,
-    _Strict,
-    _unwrap,
-    _week,
-    normalize,
-)
+from heart.policy.file_problems import FileProblem, Loc, Problems, problems_from
+from heart.policy.model import Beat, Text, Window, _no_duplicates, _Strict, _week, normalize
 from heart.policy.toml_file import read_toml
 
 #: Per weekday (Monday first), shift windows as [start, end) local minutes.
@@ -81,23 +67,14 @@ _TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-class RosterError(ValueError):
+class RosterError(FileProblem):
     """A roster file that cannot be used. The message names the file, each field, the problem.
 
     ``problems`` holds ``(field_path, problem)`` pairs, dotted with list indexes in brackets
     (``teams[2].roles``), or ``""`` for the file as a whole.
     """
 
-    def __init__(self, source: str | os.PathLike[str], problems: Sequence[tuple[str, str]]):
-        self.source = str(source)
-        self.problems = list(problems)
-        lines = [f"{field}: {problem}" if field else problem for field, problem in self.problems]
-        if len(lines) == 1:
-            message = f"roster file {self.source}: {lines[0]}"
-        else:
-            body = "\n".join(f"  {line}" for line in lines)
-            message = f"roster file {self.source} has {len(lines)} problems:\n{body}"
-        super().__init__(message)
+    kind = "roster file"
 
 
 # --- field types --------------------------------------------------------------------------
@@ -105,19 +82,19 @@ class RosterError(ValueError):
 
 def _kind(value: str) -> str:
     if value not in TEAM_KINDS:
-        raise _Problems.one(f"unknown team kind {value!r} (use {', '.join(TEAM_KINDS)})")
+        raise Problems.one(f"unknown team kind {value!r} (use {', '.join(TEAM_KINDS)})")
     return value
 
 
 def _role(value: str) -> str:
     if value not in ROLES:
-        raise _Problems.one(f"unknown role {value!r} (use {', '.join(ROLES)})")
+        raise Problems.one(f"unknown role {value!r} (use {', '.join(ROLES)})")
     return value
 
 
 def _language(value: str) -> str:
     if not _LANGUAGE.match(value):
-        raise _Problems.one(
+        raise Problems.one(
             f"invalid language tag {value!r} (use a BCP 47 tag such as en, es or es-MX)"
         )
     return value
@@ -125,7 +102,7 @@ def _language(value: str) -> str:
 
 def _team_id(value: str) -> str:
     if not _TEAM_ID.match(value):
-        raise _Problems.one(
+        raise Problems.one(
             f"invalid team id {value!r} (letters, digits, '.', '_' and '-'; "
             "starting with a letter or digit)"
         )
@@ -134,7 +111,7 @@ def _team_id(value: str) -> str:
 
 def _name(value: str) -> str:
     if not _NAME.match(value):
-        raise _Problems.one(f"invalid name {value!r} (lower-case letters, digits, '_' and '-')")
+        raise Problems.one(f"invalid name {value!r} (lower-case letters, digits, '_' and '-')")
     return value
 
 
@@ -181,7 +158,7 @@ class Area(_Strict):
                     )
                 owner.setdefault(key, district)
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         return self
 
 
@@ -219,7 +196,7 @@ class Team(_Strict):
         if self.home_beat is None and self.home_district is None:
             problems.append((("home_beat",), "a team needs a home_beat or a home_district"))
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
         self._week = _week(self.shift)
         self._primary_languages = frozenset(primary_language(t) for t in self.languages)
         return self
@@ -319,7 +296,7 @@ class Roster(_Strict):
             assert district is not None  # the team model requires a beat or a district
             home[team.id] = district
         if problems:
-            raise _Problems(problems)
+            raise Problems(problems)
 
         self._teams = {team.id: team for team in self.teams}
         self._by_area = {
@@ -396,57 +373,6 @@ class Roster(_Strict):
         return None
 
 
-# --- problems -----------------------------------------------------------------------------
-
-
-def _known_keys(loc: Loc) -> list[str] | None:
-    """Keys the model at ``loc`` accepts, to suggest next to an unknown key."""
-    annotation: Any = Roster
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(part))
-            if field is None:
-                return None
-            annotation = field.annotation
-        elif typing.get_origin(annotation) in (list, dict):
-            annotation = typing.get_args(annotation)[-1]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return None
-
-
-def _problem(error: Mapping[str, Any]) -> str:
-    # The policy's wording for everything except unknown keys, whose suggestions must
-    # come from the roster's models rather than the policy's.
-    if error["type"] == "extra_forbidden":
-        loc: Loc = tuple(error["loc"])
-        known = _known_keys(loc[:-1])
-        return f"unknown key {loc[-1]!r}" + (f" (known: {', '.join(known)})" if known else "")
-    return _describe(error)
-
-
-def _problems_from(errors: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for error in errors:
-        loc: Loc = tuple(error["loc"])
-        cause = error.get("ctx", {}).get("error")
-        found = (
-            [(loc + sub, problem) for sub, problem in cause.items]
-            if isinstance(cause, _Problems)
-            else [(loc, _problem(error))]
-        )
-        for where, problem in found:
-            if _KEY_MARKER in where:
-                where = tuple(part for part in where if part != _KEY_MARKER)
-                problem = f"key {problem}"
-            problems.append((_field_path(where), problem))
-    return problems
-
-
 # --- loading ------------------------------------------------------------------------------
 
 
@@ -460,7 +386,7 @@ def parse_roster(data: Mapping[str, Any], *, source: str | os.PathLike[str]) -> 
     try:
         return Roster.model_validate(data)
     except ValidationError as exc:
-        raise RosterError(source, _problems_from(exc.errors())) from None
+        raise RosterError(source, problems_from(exc, Roster)) from None
 
 
 def load_roster(path: str | os.PathLike[str] | None = None) -> Roster:

@@ -11,10 +11,11 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
+from heart.agents.triage.decide import missed
 from heart.agents.triage.state import CallState, step
 from heart.policy import load_policy
 from heart.schemas.registry import CadEvent
-from heart.schemas.triage import COVERAGE_REASONS, TriageDecision
+from heart.schemas.triage import TriageDecision
 from heart.streams import expiry, metrics
 from heart.streams.deadletter import guarded
 from heart.streams.stage import Stage
@@ -107,16 +108,3 @@ def _child(metric: Any, *labels: str) -> Any:
     """A metric's labelled child, looked up once: ``labels()`` validates and locks on
     every call. The label values are a small closed set (routes, pilots, reasons)."""
     return metric.labels(*labels)
-
-
-def missed(decision: TriageDecision) -> list[tuple[str, str]]:
-    """Each pilot that missed a call it should have had, once, with the first reason why.
-
-    A call a pilot is excluded from by its nature (weapon, violence) is not a miss.
-    """
-    out = []
-    for entry in decision.eligibility:
-        if entry.eligible or not set(entry.reasons) <= COVERAGE_REASONS:
-            continue
-        out.append((entry.pilot, entry.reasons[0]))
-    return out

@@ -46,7 +46,13 @@ from zoneinfo import ZoneInfo
 
 from heart.policy.model import PILOTS, PilotRule, Policy, normalize
 from heart.schemas.calls import CallReceived, CallUpdated
-from heart.schemas.triage import IneligibleReason, PilotEligibility, Route, TriageDecision
+from heart.schemas.triage import (
+    COVERAGE_REASONS,
+    IneligibleReason,
+    PilotEligibility,
+    Route,
+    TriageDecision,
+)
 
 _PILOT_ORDER = {pilot: index for index, pilot in enumerate(PILOTS)}
 
@@ -230,6 +236,21 @@ def decide(
         weapon_involved=weapon,
         violence_reported=violence,
     )
+
+
+def missed(decision: TriageDecision) -> list[tuple[str, str]]:
+    """Each pilot that missed a call it should have had, once, with the first reason why.
+
+    A miss is a matching pilot kept off only by coverage (hours, area, beat, a disabled
+    pilot): what more staffing would fix. A call a pilot is excluded from by its nature
+    (weapon, violence) is not a miss. The triage stage counts these in
+    ``heart_eligible_missed_total`` and what-if tallies them, so both must use this one rule.
+    """
+    return [
+        (entry.pilot, entry.reasons[0])
+        for entry in decision.eligibility
+        if not entry.eligible and set(entry.reasons) <= COVERAGE_REASONS
+    ]
 
 
 def apply_update(call: CallReceived, update: CallUpdated) -> CallReceived:

@@ -8,7 +8,8 @@ plans from:
 - per responding pilot, the calls it was *in scope* for (its call types matched and
   nothing about the call itself, a weapon or violence, kept it off), how many of those it
   *reached* and how many it *missed*, by the first coverage reason. A miss is exactly what
-  the triage stage counts in ``heart_eligible_missed_total`` (see :func:`missed`);
+  the triage stage counts in ``heart_eligible_missed_total``: both use
+  :func:`heart.agents.triage.decide.missed`;
 - the team-hours needed (see :class:`Effort`).
 
 Capacity is not modelled: a reached call is one the policy lets a pilot take, assuming a
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from heart.agents.triage.decide import decide
+from heart.agents.triage.decide import decide, missed
 from heart.policy.model import DAYS, PILOTS, RESPONDERS, Policy, Window
 from heart.schemas.calls import CallReceived
 from heart.schemas.triage import COVERAGE_REASONS, IneligibleReason, Route, TriageDecision
@@ -43,19 +44,6 @@ TEAM_ROUTES: tuple[Route, ...] = ("crt", "cor")
 #: ``progress(calls_decided, calls_to_decide)``, every :data:`PROGRESS_EVERY` decisions.
 Progress = Callable[[int, int], None]
 PROGRESS_EVERY = 2_000
-
-
-def missed(decision: TriageDecision) -> list[tuple[str, str]]:
-    """Each pilot that missed a call it should have had, once, with the first reason why.
-
-    The same rule as ``agents.triage.agent.missed`` (a test holds them equal), repeated
-    here because that module is the Faust stage and this one must run without Faust.
-    """
-    return [
-        (entry.pilot, entry.reasons[0])
-        for entry in decision.eligibility
-        if not entry.eligible and set(entry.reasons) <= COVERAGE_REASONS
-    ]
 
 
 @dataclass(frozen=True)

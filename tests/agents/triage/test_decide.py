@@ -22,6 +22,7 @@ from heart.agents.triage.decide import (
     apply_update,
     decide,
     interpreter_for,
+    missed,
     needs_redecision,
 )
 from heart.policy import Policy, default_policy_path, load_policy
@@ -765,6 +766,67 @@ def test_cn_follows_cor_when_listed(
     )
     decision = decide(make_call(call_type="EDP", violence_reported=True), policy)
     assert decision.pilots == ["ccd", "cor", "cn"]
+
+
+# --- misses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({}, [], id="eligible"),
+        pytest.param(
+            {"occurred_at": at(SUMMER, "18:00")}, [("crt", "outside_hours")], id="outside-hours"
+        ),
+        pytest.param({"beat": "121"}, [("crt", "outside_service_area")], id="outside-area"),
+        pytest.param({"beat": None}, [("crt", "unknown_beat")], id="no-beat"),
+        # Two coverage reasons: one miss, counted under the first.
+        pytest.param(
+            {"beat": "121", "occurred_at": at(SATURDAY, "10:00")},
+            [("crt", "outside_hours")],
+            id="outside-hours-and-area",
+        ),
+        # A pilot kept off by the call itself is not a miss, whatever else applies.
+        pytest.param({"weapon_involved": True}, [], id="weapon"),
+        pytest.param(
+            {"weapon_involved": True, "occurred_at": at(SUMMER, "18:00")},
+            [],
+            id="weapon-outside-hours",
+        ),
+        pytest.param({"violence_reported": True, "beat": "121"}, [], id="violence-outside-area"),
+        # Every pilot that missed, in decision order.
+        pytest.param(
+            {"call_type": "Mental Health Crisis", "occurred_at": at(SUMMER, "23:00")},
+            [("ccd", "outside_hours"), ("crt", "outside_hours")],
+            id="two-pilots-outside-hours",
+        ),
+        pytest.param(
+            {
+                "call_type": "Mental Health Crisis",
+                "weapon_involved": True,
+                "occurred_at": at(SATURDAY, "10:00"),
+            },
+            [("ccd", "outside_hours"), ("cor", "outside_hours")],
+            id="weapon-weekend-crt-excluded-cor-missed",
+        ),
+        pytest.param({"call_type": "Burglary"}, [], id="no-pilot-matches"),
+    ],
+)
+def test_missed(
+    durham: Policy, make_call: MakeCall, overrides: dict[str, Any], expected: list[Any]
+) -> None:
+    assert missed(decide(make_call(**overrides), durham)) == expected
+
+
+def test_missed_by_a_disabled_pilot(
+    policy_with: Callable[..., Policy], make_call: MakeCall
+) -> None:
+    policy = policy_with(("pilots.crt", "enabled = true", "enabled = false"))
+    assert missed(decide(make_call(), policy)) == [("crt", "pilot_disabled")]
+    late = make_call(beat="999", occurred_at=at(SATURDAY, "10:00"))
+    assert missed(decide(late, policy)) == [("crt", "pilot_disabled")]
+    armed = make_call(weapon_involved=True)
+    assert missed(decide(armed, policy)) == []
 
 
 # --- updates ------------------------------------------------------------------------------

@@ -13,14 +13,11 @@ from typing import Any
 
 import pytest
 
-from heart.agents.triage import agent
-from heart.agents.triage.decide import decide
 from heart.agents.triage.whatif import (
     Effort,
     PolicyFigures,
     WhatIf,
     compare,
-    missed,
     peak_concurrent,
     weekly_minutes,
 )
@@ -231,13 +228,6 @@ def test_json_is_the_same_figures(result: WhatIf) -> None:
         "by_pilot": weekday["team_hours"]["by_pilot"],
     }
     assert data["assumptions"]["teams"] == {"ccd": 1, "crt": 2, "cor": 1, "cn": 1}
-
-
-def test_missed_is_the_triage_stage_rule(weekday: Policy, always: Policy) -> None:
-    for policy in (weekday, always):
-        for c in CALLS:
-            decision = decide(c, policy)
-            assert missed(decision) == agent.missed(decision)
 
 
 def test_peak_and_weekly_minutes() -> None:
