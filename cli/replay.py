@@ -538,7 +538,10 @@ async def run_replay(
     broker: EmbeddedBroker | None = None
     if "HEART_KAFKA_BOOTSTRAP" not in os.environ:
         broker = EmbeddedBroker(port=find_free_port()).start()
-        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        # The broker just started is the embedded one, whatever HEART_BROKER says.
+        settings = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "broker": "embedded"}
+        )
     # A replay writes to its own topics, never into live ones.
     prefix = f"{settings.topic_prefix}replay-{mapping.city}-{uuid.uuid4().hex[:6]}."
     settings = settings.model_copy(update={"topic_prefix": prefix})
@@ -550,6 +553,7 @@ async def run_replay(
         env = {
             **os.environ,
             "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEART_BROKER": settings.broker,
             "HEART_TOPIC_PREFIX": prefix,
             "HEART_CLOCK": "event",
             "HEART_POLICY": str(policy_file),

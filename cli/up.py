@@ -129,7 +129,10 @@ async def run_up(
     if "HEART_KAFKA_BOOTSTRAP" not in os.environ:
         port = 9092 if not port_in_use("127.0.0.1", 9092) else find_free_port()
         broker = EmbeddedBroker(port=port).start()
-        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
+        # The broker just started is the embedded one, whatever HEART_BROKER says.
+        settings = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "broker": "embedded"}
+        )
         print(f"embedded broker on {broker.bootstrap} (memory only)", flush=True)
     else:
         print(f"using Kafka at {settings.kafka_bootstrap}", flush=True)
@@ -143,6 +146,7 @@ async def run_up(
         env = {
             **os.environ,
             "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEART_BROKER": settings.broker,
             "HEART_TOPIC_PREFIX": settings.topic_prefix,
             # Simulated time runs faster than the wall: stages follow event time.
             "HEART_CLOCK": "event" if simulate and speed != 1 else settings.clock,
