@@ -1,0 +1,41 @@
+"""The terms every figure is reported in, each with one meaning, shared by the monthly
+report, the what-if, the terminal summaries, the README and the metrics' help.
+
+Per pilot, the parts add up: ``eligible = reached + missed + other``, where ``other`` is
+named on each page (for CCD: calls that needed someone in person; for a team pilot: calls
+still waiting for a team when the data ends, or re-decided away from the pilot).
+"""
+
+from __future__ import annotations
+
+#: Term -> its one definition. Order is the order a glossary shows them in.
+GLOSSARY: dict[str, str] = {
+    "decided": "Calls with a triage decision (a re-decided call counts once, as last decided).",
+    "matched": (
+        "Calls whose type is one of the pilot's call types, whatever the hours, place or risk."
+    ),
+    "eligible": (
+        "Matched calls the call itself does not keep the pilot from (a weapon or violence "
+        "keeps CRT off): the pilot would take them given its hours, its service area and a "
+        "free team."
+    ),
+    "missed": (
+        "Eligible calls the pilot did not take because of coverage or capacity, counted "
+        "under the first reason: outside_hours, outside_service_area, unknown_beat, "
+        "pilot_disabled, no_team_free."
+    ),
+    "reached": (
+        "Eligible calls the pilot took. CCD: resolved by phone by a clinician (route ccd). "
+        "CRT and CoR: a team was assigned. Care Navigation: a follow-up was scheduled."
+    ),
+    "resolved by phone": "Calls a CCD clinician closed without sending anyone (route ccd).",
+    "HEART handled": "Calls resolved by phone or given a CRT or CoR team, each call once.",
+    "follow-up completed": (
+        "A follow-up that reached the person (reached, connected to care or declined), "
+        "counted in the month the follow-up was scheduled."
+    ),
+    "partial month": (
+        "A month the data covers only in part: its figures are for the days shown, not the "
+        "whole month."
+    ),
+}
