@@ -21,8 +21,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from heart.streams.embedded.end_offsets import true_end_offsets
-from heart.streams.embedded.fetch_wait import use_backlog_wait
+from heart.streams import embedded
+
+# Bound on import: the first call of ``heart.streams.embedded.end_offsets`` imports the
+# package's submodule of the same name, which then takes that name in the package.
+from heart.streams.embedded import end_offsets as corrected_end_offsets
 from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 
@@ -168,10 +171,6 @@ class Fleet:
         for proc in procs:
             proc.sample_rss("ready")
 
-    def stop(self, *procs: Proc) -> None:
-        for proc in procs or tuple(self.procs):
-            proc.stop()
-
     def stop_all(self) -> None:
         for proc in self.procs:
             proc.stop()
@@ -229,11 +228,11 @@ async def read_all(
         **settings.aiokafka_kwargs(),  # type: ignore[arg-type]
     )
     await consumer.start()
-    use_backlog_wait(consumer, settings.fetch_backlog_wait_ms)
+    embedded.tune_fetch_wait(consumer, settings)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     records: list[ConsumerRecord] = []
     try:
-        ends = await true_end_offsets(settings, tps)
+        ends = await end_offsets(settings, tps, consumer)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout
@@ -247,6 +246,25 @@ async def read_all(
         raise TimeoutError(f"read {topic}: {len(records)} records in {timeout:.0f}s, not all")
     finally:
         await consumer.stop()
+
+
+async def end_offsets(
+    settings: HeartSettings,
+    tps: Sequence[TopicPartition],
+    consumer: AIOKafkaConsumer | None = None,
+) -> dict[TopicPartition, int]:
+    """The end offset of each partition: what the started ``consumer`` (else a group-less
+    one for the question) reports, corrected on the embedded broker."""
+    if not tps:
+        return {}
+    if consumer is not None:
+        return await corrected_end_offsets(settings, tps, await consumer.end_offsets(tps))
+    probe = AIOKafkaConsumer(**settings.aiokafka_kwargs())  # type: ignore[arg-type]
+    await probe.start()
+    try:
+        return await end_offsets(settings, tps, probe)
+    finally:
+        await probe.stop()
 
 
 async def committed(
@@ -279,25 +297,30 @@ async def wait_drained(
     that existed a moment ago (timers keep adding ticks there). False on timeout."""
     in_tps = [TopicPartition(t, p) for t, n in inputs for p in range(n)]
     int_tps = [TopicPartition(t, p) for t, n in internal for p in range(n)]
-    in_ends = await true_end_offsets(settings, in_tps)
-    history: list[tuple[float, dict[TopicPartition, int]]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in procs:
-            if not proc.alive():
-                raise RuntimeError(f"{proc.name} died:\n{proc.log()[-3000:]}")
-        if on_poll is not None:
-            on_poll()
-        now = time.monotonic()
-        ends = await true_end_offsets(settings, int_tps) if int_tps else {}
-        history.append((now, ends))
-        done = await committed(settings, group, in_tps + int_tps)
-        if all(done[tp] >= in_ends[tp] for tp in in_tps):
-            old = [h for t, h in history if t <= now - 1.5]
-            if not int_tps or (old and all(done[tp] >= old[-1][tp] for tp in int_tps)):
-                return True
-        await asyncio.sleep(poll_s)
-    return False
+    consumer = AIOKafkaConsumer(**settings.aiokafka_kwargs())  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        in_ends = await end_offsets(settings, in_tps, consumer)
+        history: list[tuple[float, dict[TopicPartition, int]]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in procs:
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} died:\n{proc.log()[-3000:]}")
+            if on_poll is not None:
+                on_poll()
+            now = time.monotonic()
+            ends = await end_offsets(settings, int_tps, consumer)
+            history.append((now, ends))
+            done = await committed(settings, group, in_tps + int_tps)
+            if all(done[tp] >= in_ends[tp] for tp in in_tps):
+                old = [h for t, h in history if t <= now - 1.5]
+                if not int_tps or (old and all(done[tp] >= old[-1][tp] for tp in int_tps)):
+                    return True
+            await asyncio.sleep(poll_s)
+        return False
+    finally:
+        await consumer.stop()
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -53,11 +53,12 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+from bench.harness import rss_mib  # noqa: E402
 from heart.schemas import CallClosed, CallReceived, FollowupOutcome, UnitStatusReport  # noqa: E402
+from heart.streams import embedded  # noqa: E402
 from heart.streams.admin import create_topics  # noqa: E402
 from heart.streams.codec import encode  # noqa: E402
 from heart.streams.embedded.broker import EmbeddedBroker  # noqa: E402
-from heart.streams.embedded.fetch_wait import use_backlog_wait  # noqa: E402
 from heart.streams.ports import find_free_port  # noqa: E402
 from heart.streams.settings import HeartSettings  # noqa: E402
 from heart.streams.topics import (  # noqa: E402
@@ -97,16 +98,6 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
         "max": ordered[-1],
         "mean": statistics.fmean(ordered),
     }
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def metric_sum(port: int, name: str) -> float | None:
@@ -300,7 +291,7 @@ class Load:
             **self.settings.aiokafka_kwargs(),  # type: ignore[arg-type]
         )
         await consumer.start()
-        use_backlog_wait(consumer, self.settings.fetch_backlog_wait_ms)
+        embedded.tune_fetch_wait(consumer, self.settings)
         decisions = TRIAGE_DECISIONS.full_name(prefix)
         tasks = FOLLOWUP_TASKS.full_name(prefix)
         status_topic = UNITS_STATUS.full_name(prefix)

@@ -6,7 +6,7 @@ Kubernetes) turns every one of them off. Callers ask through :func:`tune_fetch_w
 :func:`end_offsets`; nothing else reads the setting. ``docs/embedded-broker.md`` lists the
 defects; once Tansu fixes one, its module here goes:
 
-* :mod:`.end_offsets`: ListOffsets(LATEST) under-reported (table recovery drops the tail);
+* :mod:`.end_offset_probe`: ListOffsets(LATEST) under-reported (table recovery drops the tail);
 * :mod:`.fetch_wait`: a fetch inside a long log gathers only until its wait is over;
 * :mod:`.broker`: the launcher of the Tansu binary itself (stays while it is embedded).
 """
@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from aiokafka import AIOKafkaConsumer
 from faust.types import TP
 
+from heart.streams.embedded.end_offset_probe import true_end_offsets
+from heart.streams.embedded.fetch_wait import use_backlog_wait
 from heart.streams.settings import HeartSettings
 
 __all__ = ["active", "end_offsets", "tune_fetch_wait"]
@@ -34,8 +36,6 @@ def tune_fetch_wait(
     """Give a started consumer the backlog fetch wait on the embedded broker; nothing on
     Kafka, which answers a fetch as soon as it has data."""
     if active(settings):
-        from heart.streams.embedded.fetch_wait import use_backlog_wait
-
         use_backlog_wait(consumer, settings.fetch_backlog_wait_ms, idle_wait_ms)
 
 
@@ -47,6 +47,4 @@ async def end_offsets(
     wanted = list(tps)
     if not active(settings) or not wanted:
         return {tp: int(reported[tp]) for tp in wanted}
-    from heart.streams.embedded.end_offsets import true_end_offsets
-
     return await true_end_offsets(settings, wanted, reported=reported)

@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from heart.streams.app import HeartApp, create_app
 from heart.streams.embedded.broker import EmbeddedBroker
-from heart.streams.embedded.end_offsets import true_end_offsets
+from heart.streams.embedded.end_offset_probe import true_end_offsets
 from heart.streams.kafka.consumer import HeartConsumerThread
 from heart.streams.kafka.transport import HeartTransport
 from heart.streams.settings import HeartSettings

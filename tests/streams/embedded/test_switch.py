@@ -8,7 +8,6 @@ import pytest
 from aiokafka import TopicPartition
 
 from heart.streams import embedded
-from heart.streams.embedded import fetch_wait
 from heart.streams.settings import HeartSettings, SettingsError
 
 TP = TopicPartition("cad.calls", 0)
@@ -31,7 +30,7 @@ async def test_on_kafka_reported_end_offsets_are_taken_as_they_are() -> None:
 def test_the_backlog_wait_is_installed_only_on_the_embedded_broker(monkeypatch: Any) -> None:
     installed: list[tuple[Any, int, int | None]] = []
     monkeypatch.setattr(
-        fetch_wait,
+        embedded,
         "use_backlog_wait",
         lambda c, backlog, idle=None: installed.append((c, backlog, idle)),
     )
@@ -40,3 +39,13 @@ def test_the_backlog_wait_is_installed_only_on_the_embedded_broker(monkeypatch: 
     assert installed == []
     embedded.tune_fetch_wait(consumer, HeartSettings(fetch_backlog_wait_ms=400), idle_wait_ms=10)
     assert installed == [(consumer, 400, 10)]
+
+
+def test_no_submodule_shadows_a_function_of_the_switch() -> None:
+    # Importing a submodule sets it as an attribute of the package: one named like a
+    # function of the switch would replace that function after the first import.
+    import pkgutil
+
+    submodules = {m.name for m in pkgutil.iter_modules(embedded.__path__)}
+    assert not submodules & set(embedded.__all__)
+    assert callable(embedded.end_offsets) and callable(embedded.tune_fetch_wait)

@@ -24,7 +24,7 @@ from faust.types import TP
 
 from heart.streams.app import HeartApp, create_app
 from heart.streams.embedded.broker import EmbeddedBroker
-from heart.streams.embedded.end_offsets import true_end_offsets
+from heart.streams.embedded.end_offset_probe import true_end_offsets
 from heart.streams.kafka.consumer import HeartConsumerThread
 from heart.streams.kafka.explicit_topics import ExplicitTopicsClient, ExplicitTopicsProducer
 from heart.streams.kafka.transport import HeartProducer
