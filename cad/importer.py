@@ -90,6 +90,11 @@ class ImportResult:
     flags: Counter[str] = field(default_factory=Counter)
     #: Beat value (``""`` when empty) -> accepted calls, to spot non-geographic units.
     beats: Counter[str] = field(default_factory=Counter)
+    #: The column ``needs_in_person`` was read from (the mapping's ``[in_person]``), or
+    #: None when every call got the mapping's default.
+    in_person_column: str | None = None
+    #: Accepted calls whose disposition says they were closed without sending anyone.
+    no_dispatch: int = 0
     seconds: float = 0.0
 
     @property
@@ -129,6 +134,8 @@ class ImportResult:
             "categories": dict(self.categories.most_common()),
             "flags": dict(sorted(self.flags.items())),
             "unmapped_type": self.unmapped_type,
+            "needs_in_person_from": self.in_person_column,
+            "closed_without_dispatch": self.no_dispatch if self.in_person_column else None,
             "top_unmapped": [{"call_type": t, "calls": n} for t, n in self.top_unmapped(top)],
             "seconds": round(self.seconds, 3),
         }
@@ -145,6 +152,16 @@ class ImportResult:
                 lines.append(f"  {title} {reason}: {count} (e.g. {shown})")
         mapped = ", ".join(f"{name} {count}" for name, count in self.categories.most_common())
         lines.append(f"  mapped: {mapped or 'none'}")
+        if self.in_person_column is None:
+            lines.append(
+                "  needs_in_person: the export does not say which calls were closed without "
+                "sending anyone; every call is taken as needing someone in person"
+            )
+        else:
+            lines.append(
+                f"  closed without dispatch (column {self.in_person_column!r}): "
+                f"{self.no_dispatch} calls, taken as not needing anyone in person"
+            )
         lines.append(f"  unmapped_type: {self.unmapped_type} calls go to police; largest types:")
         lines.extend(f"    {count:6d}  {name}" for name, count in self.top_unmapped(top))
         return "\n".join(lines)
@@ -204,21 +221,21 @@ class _Columns:
             "lat": spec.lat,
             "lon": spec.lon,
         }
+        in_person = mapping.in_person
         missing = []
         for key, value in wanted.items():
             for column in [value] if isinstance(value, str) else value or []:
                 if column not in position:
-                    missing.append((key, column))
+                    missing.append((f"columns.{key}", column))
+        if in_person is not None and in_person.column not in position:
+            missing.append(("in_person.column", in_person.column))
         if missing:
             shown = ", ".join(names) if len(names) <= 30 else ", ".join(names[:30]) + ", …"
             raise MappingError(
                 mapping.source_file,
                 [
-                    (
-                        f"columns.{key}",
-                        f"column {column!r} is not in the header of {file.name} ({shown})",
-                    )
-                    for key, column in missing
+                    (field, f"column {column!r} is not in the header of {file.name} ({shown})")
+                    for field, column in missing
                 ],
             )
 
@@ -235,6 +252,7 @@ class _Columns:
         self.address = at(spec.address)
         self.lat = at(spec.lat)
         self.lon = at(spec.lon)
+        self.in_person = at(in_person.column if in_person is not None else None)
 
 
 def import_rows(
@@ -252,6 +270,8 @@ def import_rows(
     started = time.perf_counter()
     file = Path(path)
     result = ImportResult(path=str(file), mapping=mapping.name)
+    if mapping.in_person is not None:
+        result.in_person_column = mapping.in_person.column
     # (occurred_at as UTC seconds, file order, event): sorting on the first two is stable
     # and avoids comparing datetimes in different zones.
     keyed: list[tuple[float, int, CallReceived]] = []
@@ -318,7 +338,7 @@ class _RowReader:
         self.zone = mapping.zone
         self.city = mapping.city
         self.encoding = mapping.encoding
-        self.needs_in_person = mapping.defaults.needs_in_person
+        self.needs_in_person = mapping.in_person_rule()
         self.language = mapping.defaults.language
         self.parse_time = mapping.time_parser()
         self.call_id_column = mapping.columns.call_id
@@ -377,6 +397,7 @@ class _RowReader:
             kind = self.kinds[local_type] = self.mapping.classify(local_type)
         beat = _cell(row, cols.beat)
         district = _cell(row, cols.district)
+        needs_in_person = self.needs_in_person(_cell(row, cols.in_person))
         try:
             event = CallReceived(
                 event_id=stable_event_id(self.city, call_id),
@@ -387,7 +408,7 @@ class _RowReader:
                 district=district,
                 weapon_involved=kind.weapon,
                 violence_reported=kind.violence,
-                needs_in_person=self.needs_in_person,
+                needs_in_person=needs_in_person,
                 behavioral_health=kind.behavioral_health,
                 language=self.language,
                 priority=self._priority(row, line),
@@ -415,6 +436,8 @@ class _RowReader:
             if on:
                 result.flags[flag] += 1
         result.beats[beat or ""] += 1
+        if not needs_in_person:
+            result.no_dispatch += 1
         return event
 
     def _priority(self, row: list[str], line: int) -> int | None:

@@ -4,7 +4,10 @@ A mapping file (TOML) is all it takes to plug a new city's calls-for-service exp
 HEART Stream: which columns hold the call id, time, type, beat or district and priority;
 how its timestamps are written and in which zone; which local call types are which policy
 category (by exact alias or by regular expression); and which local types imply a weapon,
-violence or a behavioural-health concern. The file also names a demo policy document (in
+violence or a behavioural-health concern; and, where the export records how each call
+ended, which disposition codes mean it was closed without sending anyone (``[in_person]``:
+those calls get ``needs_in_person = false``, the only way an export can show a call CCD
+could resolve by phone). The file also names a demo policy document (in
 the format of ``policy/durham.toml``, with a service area in the city's own beats or
 districts) so that the pilots have something to work with there.
 
@@ -213,8 +216,35 @@ class Defaults(_Strict):
     """Values for fields a calls-for-service export does not have."""
 
     #: Exports rarely say whether someone must go; True keeps in-person pilots in play.
+    #: With an ``[in_person]`` table the value comes from each call's disposition instead.
     needs_in_person: bool = True
     language: Annotated[str, Field(pattern=LANGUAGE_PATTERN, max_length=35)] = "en"
+
+
+class InPerson(_Strict):
+    """Where a call's ``needs_in_person`` comes from when the export records how it ended.
+
+    A CAD export says what happened, not what a call taker judged: a call whose
+    disposition says it was closed without sending anyone (advised by phone, no unit sent)
+    is read as not needing anyone in person; every other value, and an empty cell, as
+    needing someone, the safe side for in-person pilots. Codes match the cell exactly,
+    case and spacing ignored.
+    """
+
+    #: The column holding the disposition (or another "how the call ended" code).
+    column: Text
+    #: Its values that mean the call was closed without sending anyone.
+    no_dispatch_codes: list[Text] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> InPerson:
+        problems = [
+            (("no_dispatch_codes", *loc), problem)
+            for loc, problem in _no_duplicates(self.no_dispatch_codes, "code")
+        ]
+        if problems:
+            raise Problems(problems)
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +294,8 @@ class CadMapping(_Strict):
     columns: Columns
     time: TimeSpec
     defaults: Defaults = Field(default_factory=Defaults)
+    #: Per-call ``needs_in_person`` from a disposition column; None when the export has none.
+    in_person: InPerson | None = None
     #: Policy category -> the local types that mean it. The category name always matches.
     categories: dict[Text, Matcher] = Field(min_length=1)
     flags: Flags = Field(default_factory=Flags)
@@ -273,6 +305,7 @@ class CadMapping(_Strict):
     _aliases: dict[str, str] = PrivateAttr()
     _patterns: tuple[tuple[re.Pattern[str], str], ...] = PrivateAttr()
     _flags: dict[str, _CompiledMatcher] = PrivateAttr()
+    _no_dispatch: frozenset[str] = PrivateAttr()
     _cache: dict[str, Classification] = PrivateAttr(default_factory=dict)
     _source: str = PrivateAttr(default="<mapping>")
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -280,6 +313,16 @@ class CadMapping(_Strict):
     @model_validator(mode="after")
     def _cross_check(self) -> CadMapping:
         problems: list[tuple[Loc, str]] = []
+        if self.in_person is not None and not self.defaults.needs_in_person:
+            # [in_person] keeps every code it does not list on "needs someone"; a default
+            # of false would be silently ignored, so the two must not disagree.
+            problems.append(
+                (
+                    ("defaults", "needs_in_person"),
+                    "false conflicts with [in_person], which sets it per call from column "
+                    f"{self.in_person.column!r}: remove one of them",
+                )
+            )
         owner: dict[str, str] = {}
         for category in self.categories:
             key = normalize(category)
@@ -313,6 +356,8 @@ class CadMapping(_Strict):
             for pattern in matcher.patterns
         )
         self._flags = {flag: _CompiledMatcher.of(getattr(self.flags, flag)) for flag in FLAGS}
+        codes = self.in_person.no_dispatch_codes if self.in_person is not None else ()
+        self._no_dispatch = frozenset(map(normalize, codes))
 
     # --- use ----------------------------------------------------------------------------
 
@@ -342,6 +387,22 @@ class CadMapping(_Strict):
         if path.is_absolute() or self._base_dir is None:
             return path
         return self._base_dir / path
+
+    @property
+    def knows_in_person(self) -> bool:
+        """Whether each call's ``needs_in_person`` comes from the export (``[in_person]``)
+        rather than the default: only then can a call be seen as resolvable by phone."""
+        return self.in_person is not None
+
+    def in_person_rule(self) -> Callable[[str | None], bool]:
+        """A function from a call's ``[in_person]`` cell (None when empty) to its
+        ``needs_in_person``: the default for every call when the mapping has no
+        ``[in_person]``. Built once per import: per row it touches no model attribute."""
+        if self.in_person is None:
+            default = self.defaults.needs_in_person
+            return lambda _disposition: default
+        codes = self._no_dispatch
+        return lambda disposition: disposition is None or normalize(disposition) not in codes
 
     def load_policy(self) -> Policy:
         """The mapping's demo policy (raises :class:`policy.PolicyError` if it is bad)."""
@@ -483,6 +544,21 @@ def shipped_mapping(name: str) -> Path:
     return MAPPINGS_DIR / f"{name}.toml"
 
 
+def shipped_mappings() -> list[str]:
+    """Names of the mappings shipped with the package, sorted. The folder also holds demo
+    policies, rosters and the APCO table: a mapping is a file with ``[columns]`` and
+    ``[categories]`` tables."""
+    names = []
+    for path in sorted(MAPPINGS_DIR.glob("*.toml")):
+        try:
+            data = read_toml(path)
+        except MappingError:
+            continue
+        if isinstance(data.get("columns"), dict) and isinstance(data.get("categories"), dict):
+            names.append(path.stem)
+    return names
+
+
 def resolve_mapping_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A file path as given, or a shipped mapping's name (``milwaukee-2018``) when no such
     file exists, so commands accept ``--mapping milwaukee-2018``."""
@@ -493,19 +569,48 @@ def resolve_mapping_path(name_or_path: str | os.PathLike[str]) -> Path:
     return shipped if shipped.exists() else path
 
 
+def _not_found(given: str | os.PathLike[str], file: Path) -> MappingError:
+    """The error for a mapping that is neither a file nor a shipped name: what exists, and
+    the ``.toml`` file in the current directory the name was probably meant to be."""
+    shipped = f"shipped mappings: {', '.join(shipped_mappings()) or 'none'}"
+    bare = Path(given)
+    if bare.suffix or len(bare.parts) > 1:
+        return MappingError(file, [("", f"file not found ({shipped})")])
+    problem = f"no such file and no shipped mapping of that name ({shipped})"
+    local = bare.with_suffix(".toml")
+    if local.is_file():
+        problem += f"; did you mean ./{local}?"
+    return MappingError(file, [("", problem)])
+
+
+def _named_files(mapping: CadMapping) -> list[tuple[str, str]]:
+    """A problem per file the mapping names that is not there, by field."""
+    named = [("policy", mapping.policy_path), ("roster", mapping.roster_path)]
+    return [
+        (field, f"{field} file not found: {path}")
+        for field, path in named
+        if path is not None and not path.is_file()
+    ]
+
+
 def load_mapping(path: str | os.PathLike[str], *, check_policy: bool = True) -> CadMapping:
     """Load and validate a mapping file (a path, or the name of a shipped mapping).
 
-    With ``check_policy`` the demo policy must exist, load, and know every category the
-    mapping produces. Raises :class:`MappingError` naming the file, field and problem; a
-    broken policy document raises its own ``policy.PolicyError``, which names that file.
+    Every file the mapping names (its demo policy and roster) must exist. With
+    ``check_policy`` the policy must also load and know every category the mapping
+    produces. Raises :class:`MappingError` naming the file, field and problem (a missing
+    file names the field and the path looked at); a broken policy document raises its own
+    ``policy.PolicyError``, which names that file.
     """
     file = resolve_mapping_path(path)
+    if not file.exists():
+        raise _not_found(path, file)
     mapping = parse_mapping(read_toml(file), source=file, base_dir=file.parent)
+    missing = _named_files(mapping)
+    if missing:
+        raise MappingError(file, missing)
     if check_policy:
         policy_file = mapping.policy_path
-        if not policy_file.is_file():
-            raise MappingError(file, [("policy", f"policy file not found: {policy_file}")])
         policy = mapping.load_policy()
         unknown = mapping.unknown_categories(policy)
         if unknown:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -17,6 +18,14 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from heart.agents.reporting.aggregate import ReportInput, apply, is_month, new_state, report
 from heart.agents.reporting.render import render_html, render_json
+from heart.agents.reporting.wording import (
+    capitalised,
+    followup_reconciliation,
+    heading,
+    partial_label,
+    parts_sum,
+    report_title,
+)
 from heart.policy import Policy
 from heart.schemas.reports import MonthReport
 from heart.streams import embedded
@@ -140,34 +149,45 @@ def _minutes(seconds: float) -> str:
 
 
 def summary(snapshot: MonthReport) -> str:
-    """A few lines for the terminal; the page has the rest."""
+    """A few lines for the terminal, in the page's terms: who, which month (partial or
+    not), and each pilot's eligible calls as the sum of their parts. The page has the rest."""
     share = f"{snapshot.phone_share:.0%}" if snapshot.phone_share is not None else "n/a"
+    zone = ZoneInfo(snapshot.timezone)
     through = ""
-    if snapshot.data_through is not None:
-        from zoneinfo import ZoneInfo
-
-        local = snapshot.data_through.astimezone(ZoneInfo(snapshot.timezone))
-        through = f", data through {local:%Y-%m-%d %H:%M %Z}"
+    if snapshot.data_from is not None and snapshot.data_through is not None:
+        first = snapshot.data_from.astimezone(zone)
+        last = snapshot.data_through.astimezone(zone)
+        through = f", data from {first:%Y-%m-%d %H:%M} through {last:%Y-%m-%d %H:%M %Z}"
+    routes = ", ".join(f"{route} {n}" for route, n in snapshot.routes.items())
+    by_team = snapshot.heart_handled - snapshot.resolved_by_phone
     lines = [
-        f"HEART monthly report {snapshot.month} ({snapshot.timezone}){through}",
-        f"  calls decided {snapshot.calls}; HEART handled {snapshot.heart_handled}, "
-        f"{snapshot.resolved_by_phone} by phone ({share})",
+        heading(snapshot.organisation),
+        f"{report_title(snapshot.organisation)} {snapshot.month} ({snapshot.timezone}){through}",
+    ]
+    partial = partial_label(snapshot)
+    if partial is not None:
+        lines.append(f"  {capitalised(partial)}: figures are for these days only")
+    lines += [
+        f"  calls decided {snapshot.calls} ({routes})",
+        f"  HEART handled {snapshot.heart_handled} = {snapshot.resolved_by_phone} resolved by "
+        f"phone ({share}) + {by_team} given a team",
     ]
     for p in snapshot.pilots:
-        missed = ", ".join(f"{r} {n}" for r, n in p.missed_by_reason.items()) or "none"
-        line = (
-            f"  {p.pilot:<4} handled {p.calls_handled:>5}  eligible {p.eligible:>5}  "
-            f"missed {p.missed:>5} ({missed})"
-        )
+        lines.append(f"  {p.pilot:<4} {parts_sum(p)}")
         if p.response_time is not None:
             rt = p.response_time
-            line += f"  on scene median {_minutes(rt.median_s)}, p90 {_minutes(rt.p90_s)}"
-        lines.append(line)
+            lines.append(
+                f"       on scene median {_minutes(rt.median_s)}, p90 {_minutes(rt.p90_s)} "
+                f"({rt.calls} calls)"
+            )
     f = snapshot.followups
     lines.append(
-        f"  follow-ups scheduled {f.scheduled}, within 48 h {f.within_48h}, "
-        f"overdue {f.overdue}, at risk {f.at_risk}"
+        f"  follow-ups scheduled {f.scheduled}: completed {f.completed}, within 48 h "
+        f"{f.within_48h}, overdue {f.overdue}, at risk {f.at_risk}"
     )
+    reconciliation = followup_reconciliation(snapshot)
+    if reconciliation is not None:
+        lines.append(f"    ({reconciliation})")
     return "\n".join(lines)
 
 

@@ -3,17 +3,19 @@
 The export is imported as ``heart import`` would, every call is decided under each policy
 with the triage stage's pure decision (no broker), and the figures of
 :mod:`heart.agents.triage.whatif` are written three ways: a table on stdout, and in ``--out``
-(default ``./whatif-out``) ``whatif.html`` (self-contained: inline CSS and SVG, nothing
-fetched) and ``whatif.json``.
+(default ``./whatif-out``) ``whatif.html`` (:mod:`heart.cli.whatif_page`: self-contained,
+nothing fetched) and ``whatif.json``. Every output uses the glossary's terms
+(:data:`heart.schemas.glossary.GLOSSARY`) and shows ``eligible = reached + missed + other``.
 
 Exit status: 0 the comparison ran; 1 the export could not be read or a report not written;
 2 the mapping or a policy is unusable (file, field and problem named), or a policy does not
-know a category the mapping produces (those calls would silently reach no pilot).
+know a category the mapping produces (those calls would silently reach no pilot); 65 no
+row of the export became a call, or too many were rejected (as ``heart import``), and no
+report is written.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -24,9 +26,12 @@ import orjson
 
 from heart.agents.triage.whatif import (
     MISS_REASONS,
+    OTHER_NAMES,
     ROUTES,
     TEAM_ROUTES,
     Effort,
+    MonthCoverage,
+    PilotFigures,
     PolicyFigures,
     WhatIf,
     compare,
@@ -41,12 +46,21 @@ from heart.policy.model import PILOTS, RESPONDERS
 DEFAULT_OUT = Path("whatif-out")
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policy"
 
-_REASON_LABELS = {
+REASON_LABELS = {
     "outside_hours": "outside hours",
     "outside_service_area": "outside service area",
     "unknown_beat": "unknown beat",
     "pilot_disabled": "pilot disabled",
 }
+#: What being reached means per pilot, and the routes as the table names them.
+REACHED_LABELS = {"ccd": "resolved by phone", "crt": "team assigned", "cor": "team assigned"}
+ROUTE_LABELS = {
+    "ccd": "ccd (resolved by phone)",
+    "crt": "crt (community response team)",
+    "cor": "cor (co-response)",
+    "police": "police",
+}
+NOT_MEASURED = "not measured"
 
 
 def parse_teams(values: Sequence[str]) -> dict[str, int]:
@@ -130,6 +144,8 @@ def run_whatif(
     progress: bool | None = None,
 ) -> int:
     """``heart whatif``; returns the exit status (see the module docstring)."""
+    from heart.cli.whatif_page import render_html
+
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     try:
@@ -153,13 +169,15 @@ def run_whatif(
         imported.events,
         loaded,
         effort,
+        in_person_known=loaded_mapping.knows_in_person,
         progress=lambda done, total: bar.update(done, total, done, "decisions"),
     )
     bar.done(result.calls * len(loaded), "decisions")
 
-    zone = loaded_mapping.zone
-    print(render_table(result, zone_name=str(zone)), file=out)
     report = report_dict(result, imported, loaded_mapping)
+    print(render_table(result, zone_name=loaded_mapping.time.timezone), file=out)
+    for line in notes(result, report):
+        print(f"note: {line}", file=out)
     target = Path(out_dir)
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -179,58 +197,176 @@ def report_dict(result: WhatIf, imported: ImportResult, mapping: CadMapping) -> 
         "export": imported.path,
         "mapping": mapping.name,
         "timezone": mapping.time.timezone,
+        "needs_in_person_from": mapping.in_person.column if mapping.in_person else None,
         "import": imported.to_dict(top=10),
         "whatif": result.to_dict(),
     }
 
 
-# --- the table ----------------------------------------------------------------------------
+# --- words and numbers shared by the table and the page -----------------------------------
 
 
-Row = tuple[str, Callable[[PolicyFigures], str]]
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` to one decimal, never shown as 0% or 100% unless it is:
+    3,607 of 3,609 is 99.9%, and 9,999 of 10,000 is >99.9%, not 100.0%."""
+    if whole <= 0:
+        return "-"
+    if part == whole:
+        return "100%"
+    if part == 0:
+        return "0%"
+    text = f"{100 * part / whole:.1f}%"
+    if text == "100.0%":
+        return ">99.9%"
+    if text == "0.0%":
+        return "<0.1%"
+    return text
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def table_rows(result: WhatIf) -> list[Row]:
-    """The comparison's rows: a label and how to show it for one policy."""
+def months_text(figures: PolicyFigures) -> str:
+    """The months the calls cover in the policy's zone, each partial one marked: ``May
+    2018 (partial: 1-21 May, 21 of 31 days)``, or for a long run ``January 2024 to
+    November 2024, 11 months (partial: November 2024, 1-2 Nov, 2 of 30 days)``."""
+    months = figures.months
+    if len(months) <= 2:
+        return ", ".join(m.label() for m in months) or "no calls"
+    partial = "; ".join(f"{m.name}, {m.span()}" for m in months if m.partial)
+    return f"{months[0].name} to {months[-1].name}, {len(months)} months" + (
+        f" (partial: {partial})" if partial else ""
+    )
+
+
+def partial_months(result: WhatIf) -> list[MonthCoverage]:
+    """Each partial month once, in order (policies in other zones may add their own)."""
+    seen: dict[MonthCoverage, None] = {}
+    for figures in result.policies:
+        seen.update((m, None) for m in figures.months if m.partial)
+    return list(seen)
+
+
+def ccd_note(result: WhatIf, column: str | None) -> str:
+    """What the CAD export can tell about CCD, in one sentence fit for a page or terminal."""
+    if not result.in_person_known:
+        return (
+            "This export cannot tell which calls could be resolved by phone: the mapping "
+            "reads no disposition ([in_person]), so every call is taken as needing someone "
+            "in person. CCD's reached is not measured (no call goes to ccd), and CRT's "
+            "reached is an upper bound."
+        )
+    where = f"column {column!r}" if column else "the calls"
+    return (
+        f"CCD reached counts the calls that {where} shows were closed without sending "
+        "anyone and that the policy routes to CCD: a lower bound on what clinicians could "
+        "resolve by phone, since the export cannot show a call an officer attended that a "
+        "clinician could have closed."
+    )
+
+
+def notes(result: WhatIf, report: Mapping[str, Any]) -> list[str]:
+    """The plain sentences the table needs to be read right (also on the page)."""
+    lines = [ccd_note(result, report.get("needs_in_person_from"))]
+    for month in partial_months(result):
+        lines.append(
+            f"{month.name} is a partial month: the calls cover {month.span()} only; its "
+            "figures are for those days, not the whole month."
+        )
+    effort = result.effort
+    lines.append(
+        "Demand in team-equivalents = team-hours on calls per hour the pilot is open "
+        f"({effort.travel_minutes:g} min travel + {effort.on_scene_minutes:g} min on scene "
+        "per crt/cor call). Capacity is not modelled, so it is not teams busy: above the "
+        f"teams on shift (crt {effort.teams_of('crt')}, cor {effort.teams_of('cor')}) calls "
+        "would wait or be missed."
+    )
+    return lines
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+Show = Callable[[PolicyFigures], str]
+#: A table row: its label, how deep it sits under the row it is part of, how to show it.
+Row = tuple[str, int, Show]
+
+
+def _count(get: Callable[[PolicyFigures], int]) -> Show:
+    return lambda f: f"{get(f):,}"
+
+
+def _pilot_rows(result: WhatIf, pilot: str) -> list[Row]:
+    def of(f: PolicyFigures) -> PilotFigures:
+        return f.pilots[pilot]
+
     rows: list[Row] = [
-        (f"route {route}", lambda f, r=route: f"{f.routes[r]:,}") for route in ROUTES
+        (f"{pilot} matched", 0, _count(lambda f: of(f).matched)),
+        ("kept off by weapon or violence", 1, _count(lambda f: of(f).kept_off)),
+        (f"{pilot} eligible", 0, _count(lambda f: of(f).eligible)),
     ]
-    rows.append(("care navigation follow-ups", lambda f: f"{f.followups:,}"))
+    measured = all(of(f).measured for f in result.policies)
+    if measured:
+        rows.append((f"reached ({REACHED_LABELS[pilot]})", 1, _count(lambda f: of(f).reached)))
+    rows.append(("missed", 1, _count(lambda f: of(f).missed_total)))
+    for reason in MISS_REASONS:
+        if any(of(f).missed[reason] for f in result.policies):
+            rows.append((REASON_LABELS[reason], 2, _count(lambda f, r=reason: of(f).missed[r])))
+    if measured:
+        rows.append((OTHER_NAMES[pilot], 1, _count(lambda f: of(f).other_total)))
+        for route in ROUTES:
+            if any(of(f).other[route] for f in result.policies):
+                rows.append((ROUTE_LABELS[route], 2, _count(lambda f, r=route: of(f).other[r])))
+        rows.append(
+            (
+                f"{pilot} reached, share of eligible",
+                0,
+                lambda f: percent(of(f).reached, of(f).eligible),
+            )
+        )
+    else:
+        rows.append(
+            (
+                f"not missed: reached or {OTHER_NAMES[pilot]} (not told apart)",
+                1,
+                _count(lambda f: of(f).reached_or_other),
+            )
+        )
+        rows.append((f"{pilot} reached, share of eligible", 0, lambda f: NOT_MEASURED))
+    return rows
+
+
+def table_rows(result: WhatIf) -> list[Row]:
+    """The comparison's rows, parts indented under the whole they add up to."""
+    rows: list[Row] = [("calls", 0, _count(lambda f: f.calls))]
+    rows += [(f"route {ROUTE_LABELS[r]}", 1, _count(lambda f, r=r: f.routes[r])) for r in ROUTES]
+    rows.append(("care navigation follow-ups", 0, _count(lambda f: f.followups)))
     for pilot in RESPONDERS:
-        rows.append((f"{pilot} in scope", lambda f, p=pilot: f"{f.pilots[p].in_scope:,}"))
-        rows.append((f"{pilot} reached", lambda f, p=pilot: f"{f.pilots[p].reached:,}"))
-        rows.append((f"{pilot} missed", lambda f, p=pilot: f"{f.pilots[p].missed_total:,}"))
-        for reason in MISS_REASONS:
-            if any(f.pilots[pilot].missed[reason] for f in result.policies):
-                rows.append(
-                    (
-                        f"  {_REASON_LABELS[reason]}",
-                        lambda f, p=pilot, r=reason: f"{f.pilots[p].missed[r]:,}",
-                    )
-                )
-        rows.append((f"{pilot} reach rate", lambda f, p=pilot: _pct(f.pilots[p].reach_rate)))
-    rows.append(("team-hours on calls (crt+cor)", lambda f: _num(f.response_team_hours)))
-    rows.append(("team-hours staffed (crt+cor)", lambda f: _num(f.staffed_team_hours)))
+        rows += _pilot_rows(result, pilot)
+    rows.append(("team-hours on calls (crt+cor)", 0, lambda f: _num(f.response_team_hours)))
+    rows.append(("team-hours staffed (crt+cor)", 0, lambda f: _num(f.staffed_team_hours)))
     for pilot in TEAM_ROUTES:
         rows.append(
             (
-                f"{pilot} staffed hours per team",
+                f"{pilot} open hours per team",
+                0,
                 lambda f, p=pilot: _num(f.hours[p].staffed_hours_per_team),
             )
         )
         rows.append(
-            (f"{pilot} avg teams busy", lambda f, p=pilot: _num(f.hours[p].avg_teams_busy, 2))
+            (
+                f"{pilot} demand, team-equivalents (not teams busy)",
+                0,
+                lambda f, p=pilot: _num(f.hours[p].demand_team_equivalents, 2),
+            )
         )
         rows.append(
-            (f"{pilot} peak team calls at once", lambda f, p=pilot: f"{f.hours[p].peak_concurrent}")
+            (
+                f"{pilot} peak team calls at once",
+                0,
+                lambda f, p=pilot: f"{f.hours[p].peak_concurrent:,}",
+            )
         )
     return rows
 
@@ -239,211 +375,40 @@ def render_table(result: WhatIf, *, zone_name: str = "") -> str:
     """The comparison as fixed-width text, one column per policy."""
     rows = table_rows(result)
     labels = [f.label for f in result.policies]
-    first = max(len(label) for label, _ in rows)
-    cells = [[show(f) for f in result.policies] for _, show in rows]
+    shown = [("  " * depth + label) for label, depth, _ in rows]
+    first = max(len(label) for label in shown)
+    cells = [[show(f) for f in result.policies] for _, _, show in rows]
     widths = [
         max(len(labels[i]), *(len(row[i]) for row in cells)) for i in range(len(result.policies))
     ]
-    lines = [_headline(result, zone_name)]
+    lines = [headline(result, zone_name), *_months_lines(result)]
     lines.append(_line(" " * first, labels, widths))
-    for (label, _), row in zip(rows, cells, strict=True):
+    for label, row in zip(shown, cells, strict=True):
         lines.append(_line(label.ljust(first), row, widths))
-    effort = result.effort
-    lines.append(
-        f"team-hours: {effort.travel_minutes:g} min travel + {effort.on_scene_minutes:g} min on "
-        f"scene per crt/cor call; staffed = the windows' hours over the period x teams "
-        f"(crt {effort.teams_of('crt')}, cor {effort.teams_of('cor')}); capacity not modelled"
-    )
     return "\n".join(lines)
+
+
+def _months_lines(result: WhatIf) -> list[str]:
+    texts = {f.label: months_text(f) for f in result.policies}
+    if len(set(texts.values())) <= 1:
+        return [f"months: {text}" for text in list(texts.values())[:1]]
+    return [f"months ({f.label}, {f.timezone}): {texts[f.label]}" for f in result.policies]
 
 
 def _line(first: str, cells: Sequence[str], widths: Sequence[int]) -> str:
     return first + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
 
 
-def _headline(result: WhatIf, zone_name: str) -> str:
+def period(result: WhatIf, zone_name: str) -> str:
+    """``33,968 calls from 2018-05-01 00:00 to 2018-05-21 14:14 (America/Chicago)``."""
     if result.first_call is None or result.last_call is None:
-        return f"what-if: no calls, {len(result.policies)} policies"
+        return "no calls"
     first, last = result.first_call, result.last_call
     return (
-        f"what-if: {result.calls:,} calls from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
-        f"{f' ({zone_name})' if zone_name else ''}, {len(result.policies)} policies"
+        f"{result.calls:,} calls from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+        f"{f' ({zone_name})' if zone_name else ''}"
     )
 
 
-# --- the HTML report ----------------------------------------------------------------------
-
-_COLOURS = {
-    "reached": "#2e7d32",
-    "outside_hours": "#ef6c00",
-    "outside_service_area": "#8e24aa",
-    "unknown_beat": "#757575",
-    "pilot_disabled": "#c62828",
-    "ccd": "#1565c0",
-    "crt": "#2e7d32",
-    "cor": "#6a1b9a",
-}
-_PILOT_NAMES = {"ccd": "CCD (phone)", "crt": "CRT (team)", "cor": "CoR (co-response)"}
-
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em;color:#222}
-body{max-width:80em}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em}
-table{border-collapse:collapse;margin:1em 0}
-th,td{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}
-td.sub{padding-left:2em;color:#555}
-.note{color:#555;font-size:.9em}
-svg text{font:12px system-ui,-apple-system,'Segoe UI',sans-serif;fill:#222}
-.legend span{display:inline-block;margin-right:1.2em}
-.legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-.1em}
-"""
-
-
-def _esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def render_html(result: WhatIf, report: Mapping[str, Any]) -> str:
-    """A self-contained page: the side-by-side chart, the routes chart, the full table."""
-    imported = report["import"]
-    effort = result.effort
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>What-if: {_esc(report['mapping'])}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>What-if: {len(result.policies)} policies on {result.calls:,} real calls</h1>",
-        f"<p>{_esc(_headline(result, report['timezone']))}. Export <code>"
-        f"{_esc(Path(report['export']).name)}</code>, mapping <code>{_esc(report['mapping'])}"
-        f"</code>: {imported['rows']:,} rows, {imported['accepted']:,} calls, "
-        f"{imported['rejected']:,} rejected, {imported['unmapped_type']:,} of a type the "
-        "mapping leaves to police.</p>",
-        "<h2>Calls in scope for each pilot: reached, and missed by why</h2>",
-        '<p class="note">In scope: the pilot\'s call types matched and no weapon or violence '
-        "kept it off. Missed: in scope but outside the pilot's hours or area (the figure a "
-        "department staffs from). Same scale in every panel.</p>",
-        _legend(["reached", *MISS_REASONS]),
-        _pilot_chart(result),
-        "<h2>Calls per HEART route</h2>",
-        '<p class="note">Police takes every other call (see the table).</p>',
-        _legend(["ccd", "crt", "cor"], names=_PILOT_NAMES),
-        _routes_chart(result),
-        "<h2>All figures</h2>",
-        _html_table(result),
-        '<p class="note">Team-hours: each call routed to a team (crt, cor) counts '
-        f"{effort.travel_minutes:g} min travel (Durham's first-months average) + "
-        f"{effort.on_scene_minutes:g} min on scene (assumed). Staffed hours are the "
-        "pilot's opening hours over the calendar days the calls span, times the teams on "
-        f"shift (crt {effort.teams_of('crt')}, cor {effort.teams_of('cor')}). Average teams "
-        "busy = hours on calls / staffed hours of one team; peak = most team calls "
-        "overlapping at one moment. Capacity is not modelled: a reached call assumes a free "
-        "team.</p>",
-        "<h2>Policies</h2><ul>",
-        *(
-            f"<li><b>{_esc(f.label)}</b>: {_esc(f.title or '')} <code>"
-            f"{_esc(f.policy_version)}</code></li>"
-            for f in result.policies
-        ),
-        "</ul></body></html>",
-    ]
-    return "\n".join(parts) + "\n"
-
-
-def _legend(keys: Sequence[str], names: Mapping[str, str] | None = None) -> str:
-    names = names or {"reached": "reached", **_REASON_LABELS}
-    items = "".join(
-        f'<span><i style="background:{_COLOURS[k]}"></i>{_esc(names[k])}</span>' for k in keys
-    )
-    return f'<p class="legend">{items}</p>'
-
-
-def _svg_open(width: int, height: int, label: str) -> str:
-    # Scales down to a narrow window instead of overflowing it; never up past its size.
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'style="width:100%;max-width:{width}px" role="img" aria-label="{_esc(label)}">'
-    )
-
-
-def _pilot_chart(result: WhatIf) -> str:
-    """One panel per policy, side by side; per pilot a bar of reached then each miss."""
-    # Per panel: pilot names on the left, the bar, then room for "reached/in scope rate".
-    panel_w, bar_h, gap, left, right, top = 400, 22, 14, 120, 125, 34
-    count = len(result.policies)
-    height = top + len(RESPONDERS) * (bar_h + gap) + 10
-    width = count * panel_w + (count - 1) * 20
-    scale = max((f.pilots[p].in_scope for f in result.policies for p in RESPONDERS), default=0) or 1
-    usable = panel_w - left - right
-    out = [_svg_open(width, height, "reached and missed per pilot")]
-    for index, figures in enumerate(result.policies):
-        x0 = index * (panel_w + 20)
-        out.append(f'<text x="{x0}" y="16" font-weight="bold">{_esc(figures.label)}</text>')
-        for row, pilot in enumerate(RESPONDERS):
-            p = figures.pilots[pilot]
-            y = top + row * (bar_h + gap)
-            out.append(
-                f'<text x="{x0}" y="{y + bar_h * 0.7:.1f}">{_esc(_PILOT_NAMES[pilot])}</text>'
-            )
-            x = x0 + left
-            segments = [("reached", p.reached)] + [(r, p.missed[r]) for r in MISS_REASONS]
-            for key, value in segments:
-                if value <= 0:
-                    continue
-                w = value / scale * usable
-                name = "reached" if key == "reached" else _REASON_LABELS[key]
-                out.append(
-                    f'<rect x="{x:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{bar_h}" '
-                    f'fill="{_COLOURS[key]}"><title>{_esc(figures.label)}: {_esc(pilot)} '
-                    f"{_esc(name)} {value:,}</title></rect>"
-                )
-                x += w
-            rate = p.reach_rate
-            label = f"{p.reached:,}/{p.in_scope:,}" + (f" {rate:.0%}" if rate is not None else "")
-            out.append(f'<text x="{x + 4:.1f}" y="{y + bar_h * 0.7:.1f}">{_esc(label)}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _routes_chart(result: WhatIf) -> str:
-    """Grouped bars: per policy, the calls routed to ccd, crt and cor."""
-    group_w, bar_w, height, base, top = 150, 36, 220, 190, 20
-    routes = [r for r in ROUTES if r != "police"]
-    count = len(result.policies)
-    width = max(count * group_w + 40, 300)
-    scale = max((f.routes[r] for f in result.policies for r in routes), default=0) or 1
-    out = [
-        _svg_open(width, height + 20, "calls per HEART route"),
-        f'<line x1="20" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#999"/>',
-    ]
-    for index, figures in enumerate(result.policies):
-        gx = 30 + index * group_w
-        for slot, route in enumerate(routes):
-            value = figures.routes[route]
-            h = value / scale * (base - top - 14)
-            x = gx + slot * (bar_w + 4)
-            out.append(
-                f'<rect x="{x}" y="{base - h:.1f}" width="{bar_w}" height="{max(h, 0.5):.1f}" '
-                f'fill="{_COLOURS[route]}"><title>{_esc(figures.label)}: {route} {value:,}'
-                "</title></rect>"
-            )
-            out.append(
-                f'<text x="{x + bar_w / 2}" y="{base - h - 4:.1f}" text-anchor="middle">'
-                f"{value:,}</text>"
-            )
-        out.append(
-            f'<text x="{gx + (len(routes) * (bar_w + 4)) / 2}" y="{base + 18}" '
-            f'text-anchor="middle">{_esc(figures.label)}</text>'
-        )
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _html_table(result: WhatIf) -> str:
-    head = "".join(f"<th>{_esc(f.label)}</th>" for f in result.policies)
-    body = []
-    for label, show in table_rows(result):
-        cls = ' class="sub"' if label.startswith("  ") else ""
-        cells = "".join(f"<td>{_esc(show(f))}</td>" for f in result.policies)
-        body.append(f"<tr><td{cls}>{_esc(label.strip())}</td>{cells}</tr>")
-    return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def headline(result: WhatIf, zone_name: str) -> str:
+    return f"what-if: {period(result, zone_name)}, {len(result.policies)} policies"

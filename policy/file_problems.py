@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 #: Where a problem is, as pydantic reports it: keys and list indexes from the file's root.
 Loc = tuple[str | int, ...]
@@ -153,7 +153,13 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel], key_nouns: Mappin
         return "required key is missing"
     if kind in _EXPECTED:
         problem = f"must be {_EXPECTED[kind]}, got {toml_type(value)} {value!r}"
-        if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        if (
+            kind == "string_type"
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _accepts(root, loc, str(value))
+        ):
+            # Only a hint the field would accept: "quote it" must not lead to the next error.
             problem += f' (quote it: "{value}")'
         return problem
     if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
@@ -161,8 +167,9 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel], key_nouns: Mappin
     return str(error["msg"])
 
 
-def _known_keys(root: type[BaseModel], loc: Loc) -> list[str] | None:
-    """Keys the model at ``loc`` under ``root`` accepts, to suggest beside an unknown key."""
+def _annotation_at(root: type[BaseModel], loc: Loc) -> Any:
+    """The type (with its validators and constraints) of the value at ``loc`` under
+    ``root``, or None when the path leaves the models' known shapes."""
     annotation: Any = root
     for part in loc:
         annotation = _unwrap(annotation)
@@ -170,16 +177,37 @@ def _known_keys(root: type[BaseModel], loc: Loc) -> list[str] | None:
             field = annotation.model_fields.get(str(part))
             if field is None:
                 return None
-            annotation = field.annotation
+            # A field's own constraints live beside its annotation, not in it.
+            annotation = (
+                Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+            )
         elif typing.get_origin(annotation) in (list, dict):
             # The item type: a list's only argument, a dict's value type.
             annotation = typing.get_args(annotation)[-1]
         else:
             return None
-    annotation = _unwrap(annotation)
+    return annotation
+
+
+def _known_keys(root: type[BaseModel], loc: Loc) -> list[str] | None:
+    """Keys the model at ``loc`` under ``root`` accepts, to suggest beside an unknown key."""
+    annotation = _unwrap(_annotation_at(root, loc))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return list(annotation.model_fields)
     return None
+
+
+def _accepts(root: type[BaseModel], loc: Loc, value: str) -> bool:
+    """Whether the field at ``loc`` would accept ``value`` on its own (its type, validators
+    and constraints; not checks across fields)."""
+    annotation = _annotation_at(root, loc)
+    if annotation is None:
+        return False
+    try:
+        TypeAdapter(annotation).validate_python(value, strict=True)
+    except (ValidationError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -21,7 +21,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -77,9 +78,61 @@ def _non_blank(value: str) -> str:
     return value
 
 
-def _time_of_day(value: str) -> str:
+def suggest_time(value: object) -> str | None:
+    """The valid ``"HH:MM"`` a mistyped time plainly means, or None when it is not plain:
+    800 or "800" -> "08:00", "8:30" -> "08:30", 16 -> "16:00", TOML's 08:30:00 -> "08:30"."""
+    if isinstance(value, time):
+        return f"{value.hour:02d}:{value.minute:02d}"
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    text = str(value).strip()
+    if text.count(":") == 2 and text.endswith(":00"):
+        text = text[:-3]  # seconds, as TOML writes a time
+    hours, sep, minutes = text.partition(":")
+    if not sep:
+        # 8 and 16 are whole hours; 800 and 1630 are hours then minutes.
+        if not text.isdigit() or len(text) > 4:
+            return None
+        hours, minutes = (text, "00") if len(text) <= 2 else (text[:-2], text[-2:])
+    if not (hours.isdigit() and minutes.isdigit() and len(hours) <= 2 and len(minutes) == 2):
+        return None
+    candidate = f"{int(hours):02d}:{minutes}"
+    return candidate if _TIME.match(candidate) else None
+
+
+def _did_you_mean(value: object, info: ValidationInfo) -> str:
+    hint = suggest_time(value)
+    if hint == "24:00" and info.field_name == "start":
+        # A window cannot start at 24:00 (see Window): that hint would fail next.
+        hint = "00:00"
+    return f'did you mean "{hint}"?' if hint else 'e.g. "08:30"'
+
+
+def _toml_text(value: object) -> str:
+    # As the file spells it: 08:30:00, true; not datetime.time(8, 30), True.
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, time):
+        return value.isoformat()
+    return repr(value)
+
+
+def _time_type(value: object, info: ValidationInfo) -> object:
+    # Before the string check, so that 800 or TOML's 08:00:00 is told the "HH:MM" string
+    # it should be, not the generic "quote it", which would lead to "800".
+    if isinstance(value, str):
+        return value
+    raise Problems.one(
+        f'must be a quoted "HH:MM" string, got {toml_type(value)} {_toml_text(value)} '
+        f"({_did_you_mean(value, info)})"
+    )
+
+
+def _time_of_day(value: str, info: ValidationInfo) -> str:
     if not _TIME.match(value):
-        raise Problems.one(f"invalid time {value!r} (use HH:MM, 00:00 to 24:00)")
+        raise Problems.one(
+            f"invalid time {value!r} (use HH:MM, 00:00 to 24:00; {_did_you_mean(value, info)})"
+        )
     return value
 
 
@@ -133,7 +186,7 @@ def _no_duplicates(values: Sequence[str], what: str) -> list[tuple[Loc, str]]:
 
 Text = Annotated[str, AfterValidator(_non_blank)]
 Beat = Annotated[str, AfterValidator(_non_blank)]
-TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
+TimeOfDay = Annotated[str, BeforeValidator(_time_type), AfterValidator(_time_of_day)]
 Day = Annotated[str, AfterValidator(_day)]
 Responder = Annotated[str, AfterValidator(_responder)]
 
@@ -294,6 +347,38 @@ class Dispatch(_Strict):
     max_queue_wait_minutes: int = Field(gt=0)
 
 
+NAME_MAX = 120
+
+
+def _one_line_name(value: str) -> str:
+    # A report heading shows it on one line: a name, not a paragraph.
+    if len(value) > NAME_MAX or "\n" in value:
+        raise Problems.one(f"must be one line of at most {NAME_MAX} characters")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_non_blank), AfterValidator(_one_line_name)]
+
+
+class Organisation(_Strict):
+    """Who runs the pilots, as every report names them (page heading, JSON, terminal)."""
+
+    #: e.g. "Durham Community Safety Department".
+    department: Name | None = None
+    #: e.g. "Durham, NC".
+    city: Name | None = None
+    #: The programme the pilots belong to, e.g. "HEART".
+    program: Name | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Organisation:
+        if self.department is None and self.city is None and self.program is None:
+            raise Problems.one(
+                "names nothing: set department, city or program, or leave the table out"
+            )
+        return self
+
+
 @dataclass(frozen=True, slots=True)
 class PilotRule:
     """One responding pilot's rules, precomputed for per-event decisions."""
@@ -334,6 +419,8 @@ class Policy(_Strict):
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=32)
     title: Text | None = None
     source: Text | None = None
+    #: Reports are headed with these names; without them, with a neutral heading.
+    organisation: Organisation | None = None
     timezone: Annotated[str, AfterValidator(_timezone)]
     #: The city's beats; when given, a call's beat outside it is ``unknown_beat``.
     known_beats: list[Beat] = Field(default_factory=list)

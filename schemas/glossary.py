@@ -3,7 +3,8 @@ report, the what-if, the terminal summaries, the README and the metrics' help.
 
 Per pilot, the parts add up: ``eligible = reached + missed + other``, where ``other`` is
 named on each page (for CCD: calls that needed someone in person; for a team pilot: calls
-still waiting for a team when the data ends, or re-decided away from the pilot).
+still waiting for a team when the data ends, resolved by phone instead, or sent to police
+or another team).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 reporting stage's internal ``heart.reports.commands`` (:class:`ReportCommand`, with the
 :class:`Fact` and :class:`Part` it carries). Counts only: no personal data.
 
-The figures' meanings are defined in ``heart.agents.reporting.aggregate``, which computes
-them.
+The terms are those of :data:`heart.schemas.glossary.GLOSSARY`; how each figure is counted
+is set out in ``heart.agents.reporting.aggregate``, which computes them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from heart.schemas.base import WireModel
 from heart.schemas.followup import ContactPilot
+from heart.schemas.glossary import GLOSSARY
 from heart.schemas.triage import Pilot, Route
 
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -26,6 +27,31 @@ FollowupFlag = Literal[
     "scheduled", "at_risk", "completed", "within_48h", "connected_to_care", "overdue"
 ]
 FOLLOWUP_FLAGS: tuple[FollowupFlag, ...] = get_args(FollowupFlag)
+
+#: What became of an eligible call a pilot neither reached nor missed. With reached and
+#: missed these parts add up to eligible, per pilot and month.
+OtherPart = Literal[
+    "needed_in_person",
+    "waiting_for_team",
+    "resolved_by_phone",
+    "other_responder",
+    "no_followup_scheduled",
+]
+OTHER_PARTS: tuple[OtherPart, ...] = get_args(OtherPart)
+#: Each part as pages and terminal summaries name it.
+OTHER_PART_LABELS: dict[str, str] = {
+    # CCD: the call taker judged someone must go, or a weapon or violence was reported.
+    "needed_in_person": "needed someone in person",
+    # CRT, CoR: routed to the pilot, no team assigned and none refused by the data's end.
+    "waiting_for_team": "still waiting for a team",
+    # CRT, CoR: a CCD clinician closed the call by phone instead.
+    "resolved_by_phone": "resolved by phone instead",
+    # CRT, CoR: routed to police or to the other team pilot (no one needed in person and
+    # no clinician for the call, or re-decided).
+    "other_responder": "went to police or another team",
+    # CN: no contact to follow up (no team went), or the contact had not ended.
+    "no_followup_scheduled": "no follow-up scheduled",
+}
 
 
 class Fact(WireModel):
@@ -60,12 +86,22 @@ class Part(BaseModel):
     policy_version: str | None = None
     eligible: list[Pilot] = Field(default_factory=list)
     missed: dict[Pilot, str] = Field(default_factory=dict)
-    handled: list[Pilot] = Field(default_factory=list)
+    #: Eligible pilots that took the call; with ``missed`` and ``other``, each eligible
+    #: pilot is in exactly one of the three.
+    reached: list[Pilot] = Field(default_factory=list)
+    other: dict[Pilot, OtherPart] = Field(default_factory=dict)
+    #: Reached pilots whose reaching event (a team assigned, a follow-up scheduled) fell
+    #: in another month than the call's.
+    reached_in_other_month: list[Pilot] = Field(default_factory=list)
     label: str | None = None
     response: dict[Pilot, float] = Field(default_factory=dict)
     backup: list[Pilot] = Field(default_factory=list)
     followup_pilot: ContactPilot | None = None
     followup: list[FollowupFlag] = Field(default_factory=list)
+    #: The follow-up is scheduled in this month but is not one of this month's Care
+    #: Navigation reached calls (a call of another month, or one CN was not eligible for).
+    followup_elsewhere: bool = False
+    first_at: AwareDatetime | None = None
     last_at: AwareDatetime | None = None
 
     def same_figures(self, other: Part | None) -> bool:
@@ -83,12 +119,20 @@ class ResponseTimes(WireModel):
 
 
 class FollowupFigures(WireModel):
+    """Follow-ups scheduled in the month, and what became of them (whenever it happened:
+    a follow-up completed in August is counted in July when it was scheduled in July)."""
+
     scheduled: int = 0
     at_risk: int = 0
     completed: int = 0
     within_48h: int = 0
     connected_to_care: int = 0
     overdue: int = 0
+    for_other_calls: int = Field(
+        0,
+        description="Of scheduled, those not among this month's Care Navigation reached "
+        "calls: for a call received in another month, or one CN was not eligible for.",
+    )
 
 
 class CallTypeCount(WireModel):
@@ -97,17 +141,40 @@ class CallTypeCount(WireModel):
 
 
 class PilotReport(WireModel):
+    """One pilot's month. The parts add up: ``eligible = reached + missed + sum(other)``
+    and ``missed = sum(missed_by_reason)``, all counted in the month the call came in."""
+
     pilot: Pilot
     name: str
-    calls_handled: int
-    eligible: int
-    missed: int
-    reached: int = Field(description="Eligible calls not missed.")
+    eligible: int = Field(description=GLOSSARY["eligible"])
+    reached: int = Field(description=GLOSSARY["reached"])
+    missed: int = Field(description=GLOSSARY["missed"])
     missed_by_reason: dict[str, int]
+    other: dict[OtherPart, int] = Field(
+        default_factory=dict,
+        description="Eligible calls neither reached nor missed, by what became of them.",
+    )
+    reached_in_other_month: int = Field(
+        0,
+        description="Of reached, calls whose team was assigned or follow-up scheduled in "
+        "another month than the call's.",
+    )
     response_time: ResponseTimes | None = Field(None, description="Team pilots only.")
     backup_requests: int = 0
     followups: FollowupFigures = Field(description="cn: all; others: their own contacts'.")
-    top_call_types: list[CallTypeCount]
+    top_call_types: list[CallTypeCount] = Field(description="Among the calls reached.")
+
+    @property
+    def parts_total(self) -> int:
+        return self.reached + self.missed + sum(self.other.values())
+
+
+class Organisation(WireModel):
+    """Who runs the pilots, as the policy names them; a report is headed with these."""
+
+    department: str | None = None
+    city: str | None = None
+    program: str | None = None
 
 
 class MonthReport(WireModel):
@@ -116,13 +183,18 @@ class MonthReport(WireModel):
 
     month: str = Field(pattern=MONTH_PATTERN.pattern)
     timezone: str
+    organisation: Organisation | None = Field(
+        None, description="From the policy; None: the report has a neutral heading."
+    )
     version: int = Field(0, ge=0, description="Grows with every change; larger is newer.")
+    data_from: AwareDatetime | None = Field(None, description="Earliest event time counted.")
     data_through: AwareDatetime | None = Field(None, description="Latest event time counted.")
+    partial: bool = Field(False, description=GLOSSARY["partial month"])
     policy_versions: list[str] = Field(default_factory=list)
-    calls: int = Field(0, description="Calls decided (effective decisions).")
+    calls: int = Field(0, description=GLOSSARY["decided"])
     routes: dict[Route, int] = Field(default_factory=dict)
-    heart_handled: int = Field(0, description="Calls handled by phone or by a team.")
-    resolved_by_phone: int = 0
+    heart_handled: int = Field(0, description=GLOSSARY["HEART handled"])
+    resolved_by_phone: int = Field(0, description=GLOSSARY["resolved by phone"])
     phone_share: float | None = None
     followups: FollowupFigures = Field(default_factory=FollowupFigures)
     pilots: list[PilotReport] = Field(default_factory=list)

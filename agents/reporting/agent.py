@@ -59,6 +59,7 @@ from heart.agents.reporting.aggregate import (
     accept,
     changed_parts,
     fact_of,
+    organisation_of,
     parts_of,
     report_from_totals,
 )
@@ -198,6 +199,7 @@ class PartOutbox:
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     zone = policy.zone
+    organisation = organisation_of(policy)
     records = stage.table(REPORT_RECORDS)
     parts = stage.table(REPORT_PARTS)
     commands = stage.topic(REPORTS_COMMANDS)
@@ -314,7 +316,7 @@ def register(stage: Stage) -> None:
 
     async def publish(partition: int) -> None:
         for month in sorted(m for m in cache.dirty if cache.partition_of.get(m) == partition):
-            snapshot = report_from_totals(cache.totals[month], month, policy.timezone)
+            snapshot = report_from_totals(cache.totals[month], month, policy.timezone, organisation)
             await stage.send(REPORTS_MONTHLY, month, snapshot)
             metrics.REPORT_SNAPSHOTS.inc()
             cache.dirty.discard(month)

@@ -17,43 +17,59 @@ Three layers, so that the stage can split them across partitions (see ``agent.py
 3. :class:`Totals` sums a month's parts; replacing a call's part subtracts the old one,
    so a superseding decision replaces its predecessor in every count.
 
-Attribution (policy time zone): a decision counts in the month its call was received
-(``call_received_at``), every other event in the month it occurred. A call received on
-31 July at 23:55 whose team arrives at 00:05 on 1 August counts in July's decisions and
-August's response times, exactly as the Prometheus counters would.
+Attribution (policy time zone): a call's figures (decided, eligible and its parts, HEART
+handled) count in the month the call was received (``call_received_at``), whenever its
+team was assigned or its follow-up scheduled; response times and police backup in the
+month they happened; a follow-up's figures (scheduled, completed, within 48 h, overdue,
+connected to care) in the month it was scheduled, whenever it was completed. A call
+received on 31 July at 23:55 whose team arrives at 00:05 on 1 August is reached in July,
+and its response time is August's.
 
-Figures, per pilot:
+Figures, per pilot, in the terms of :data:`heart.schemas.glossary.GLOSSARY`:
 
-- calls handled: ccd: calls whose effective route is ccd; crt, cor: calls a team of that
-  kind was assigned to; cn: follow-ups scheduled.
 - eligible: the decision lists the pilot as eligible, or as ineligible only for coverage
   (``outside_hours``, ``outside_service_area``, ``unknown_beat``, ``pilot_disabled``).
   Weapon and violence exclusions are neither eligible nor missed. cn is eligible when the
   decision involves it, or names it ineligible for coverage.
-- missed, by reason: a coverage-only ineligibility counts under its first reason; a
-  ``dispatch.fallback`` for want of a team (``no_team_free``, ``no_team_on_shift``,
-  ``no_team_of_kind``) counts as ``no_team_free``. Reached = eligible - missed.
+- Each eligible call is in exactly one part, so ``eligible = reached + missed + other``:
+
+  - reached: ccd: the route is ccd (resolved by phone); crt, cor: a team of that kind was
+    assigned; cn: a follow-up was scheduled.
+  - missed, by reason: a coverage-only ineligibility counts under its first reason; a
+    ``dispatch.fallback`` for want of a team (``no_team_free``, ``no_team_on_shift``,
+    ``no_team_of_kind``) counts as ``no_team_free``.
+  - other, by name (:data:`~heart.schemas.reports.OTHER_PART_LABELS`): ccd: needed someone
+    in person; crt, cor: still waiting for a team, resolved by phone instead, or went to
+    police or another team; cn: no follow-up scheduled.
+
 - response time: ``assignment_to_on_scene_s`` of ``dispatch.on_scene``; median (mean of
   the two middle values when even) and p90 by nearest rank.
 - follow-ups: scheduled and at risk (``followup.scheduled``), overdue
   (``followup.overdue``), completed (the first closing outcome: reached, connected to care
   or declined, i.e. the person was reached) and whether that was by the deadline. cn holds
-  all follow-ups; ccd, crt and cor hold those of their own contacts.
-- top call types: the policy category, else the CAD call type, of the calls handled.
+  all follow-ups; ccd, crt and cor hold those of their own contacts. Because cn's reached
+  calls count in the call's month and follow-ups in their own, the two reconcile as
+  ``scheduled = cn reached - reached in another month + for other calls``.
+- top call types: the policy category, else the CAD call type, of the calls reached.
 - police backup requests: ``dispatch.backup_requested``, per team pilot.
 
-Month-wide: calls decided by route, calls HEART handled (by phone or with a team), and
-the share resolved by phone (ccd-handled / HEART-handled).
+A call whose decision is not in the data (an export's dispatch rows without the call)
+is in no call figure: only its response time, backup requests and follow-up count.
+
+Month-wide: calls decided by route; HEART handled (calls reached by ccd, crt or cor, each
+once); resolved by phone (ccd reached) and its share of HEART handled; the first and last
+event time counted, and whether they leave part of the month out (a partial month).
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from math import ceil
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
@@ -72,11 +88,13 @@ from heart.schemas.followup import (
 from heart.schemas.reports import (
     FOLLOWUP_FLAGS,
     MONTH_PATTERN,
+    OTHER_PARTS,
     CallTypeCount,
     Fact,
     FactKind,
     FollowupFigures,
     MonthReport,
+    Organisation,
     Part,
     PilotReport,
     ResponseTimes,
@@ -275,7 +293,8 @@ class Record(BaseModel):
     at_risk: bool = False
     overdue: Mark | None = None
     closed: Mark | None = None
-    #: Latest fact time per month, for "data through".
+    #: Earliest and latest fact time per month, for "data from" and "data through".
+    first: dict[str, AwareDatetime] = Field(default_factory=dict)
     last: dict[str, AwareDatetime] = Field(default_factory=dict)
 
     def dump(self) -> dict[str, Any]:
@@ -321,18 +340,56 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
     elif fact.kind == "outcome":
         mark = Mark(month=fact.month, at=fact.at, value=fact.outcome)
         update = {"closed": _earliest(current.closed, mark)}
+    first = current.first.get(fact.month)
     last = current.last.get(fact.month)
     return current.model_copy(
         update={
             **update,
             "seq": current.seq + 1,
             "seen": [*current.seen, digest][-SEEN_LIMIT:],
+            "first": {**current.first, fact.month: min(first, fact.at) if first else fact.at},
             "last": {**current.last, fact.month: max(last, fact.at) if last else fact.at},
         }
     )
 
 
 # --- parts --------------------------------------------------------------------------------
+
+
+def _share(record: Record, pilot: Pilot) -> tuple[str, str | None]:
+    """Which part of ``pilot``'s eligible calls this call is in: ``("reached", None)``,
+    ``("missed", reason)`` or ``("other", part name)``; exactly one, so the parts add up."""
+    route = record.route
+    if pilot == "ccd":
+        if route == "ccd":
+            return "reached", None
+        if pilot in record.missed:
+            return "missed", record.missed[pilot]
+        return "other", "needed_in_person"
+    if pilot == "cn":
+        if record.scheduled is not None:
+            return "reached", None
+        if pilot in record.missed:
+            return "missed", record.missed[pilot]
+        return "other", "no_followup_scheduled"
+    if pilot in record.assigned:
+        return "reached", None
+    if pilot in record.missed:
+        return "missed", record.missed[pilot]
+    if pilot in record.fallback:
+        return "missed", "no_team_free"
+    if route == pilot:
+        return "other", "waiting_for_team"
+    if route == "ccd":
+        return "other", "resolved_by_phone"
+    return "other", "other_responder"
+
+
+def _reached_at(record: Record, pilot: Pilot) -> Mark | None:
+    """The event that reached the call, for the pilots whose reaching is an event."""
+    if pilot == "cn":
+        return record.scheduled
+    return record.assigned.get(pilot)
 
 
 def parts_of(record: Record) -> dict[str, Part]:
@@ -342,9 +399,22 @@ def parts_of(record: Record) -> dict[str, Part]:
     def part(month: str) -> dict[str, Any]:
         return draft.setdefault(
             month,
-            {"handled": [], "missed": {}, "response": {}, "backup": [], "followup": []},
+            {
+                "reached": [],
+                "missed": {},
+                "other": {},
+                "reached_in_other_month": [],
+                "response": {},
+                "backup": [],
+                "followup": [],
+            },
         )
 
+    # Every month a fact fell in keeps a part, empty or not: a month never loses a part
+    # it was sent, so a figure that moves (a decision arriving after its call's team was
+    # assigned) is taken out of the month it leaves.
+    for month in record.last:
+        part(month)
     if record.month is not None:
         p = part(record.month)
         p |= {
@@ -352,45 +422,52 @@ def parts_of(record: Record) -> dict[str, Part]:
             "policy_version": record.policy_version,
             "eligible": list(record.eligible),
         }
-        p["missed"].update(record.missed)
-        if record.route == "ccd":
-            p["handled"].append("ccd")
-    for pilot, mark in record.assigned.items():
-        part(mark.month)["handled"].append(pilot)
+        for pilot in record.eligible:
+            share, what = _share(record, pilot)
+            if share == "reached":
+                p["reached"].append(pilot)
+                mark = _reached_at(record, pilot)
+                if mark is not None and mark.month != record.month:
+                    p["reached_in_other_month"].append(pilot)
+            elif share == "missed":
+                p["missed"][pilot] = what
+            else:
+                p["other"][pilot] = what
+        if p["reached"]:
+            p["label"] = record.label or record.dispatch_label
     for pilot, mark in record.on_scene.items():
         if isinstance(mark.value, int | float):
             part(mark.month)["response"][pilot] = float(mark.value)
-    for pilot, mark in record.fallback.items():
-        part(mark.month)["missed"].setdefault(pilot, "no_team_free")
     for pilot, mark in record.backup.items():
         part(mark.month)["backup"].append(pilot)
     if record.scheduled is not None:
-        # Overdue and outcomes count only for a case known to be scheduled: Care
-        # Navigation refuses outcomes for cases it does not have.
+        # Every follow-up figure counts in the month the follow-up was scheduled, so that
+        # no month completes more than it scheduled. Overdue and outcomes count only for a
+        # case known to be scheduled: Care Navigation refuses outcomes for cases it does
+        # not have.
         p = part(record.scheduled.month)
-        p["handled"].append("cn")
-        p["followup"].append("scheduled")
+        flags = p["followup"]
+        flags.append("scheduled")
         if record.at_risk:
-            p["followup"].append("at_risk")
+            flags.append("at_risk")
         if record.overdue is not None:
-            part(record.overdue.month)["followup"].append("overdue")
+            flags.append("overdue")
         if record.closed is not None:
-            flags = part(record.closed.month)["followup"]
             flags.append("completed")
             if record.deadline is not None and record.closed.at <= record.deadline:
                 flags.append("within_48h")
             if record.closed.value == "connected_to_care":
                 flags.append("connected_to_care")
-    label = record.label or record.dispatch_label
-    out: dict[str, Part] = {}
-    for month, p in draft.items():
-        if p["handled"]:
-            p["label"] = label
-        if p["followup"]:
-            p["followup_pilot"] = record.case_pilot
-        p["handled"] = sorted(set(p["handled"]), key=PILOTS.index)
-        out[month] = Part(seq=record.seq, last_at=record.last.get(month), **p)
-    return out
+        p["followup_pilot"] = record.case_pilot
+        p["followup_elsewhere"] = (
+            record.month != record.scheduled.month or "cn" not in record.eligible
+        )
+    return {
+        month: Part(
+            seq=record.seq, first_at=record.first.get(month), last_at=record.last.get(month), **p
+        )
+        for month, p in draft.items()
+    }
 
 
 def changed_parts(old: Record | None, new: Record) -> dict[str, Part]:
@@ -407,19 +484,23 @@ def _keys(part: Part) -> Iterator[tuple[Any, ...]]:
         yield ("route", part.route)
         if part.policy_version:
             yield ("policy", part.policy_version)
-    for pilot in part.handled:
-        yield ("handled", pilot)
-        if part.label:
-            yield ("label", pilot, part.label)
-    handled = set(part.handled)
-    if handled & HEART_PILOTS:
-        yield ("heart",)
-        if "ccd" in handled:
-            yield ("phone",)
     for pilot in part.eligible:
         yield ("eligible", pilot)
+    for pilot in part.reached:
+        yield ("reached", pilot)
+        if part.label:
+            yield ("label", pilot, part.label)
+    for pilot in part.reached_in_other_month:
+        yield ("reached_in_other_month", pilot)
+    reached = set(part.reached)
+    if reached & HEART_PILOTS:
+        yield ("heart",)
+        if "ccd" in reached:
+            yield ("phone",)
     for pilot, reason in part.missed.items():
         yield ("missed", pilot, reason)
+    for pilot, what in part.other.items():
+        yield ("other", pilot, what)
     for pilot, seconds in part.response.items():
         yield ("response", pilot, seconds)
     for pilot in part.backup:
@@ -428,6 +509,8 @@ def _keys(part: Part) -> Iterator[tuple[Any, ...]]:
         yield ("followup", "cn", flag)
         if part.followup_pilot is not None:
             yield ("followup", part.followup_pilot, flag)
+    if part.followup_elsewhere:
+        yield ("followup", "cn", "for_other_calls")
 
 
 @dataclass
@@ -437,6 +520,7 @@ class Totals:
 
     counts: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     version: int = 0
+    first_at: datetime | None = None
     last_at: datetime | None = None
 
     def _count(self, key: tuple[Any, ...], n: int) -> None:
@@ -447,7 +531,11 @@ class Totals:
         else:
             del self.counts[key]
 
-    def _seen(self, last_at: datetime | None) -> None:
+    def _seen(self, first_at: datetime | None, last_at: datetime | None) -> None:
+        # Only ever widened: a replaced part's times were seen, and a call's facts keep
+        # their times.
+        if first_at is not None:
+            self.first_at = first_at if self.first_at is None else min(self.first_at, first_at)
         if last_at is not None:
             self.last_at = last_at if self.last_at is None else max(self.last_at, last_at)
 
@@ -456,7 +544,7 @@ class Totals:
             self._count(key, sign)
         self.version += sign * part.seq
         if sign > 0:
-            self._seen(part.last_at)
+            self._seen(part.first_at, part.last_at)
 
     def replace(self, old: Part | None, new: Part) -> None:
         if old is not None:
@@ -475,22 +563,24 @@ class Totals:
         for key, n in other.counts.items():
             self._count(key, n)
         self.version += other.version
-        self._seen(other.last_at)
+        self._seen(other.first_at, other.last_at)
 
     def dump(self) -> dict[str, Any]:
         """JSON-ready; :meth:`load` gives back equal totals (keys are tuples of str/float)."""
         return {
             "counts": [[list(key), n] for key, n in self.counts.items()],
             "version": self.version,
+            "first_at": self.first_at.isoformat() if self.first_at is not None else None,
             "last_at": self.last_at.isoformat() if self.last_at is not None else None,
         }
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> Totals:
-        last_at = data.get("last_at")
+        first_at, last_at = data.get("first_at"), data.get("last_at")
         return cls(
             counts=Counter({tuple(key): n for key, n in data["counts"]}),
             version=data["version"],
+            first_at=datetime.fromisoformat(first_at) if first_at is not None else None,
             last_at=datetime.fromisoformat(last_at) if last_at is not None else None,
         )
 
@@ -508,59 +598,93 @@ def p90(values: list[float]) -> float:
 
 
 def _followups(counts: Counter[tuple[Any, ...]], who: str) -> FollowupFigures:
-    return FollowupFigures(**{flag: counts[("followup", who, flag)] for flag in FOLLOWUP_FLAGS})
+    return FollowupFigures(
+        **{flag: counts[("followup", who, flag)] for flag in FOLLOWUP_FLAGS},
+        for_other_calls=counts[("followup", who, "for_other_calls")],
+    )
 
 
-def report_from_totals(totals: Totals, month: str, timezone: str) -> MonthReport:
+def _ordered_reasons(reasons: Iterable[str]) -> list[str]:
+    return sorted(
+        set(reasons), key=lambda r: (MISSED_REASONS.index(r) if r in MISSED_REASONS else 99, r)
+    )
+
+
+def month_days(month: str) -> tuple[date, date]:
+    """The first and last day of ``month``."""
+    year, mon = (int(x) for x in month.split("-"))
+    return date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
+
+
+def is_partial(
+    month: str, zone: ZoneInfo, data_from: datetime | None, data_through: datetime | None
+) -> bool:
+    """Whether the events counted leave days of ``month`` out, at either end (in the
+    policy's zone). A month without data is not partial: it has no figures to qualify."""
+    if data_from is None or data_through is None:
+        return False
+    first_day, last_day = month_days(month)
+    return (
+        data_from.astimezone(zone).date() > first_day
+        or data_through.astimezone(zone).date() < last_day
+    )
+
+
+def _pilot_report(
+    pilot: Pilot, by_kind: dict[str, list[tuple[tuple[Any, ...], int]]], counts: Counter[Any]
+) -> PilotReport:
+    def of_pilot(kind: str) -> list[tuple[tuple[Any, ...], int]]:
+        return [(k, n) for k, n in by_kind.get(kind, []) if k[1] == pilot]
+
+    missed = {
+        reason: counts[("missed", pilot, reason)]
+        for reason in _ordered_reasons(k[2] for k, _ in of_pilot("missed"))
+    }
+    other = {
+        part: counts[("other", pilot, part)]
+        for part in OTHER_PARTS
+        if counts[("other", pilot, part)]
+    }
+    samples = [float(k[2]) for k, n in of_pilot("response") for _ in range(n)]
+    labels = sorted(((k[2], n) for k, n in of_pilot("label")), key=lambda i: (-i[1], i[0]))
+    return PilotReport(
+        pilot=pilot,
+        name=PILOT_NAMES[pilot],
+        eligible=counts[("eligible", pilot)],
+        reached=counts[("reached", pilot)],
+        missed=sum(missed.values()),
+        missed_by_reason=missed,
+        other=other,
+        reached_in_other_month=counts[("reached_in_other_month", pilot)],
+        response_time=ResponseTimes(
+            calls=len(samples), median_s=median(samples), p90_s=p90(samples)
+        )
+        if samples
+        else None,
+        backup_requests=counts[("backup", pilot)],
+        followups=_followups(counts, pilot),
+        top_call_types=[
+            CallTypeCount(call_type=label, calls=n) for label, n in labels[:TOP_CALL_TYPES]
+        ],
+    )
+
+
+def report_from_totals(
+    totals: Totals, month: str, timezone: str, organisation: Organisation | None = None
+) -> MonthReport:
     counts = totals.counts
     by_kind: dict[str, list[tuple[tuple[Any, ...], int]]] = {}
     for key, n in counts.items():
         by_kind.setdefault(key[0], []).append((key, n))
-    pilots = []
-    for pilot in PILOTS:
-        missed = {
-            reason: counts[("missed", pilot, reason)]
-            for reason in sorted(
-                {k[2] for k, _ in by_kind.get("missed", []) if k[1] == pilot},
-                key=lambda r: (MISSED_REASONS.index(r) if r in MISSED_REASONS else 99, r),
-            )
-        }
-        eligible = counts[("eligible", pilot)]
-        missed_total = sum(missed.values())
-        samples = [
-            float(k[2]) for k, n in by_kind.get("response", []) if k[1] == pilot for _ in range(n)
-        ]
-        labels = sorted(
-            ((k[2], n) for k, n in by_kind.get("label", []) if k[1] == pilot),
-            key=lambda item: (-item[1], item[0]),
-        )
-        pilots.append(
-            PilotReport(
-                pilot=pilot,
-                name=PILOT_NAMES[pilot],
-                calls_handled=counts[("handled", pilot)],
-                eligible=eligible,
-                missed=missed_total,
-                reached=max(0, eligible - missed_total),
-                missed_by_reason=missed,
-                response_time=ResponseTimes(
-                    calls=len(samples), median_s=median(samples), p90_s=p90(samples)
-                )
-                if samples
-                else None,
-                backup_requests=counts[("backup", pilot)],
-                followups=_followups(counts, pilot),
-                top_call_types=[
-                    CallTypeCount(call_type=label, calls=n) for label, n in labels[:TOP_CALL_TYPES]
-                ],
-            )
-        )
     heart, phone = counts[("heart",)], counts[("phone",)]
     return MonthReport(
         month=month,
         timezone=timezone,
+        organisation=organisation,
         version=totals.version,
+        data_from=totals.first_at,
         data_through=totals.last_at,
+        partial=is_partial(month, ZoneInfo(timezone), totals.first_at, totals.last_at),
         policy_versions=sorted(k[1] for k, _ in by_kind.get("policy", [])),
         calls=sum(counts[("route", r)] for r in ROUTES),
         routes={r: counts[("route", r)] for r in ROUTES},
@@ -568,8 +692,14 @@ def report_from_totals(totals: Totals, month: str, timezone: str) -> MonthReport
         resolved_by_phone=phone,
         phone_share=phone / heart if heart else None,
         followups=_followups(counts, "cn"),
-        pilots=pilots,
+        pilots=[_pilot_report(pilot, by_kind, counts) for pilot in PILOTS],
     )
+
+
+def organisation_of(policy: Policy) -> Organisation | None:
+    """The names a report is headed with, from the policy; None when it names none."""
+    names = policy.organisation
+    return Organisation(**names.model_dump()) if names is not None else None
 
 
 # --- the whole fold -----------------------------------------------------------------------
@@ -581,6 +711,7 @@ class AggregateState:
     copy per event would make a month's replay quadratic) and returns it."""
 
     timezone: str = "America/New_York"
+    organisation: Organisation | None = None
     records: dict[str, Record] = field(default_factory=dict)
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)
     totals: dict[str, Totals] = field(default_factory=dict)
@@ -591,7 +722,8 @@ class AggregateState:
 
 def new_state(policy: Policy | None = None) -> AggregateState:
     """An empty state in the policy's time zone (the default policy's when None)."""
-    return AggregateState(timezone=(policy or load_policy()).timezone)
+    policy = policy or load_policy()
+    return AggregateState(timezone=policy.timezone, organisation=organisation_of(policy))
 
 
 def apply_fact(state: AggregateState, fact: Fact) -> AggregateState:
@@ -617,4 +749,6 @@ def report(state: AggregateState, month: str) -> MonthReport:
     """The month's figures (all zero for a month without data)."""
     if not is_month(month):
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
-    return report_from_totals(state.totals.get(month, Totals()), month, state.timezone)
+    return report_from_totals(
+        state.totals.get(month, Totals()), month, state.timezone, state.organisation
+    )

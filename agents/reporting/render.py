@@ -3,8 +3,9 @@ no script) and as JSON.
 
 Only the :class:`MonthReport`'s figures are rendered, and the report holds counts only, so
 no call id, person, phone number or place can reach the page. Every chart prints its
-numbers and carries a title and a text description for screen readers, and the page ends
-with the same figures as a table.
+numbers and carries a title and a text description for screen readers; each pilot's
+eligible calls are shown as the sum of their parts; the page ends with the same figures as
+a table and the glossary of the terms (:data:`~heart.schemas.glossary.GLOSSARY`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,19 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from heart.agents.reporting.aggregate import MISSED_REASONS, ROUTES, TEAM_PILOTS
-from heart.schemas.reports import MonthReport, PilotReport
+from heart.agents.reporting.wording import (
+    REACHED_MEANS,
+    capitalised,
+    followup_reconciliation,
+    heading,
+    other_label,
+    partial_label,
+    parts_sum,
+    reason_label,
+    report_title,
+)
+from heart.schemas.glossary import GLOSSARY
+from heart.schemas.reports import OTHER_PARTS, MonthReport, PilotReport
 
 #: Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 REACHED = "#009E73"
@@ -30,15 +43,16 @@ REASON_COLOURS: dict[str, str] = {
     "no_team_free": "#D55E00",
 }
 OTHER = "#6B6B6B"
-#: Colours dark enough for white text on top; the others get dark text.
-DARK_FILLS = {REACHED, "#D55E00", "#8C8C8C", "#6B6B6B", "#0072B2"}
-REASON_LABELS: dict[str, str] = {
-    "outside_hours": "Outside hours",
-    "outside_service_area": "Outside service area",
-    "unknown_beat": "Unknown beat",
-    "pilot_disabled": "Pilot not running",
-    "no_team_free": "No team free",
+#: Eligible calls neither reached nor missed: lighter fills, drawn after the misses.
+OTHER_PART_COLOURS: dict[str, str] = {
+    "needed_in_person": "#0072B2",
+    "waiting_for_team": "#C4C9D0",
+    "resolved_by_phone": "#F0E442",
+    "other_responder": "#332288",
+    "no_followup_scheduled": "#DDCC77",
 }
+#: Colours dark enough for white text on top; the others get dark text.
+DARK_FILLS = {REACHED, "#D55E00", "#8C8C8C", "#6B6B6B", "#0072B2", "#332288"}
 MEDIAN_COLOUR = "#0072B2"
 P90_COLOUR = "#9CC9E8"
 #: Darkest first: each funnel step a shade lighter than the one it came from.
@@ -87,6 +101,16 @@ h2 { margin: 0 0 4px; font-size: 21px; }
 .pilot .big { display: block; font-size: 28px; font-weight: 700; margin-top: 6px;
   font-variant-numeric: tabular-nums; }
 .pilot .what { display: block; font-size: 13px; color: var(--muted); }
+.parts { margin: 8px 0 0; padding: 0; list-style: none; font-size: 13px;
+  font-variant-numeric: tabular-nums; }
+.parts li { display: flex; justify-content: space-between; gap: 10px; padding: 1px 0; }
+.parts li.total { border-top: 1px solid var(--line); margin-top: 3px; padding-top: 3px;
+  font-weight: 700; }
+.partial { background: #FFF4D6; border: 1px solid #E6C36A; border-radius: 8px;
+  padding: 10px 14px; margin: 18px 0; font-size: 14.5px; }
+.partial-tag { display: inline-block; vertical-align: middle; font-size: 15px;
+  font-weight: 600; background: #FFF4D6; color: #1b1f24; border-radius: 4px;
+  padding: 2px 8px; margin-left: 8px; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 0 0 10px; padding: 0;
   list-style: none; font-size: 14px; }
 .legend li { display: flex; align-items: center; gap: 6px; }
@@ -115,6 +139,10 @@ footer { color: var(--muted); font-size: 13px; padding: 6px 0 36px; }
 footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 14px; margin: 8px 0; }
 footer dt { font-weight: 600; color: var(--ink); }
 footer dd { margin: 0; }
+dl.terms { display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px; margin: 0;
+  font-size: 14.5px; }
+dl.terms dt { font-weight: 700; }
+dl.terms dd { margin: 0; }
 @media print { body { background: #fff; } header { background: #fff; color: var(--ink); }
   section.card, .kpi { break-inside: avoid; } }
 """
@@ -190,6 +218,11 @@ def _reasons_in(report: MonthReport) -> list[str]:
     return known + sorted(seen - set(MISSED_REASONS))
 
 
+def _others_in(report: MonthReport) -> list[str]:
+    seen = {part for p in report.pilots for part, n in p.other.items() if n}
+    return [part for part in OTHER_PARTS if part in seen]
+
+
 def _legend(items: Sequence[tuple[str, str]]) -> str:
     cells = "".join(
         f'<li><span class="swatch" style="background:{colour}" aria-hidden="true"></span>'
@@ -199,28 +232,51 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     return f'<ul class="legend">{cells}</ul>'
 
 
+#: Characters of 12.5 px text that fit under a bar (its width plus the right margin).
+SUM_LINE_CHARS = 125
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` broken before its `` + `` terms into lines of at most ``width`` characters
+    where it can be (a single term longer than that keeps its own line)."""
+    out: list[str] = []
+    for term in text.split(" + "):
+        if out and len(out[-1]) + 3 + len(term) <= width:
+            out[-1] += " + " + term
+        else:
+            out.append(term if not out else "+ " + term)
+    return out
+
+
 def eligibility_chart(report: MonthReport) -> str:
-    """Per pilot, its eligible calls as one full-width bar: the reached share, then the
-    missed share by reason. Full width because pilots differ by orders of magnitude (a
-    month's 600 CRT-eligible calls against 18 for Co-Response) and the mix is what staffing
-    is planned from; the counts are printed beside and below each bar."""
+    """Per pilot, its eligible calls as one full-width bar: the reached share, the missed
+    share by reason, then the rest by what became of them, so that the segments add up to
+    the eligible count. Full width because pilots differ by orders of magnitude (a month's
+    600 CRT-eligible calls against 18 for Co-Response) and the mix is what staffing is
+    planned from; the counts are printed beside and below each bar."""
     reasons = _reasons_in(report)
-    width, left, right, row, top, bar = 1040, 200, 210, 62, 4, 26
-    height = top + row * len(report.pilots) - 8
+    others = _others_in(report)
+    width, left, right, row, top, bar, line = 1040, 200, 210, 62, 4, 26, 15
     span = width - left - right
     body: list[str] = []
     lines: list[str] = []
-    for i, p in enumerate(report.pilots):
-        y = top + i * row
+    y = float(top)
+    for p in report.pilots:
         body += _row_label(y, p)
         if p.eligible == 0:
             body.append(_rect(left, y + 4, span, bar, TRACK, rx=4))
             body.append(_text(left + 10, y + 22, "no eligible calls", font_size=14, fill=MUTED))
             lines.append(f"{p.name}: no eligible calls.")
+            y += row
             continue
-        segments = [("Reached", p.reached, REACHED)] + [
-            (REASON_LABELS.get(r, r), p.missed_by_reason.get(r, 0), REASON_COLOURS.get(r, OTHER))
+        segments = [(f"Reached ({REACHED_MEANS[p.pilot]})", p.reached, REACHED)]
+        segments += [
+            (reason_label(r), p.missed_by_reason.get(r, 0), REASON_COLOURS.get(r, OTHER))
             for r in reasons
+        ]
+        segments += [
+            (other_label(part).capitalize(), p.other.get(part, 0), OTHER_PART_COLOURS[part])
+            for part in others
         ]
         x = float(left)
         for label, n, colour in segments:
@@ -264,21 +320,19 @@ def eligibility_chart(report: MonthReport) -> str:
                 fill=MUTED,
             )
         )
-        missed = ", ".join(
-            f"{REASON_LABELS.get(r, r).lower()} {n}" for r, n in p.missed_by_reason.items()
-        )
-        detail = f"missed {p.missed}: {missed}" if missed else "none missed"
-        body.append(_text(left, y + 46, detail, font_size=12.5, fill=MUTED))
-        lines.append(
-            f"{p.name}: {p.eligible} eligible, {p.reached} reached, {p.missed} missed"
-            + (f" ({missed})." if missed else ".")
-        )
+        total = parts_sum(p)
+        wrapped = _wrap(total, SUM_LINE_CHARS)
+        for n, text in enumerate(wrapped):
+            body.append(_text(left, y + 46 + n * line, text, font_size=12.5, fill=MUTED))
+        lines.append(f"{p.name}: {total}.")
+        y += row + line * (len(wrapped) - 1)
     legend = _legend(
         [("Reached", REACHED)]
-        + [(REASON_LABELS.get(r, r), REASON_COLOURS.get(r, OTHER)) for r in reasons]
+        + [(reason_label(r), REASON_COLOURS.get(r, OTHER)) for r in reasons]
+        + [(other_label(part).capitalize(), OTHER_PART_COLOURS[part]) for part in others]
     )
-    title = "Eligible calls reached and missed, by pilot"
-    return legend + _svg("elig", width, height, title, " ".join(lines), body)
+    title = "Eligible calls by part: reached, missed by reason, and the rest, by pilot"
+    return legend + _svg("elig", width, int(y) - 8, title, " ".join(lines), body)
 
 
 def response_chart(report: MonthReport) -> str:
@@ -343,13 +397,15 @@ def response_chart(report: MonthReport) -> str:
 
 
 def followup_chart(report: MonthReport) -> str:
-    """Care Navigation's funnel: scheduled, completed, in time, connected to care."""
+    """Care Navigation's funnel: scheduled, completed, in time, connected to care. Every
+    step counts the follow-ups scheduled this month, whenever they were completed, so no
+    step exceeds the one before."""
     f = report.followups
-    if f.scheduled == 0 and f.completed == 0 and f.overdue == 0:
-        return '<p class="empty">No follow-up was scheduled or closed this month.</p>'
+    if f.scheduled == 0:
+        return '<p class="empty">No follow-up was scheduled this month.</p>'
     steps = [
-        ("Scheduled", f.scheduled, "cases opened"),
-        ("Completed", f.completed, "person reached"),
+        ("Scheduled", f.scheduled, "cases opened this month"),
+        ("Completed", f.completed, "reached the person"),
         ("Within 48 hours", f.within_48h, "by the deadline"),
         ("Connected to care", f.connected_to_care, "referred on"),
     ]
@@ -366,16 +422,17 @@ def followup_chart(report: MonthReport) -> str:
         if n:
             body.append(_rect(left + (span - w) / 2, y + 2, w, bar, FUNNEL_SHADES[i], rx=4))
         share = f"  ·  {_pct(n, f.scheduled)} of scheduled" if i and f.scheduled else ""
+        # Inside a bar wide enough for it, else beside the bar: never half on, half off.
         inside = w > 190
         body.append(
             _text(
-                left + span / 2,
+                left + span / 2 if inside else left + (span + w) / 2 + 10,
                 y + 23,
                 f"{n}{share}",
                 font_size=14.5,
                 font_weight=700,
                 fill="#ffffff" if inside else INK,
-                text_anchor="middle",
+                text_anchor="middle" if inside else "start",
             )
         )
     desc = (
@@ -394,13 +451,16 @@ def followup_chart(report: MonthReport) -> str:
         for p in report.pilots
         if p.pilot != "cn" and p.followups.scheduled
     ]
+    reconciliation = followup_reconciliation(report)
+    if reconciliation is not None:
+        notes.append(f"<li>{esc(reconciliation)}</li>")
     return chart + f'<ul class="notes">{"".join(notes)}</ul>'
 
 
 def _types_panel(p: PilotReport) -> str:
     head = f'<h3><span class="tag">{esc(SHORT[p.pilot])}</span>{esc(p.name)}</h3>'
     if not p.top_call_types:
-        return f'<div class="panel">{head}<p class="empty">No calls handled.</p></div>'
+        return f'<div class="panel">{head}<p class="empty">No calls reached.</p></div>'
     width, left, right, row = 480, 180, 40, 30
     top_n = max(t.calls for t in p.top_call_types)
     span = width - left - right
@@ -428,13 +488,18 @@ def call_types_chart(report: MonthReport) -> str:
 def _kpis(report: MonthReport) -> str:
     f = report.followups
     crt = report.pilot("crt").response_time
+    by_team = report.heart_handled - report.resolved_by_phone
     cards = [
-        (str(report.calls), "Calls triaged", "every 911 call gets a decision"),
-        (str(report.heart_handled), "Handled by HEART", "by phone or by a team"),
+        (str(report.calls), "Calls decided", "every 911 call gets a triage decision"),
+        (
+            str(report.heart_handled),
+            "HEART handled",
+            f"{report.resolved_by_phone} resolved by phone + {by_team} given a team",
+        ),
         (
             _pct(report.resolved_by_phone, report.heart_handled),
             "Resolved by phone",
-            f"{report.resolved_by_phone} of {report.heart_handled} HEART calls",
+            f"{report.resolved_by_phone} of {report.heart_handled} HEART handled",
         ),
         (
             _minutes(crt.median_s) if crt else "n/a",
@@ -460,21 +525,25 @@ def _kpis(report: MonthReport) -> str:
     return f'<ul class="kpis" aria-label="The month at a glance">{items}</ul>'
 
 
-_HANDLED_WHAT = {
-    "ccd": "calls resolved by phone",
-    "crt": "calls a team went to",
-    "cor": "calls a clinician and officer went to",
-    "cn": "follow-ups scheduled",
-}
+def _parts_list(p: PilotReport) -> str:
+    """The pilot's eligible calls as a sum: each part on its line, the total below."""
+    rows = [("Reached", p.reached), ("Missed", p.missed)]
+    rows += [(other_label(part).capitalize(), n) for part, n in p.other.items() if n]
+    items = "".join(
+        f'<li><span>{"+ " if i else ""}{esc(label)}</span><span class="n">{n}</span></li>'
+        for i, (label, n) in enumerate(rows)
+    )
+    total = f'<li class="total"><span>= Eligible</span><span class="n">{p.eligible}</span></li>'
+    return f'<ul class="parts" aria-label="{esc(parts_sum(p))}">{items}{total}</ul>'
 
 
 def _pilot_cards(report: MonthReport) -> str:
     items = "".join(
         f'<li class="pilot"><span class="tag">{esc(SHORT[p.pilot])}</span>'
         f'<span class="name">{esc(p.name)}</span>'
-        f'<span class="big">{p.calls_handled}</span>'
-        f'<span class="what">{esc(_HANDLED_WHAT[p.pilot])}</span>'
-        f'<span class="what">{p.eligible} eligible · {p.missed} missed</span></li>'
+        f'<span class="big">{p.reached}</span>'
+        f'<span class="what">reached: {esc(REACHED_MEANS[p.pilot])}</span>'
+        f"{_parts_list(p)}</li>"
         for p in report.pilots
     )
     return f'<ul class="pilots">{items}</ul>'
@@ -484,31 +553,40 @@ def _table(report: MonthReport) -> str:
     """Figures as rows, pilots as columns: four narrow columns read better than thirteen."""
     pilots = report.pilots
     reasons = _reasons_in(report)
+    others = _others_in(report)
 
     def minutes(p: PilotReport, which: str) -> str:
         rt = p.response_time
         return _minutes(getattr(rt, which)) if rt is not None else "&ndash;"
 
     rows: list[tuple[str, list[str]]] = [
-        ("Calls handled", [str(p.calls_handled) for p in pilots]),
         ("Eligible calls", [str(p.eligible) for p in pilots]),
-        ("Reached", [str(p.reached) for p in pilots]),
-        ("Missed", [str(p.missed) for p in pilots]),
+        ("= Reached", [str(p.reached) for p in pilots]),
+        ("+ Missed", [str(p.missed) for p in pilots]),
     ]
     rows += [
         (
-            f"Missed: {REASON_LABELS.get(r, r).lower()}",
+            f"\u2003Missed: {reason_label(r).lower()}",
             [str(p.missed_by_reason.get(r, 0)) for p in pilots],
         )
         for r in reasons
     ]
     rows += [
+        (f"+ {other_label(part).capitalize()}", [str(p.other.get(part, 0)) for p in pilots])
+        for part in others
+    ]
+    rows += [
+        (
+            "Reached, team assigned or follow-up scheduled in another month",
+            [str(p.reached_in_other_month) for p in pilots],
+        ),
         ("Median response", [minutes(p, "median_s") for p in pilots]),
         ("p90 response", [minutes(p, "p90_s") for p in pilots]),
         ("Police backup requests", [str(p.backup_requests) for p in pilots]),
         ("Follow-ups scheduled", [str(p.followups.scheduled) for p in pilots]),
         ("Follow-ups completed", [str(p.followups.completed) for p in pilots]),
         ("Completed within 48 h", [str(p.followups.within_48h) for p in pilots]),
+        ("Connected to care", [str(p.followups.connected_to_care) for p in pilots]),
         ("Follow-ups overdue", [str(p.followups.overdue) for p in pilots]),
         ("Follow-ups at risk", [str(p.followups.at_risk) for p in pilots]),
         (
@@ -533,44 +611,54 @@ def _table(report: MonthReport) -> str:
         for label, values in rows
     )
     routes = ", ".join(f"{esc(SHORT.get(r, r))} {report.routes.get(r, 0)}" for r in ROUTES)
+    partial = partial_label(report)
     return (
-        f"<table><caption>Decisions by route: {routes}. Follow-ups for CCD, CRT and CoR are "
-        "those after their own contacts; CN holds them all.</caption>"
+        f"<table><caption>{_month_title(report.month)}"
+        + (f" ({esc(partial)})" if partial else "")
+        + f". Calls decided {report.calls} by route: {routes}. Each pilot's eligible calls "
+        "are the sum of the rows marked = and +. Follow-ups for CCD, CRT and CoR are those "
+        "after their own contacts; CN holds them all.</caption>"
         f'<thead><tr><th scope="col">Figure</th>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
 
 
 def _meta(report: MonthReport) -> str:
     parts = [f"Times in {esc(report.timezone)}"]
-    if report.data_through is not None:
-        local = report.data_through.astimezone(ZoneInfo(report.timezone))
-        parts.append(f"data through {local:%-d %b %Y, %H:%M %Z}")
+    zone = ZoneInfo(report.timezone)
+    if report.data_from is not None and report.data_through is not None:
+        first = report.data_from.astimezone(zone)
+        last = report.data_through.astimezone(zone)
+        parts.append(f"data from {first:%-d %b %Y, %H:%M} through {last:%-d %b %Y, %H:%M %Z}")
     if report.policy_versions:
         parts.append("policy " + ", ".join(esc(v) for v in report.policy_versions))
     parts.append(f"snapshot version {report.version}")
     return " · ".join(parts)
 
 
-DEFINITIONS: tuple[tuple[str, str], ...] = (
+#: How the figures are counted, beyond the terms themselves (those come from GLOSSARY).
+COUNTING_RULES: tuple[tuple[str, str], ...] = (
     (
         "Month",
-        "A decision counts in the month its call came in; every other event in the "
-        "month it happened, in the policy's time zone.",
+        "A call's figures (decided, eligible and its parts, HEART handled) count in the "
+        "month the call came in; response times and police backup in the month they "
+        "happened; follow-ups in the month they were scheduled. All in the policy's time "
+        "zone.",
     ),
     (
-        "Handled",
-        "CCD: calls resolved by phone. CRT, CoR: calls a team was assigned to. "
-        "CN: follow-ups scheduled.",
-    ),
-    (
-        "Eligible",
-        "The call's type made the pilot eligible. Calls a pilot is excluded from by "
-        "a weapon or violence are not eligible and not missed.",
-    ),
-    (
-        "Missed",
-        "Eligible, but outside the pilot's hours or area, or no team was free. "
-        "Reached = eligible minus missed.",
+        "Parts",
+        "Each eligible call is in exactly one part: reached, missed (by its first reason), "
+        "or one of the named rest, so the parts add up to eligible. The rest: "
+        + "; ".join(
+            f"{label} ({who})"
+            for label, who in (
+                (other_label("needed_in_person"), "CCD"),
+                (other_label("waiting_for_team"), "CRT, CoR: no team yet when the data ends"),
+                (other_label("resolved_by_phone"), "CRT, CoR"),
+                (other_label("other_responder"), "CRT, CoR"),
+                (other_label("no_followup_scheduled"), "CN: no contact, or not ended yet"),
+            )
+        )
+        + ".",
     ),
     (
         "Response time",
@@ -578,30 +666,54 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
         "90th percentile (nearest rank).",
     ),
     (
-        "Follow-ups",
-        "Completed means the person was reached (connected to care, reached, or "
-        "declined); within 48 hours means by the case's deadline.",
+        "Within 48 hours",
+        "A completed follow-up whose outcome came by the case's deadline.",
     ),
     ("Privacy", "Counts only: this page holds no call id, name, phone number or address."),
 )
 
 
+def _glossary() -> str:
+    """The report's terms, each with its one definition, straight from GLOSSARY."""
+    terms = "".join(
+        f'<dt id="term-{esc(term.replace(" ", "-"))}">{esc(capitalised(term))}</dt>'
+        f"<dd>{esc(meaning)}</dd>"
+        for term, meaning in GLOSSARY.items()
+    )
+    return f'<dl class="terms">{terms}</dl>'
+
+
+def _partial_note(report: MonthReport) -> str:
+    partial = partial_label(report)
+    if partial is None:
+        return ""
+    return (
+        f'<p class="partial" role="note"><strong>{esc(capitalised(partial))}.</strong> '
+        f"{esc(GLOSSARY['partial month'])}</p>"
+    )
+
+
 def render_html(report: MonthReport) -> str:
-    """The month's page: header, key figures, four charts and the full table."""
-    title = f"HEART monthly report: {_month_title(report.month)}"
-    definitions = "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in DEFINITIONS)
+    """The month's page: header, key figures, four charts, the full table and the terms."""
+    month = _month_title(report.month)
+    partial = partial_label(report)
+    suffix = f" ({partial})" if partial else ""
+    title = f"{report_title(report.organisation)}: {month}{suffix}"
+    rules = "".join(f"<dt>{esc(t)}</dt><dd>{esc(d)}</dd>" for t, d in COUNTING_RULES)
     sections = [
         (
             "calls",
-            "Calls handled per pilot",
-            "What each pilot did this month.",
+            "Calls reached per pilot",
+            "What each pilot reached this month, and where the rest of its eligible calls "
+            "went: the parts add up to the eligible calls.",
             _pilot_cards(report),
         ),
         (
             "eligible",
-            "Eligible calls: reached and missed",
-            "Calls each pilot could have taken by their type, and why the rest were missed. "
-            "The department plans staffing from the missed figures.",
+            "Eligible calls, part by part",
+            "Calls each pilot could have taken by their type: reached, missed by reason, and "
+            "the rest by what became of them. The department plans staffing from the missed "
+            "figures.",
             eligibility_chart(report),
         ),
         (
@@ -613,16 +725,24 @@ def render_html(report: MonthReport) -> str:
         (
             "followups",
             "Follow-ups (Care Navigation)",
-            "Cases opened after a contact, and how far they got.",
+            "Follow-ups scheduled this month after a contact, and how far they got, "
+            "whenever that was.",
             followup_chart(report),
         ),
         (
             "types",
             "Top call types",
-            "The most frequent call types among the calls each pilot handled.",
+            "The most frequent call types among the calls each pilot reached.",
             call_types_chart(report),
         ),
         ("figures", "All figures", "The numbers behind the charts.", _table(report)),
+        (
+            "terms",
+            "Terms",
+            "Each term has this one meaning wherever this report uses it, on this page, in "
+            "its JSON and in the terminal summary.",
+            _glossary(),
+        ),
     ]
     body = "".join(
         f'<section class="card" aria-labelledby="h-{ident}"><h2 id="h-{ident}">{esc(h)}</h2>'
@@ -635,12 +755,14 @@ def render_html(report: MonthReport) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}"
         "</style></head><body>"
-        '<header><div class="wrap"><p class="eyebrow">Durham Community Safety Department · '
-        "HEART crisis response pilots</p>"
-        f"<h1>Monthly pilot report: {esc(_month_title(report.month))}</h1>"
+        f'<header><div class="wrap"><p class="eyebrow">{esc(heading(report.organisation))}</p>'
+        f"<h1>Monthly pilot report: {esc(month)}"
+        + (f' <span class="partial-tag">{esc(partial)}</span>' if partial else "")
+        + "</h1>"
         f'<p class="meta">{_meta(report)}</p></div></header>'
-        f'<main class="wrap">{_kpis(report)}{body}</main>'
-        f'<footer class="wrap"><h2>How the figures are counted</h2><dl>{definitions}</dl>'
+        f'<main class="wrap">{_partial_note(report)}{_kpis(report)}{body}</main>'
+        '<footer class="wrap"><h2>How the figures are counted</h2>'
+        f"<dl>{rules}</dl>"
         "<p>Generated by HEART Stream from the reporting stage's snapshot on "
         "reports.monthly.</p></footer>"
         "</body></html>\n"

@@ -17,6 +17,7 @@ from heart.cad.importer import ImportResult, RejectExample, import_rows, localis
 from heart.cad.mapping import CadMapping, MappingError, load_mapping
 from tests.cad import shared_file
 
+MAPPINGS = Path(__file__).resolve().parents[2] / "cad" / "mappings"
 MILWAUKEE_HEADER = "id,time,location,latitude,longitude,district,nature,status"
 SECRET_ADDRESS = "4242 SECRET PERSONAL LN"
 
@@ -172,6 +173,7 @@ def test_order_is_by_instant_across_offsets(tmp_path: Path) -> None:
         .read_text(encoding="utf-8")
         .replace('"%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"', '"%Y-%m-%d %H:%M:%S%z"')
         .replace('"milwaukee-demo-policy.toml"', f'"{shipped.policy_path.as_posix()}"')
+        .replace('"milwaukee-demo-roster.toml"', f'"{shipped.roster_path.as_posix()}"')
     )
     mapping_file = tmp_path / "aware.toml"
     mapping_file.write_text(mapping_text, encoding="utf-8")
@@ -305,6 +307,70 @@ def test_header_without_a_mapped_column_names_the_mapping_field(
     )
     assert "columns.beat" in problems
     assert str(exc.value).startswith(f"mapping file {milwaukee.source_file} has ")
+
+
+def test_header_without_the_in_person_column_names_it(
+    tmp_path: Path, milwaukee: CadMapping
+) -> None:
+    header = MILWAUKEE_HEADER.replace(",status", ",outcome")
+    path = write_csv(tmp_path, [row("1", "2018-05-01 08:00:00")], header=header)
+    with pytest.raises(MappingError) as exc:
+        import_rows(path, milwaukee)
+    shown = ", ".join(header.split(","))
+    assert dict(exc.value.problems) == {
+        "in_person.column": f"column 'status' is not in the header of export.csv ({shown})"
+    }
+
+
+# --- needs_in_person from the disposition ---------------------------------------------------
+
+
+def test_needs_in_person_follows_the_disposition(tmp_path: Path, milwaukee: CadMapping) -> None:
+    def with_status(call_id: str, status: str) -> str:
+        return row(call_id, "2018-05-01 08:00:00").removesuffix(",Advised") + f",{status}"
+
+    path = write_csv(
+        tmp_path,
+        [
+            with_status("1", "Referral"),
+            with_status("2", "PATROL REQUEST"),
+            with_status("3", "Advised"),
+            with_status("4", "Advised/Referral"),
+            with_status("5", ""),
+        ],
+    )
+    result = import_rows(path, milwaukee)
+    needs = {e.call_id: e.needs_in_person for e in result.events}
+    assert needs == {"1": False, "2": False, "3": True, "4": True, "5": True}
+    assert (result.in_person_column, result.no_dispatch) == ("status", 2)
+    assert "closed without dispatch (column 'status'): 2 calls" in result.summary()
+    data = result.to_dict()
+    assert (data["needs_in_person_from"], data["closed_without_dispatch"]) == ("status", 2)
+
+
+def test_without_in_person_the_import_says_it_cannot_tell(tmp_path: Path) -> None:
+    text = (MAPPINGS / "milwaukee-2018.toml").read_text(encoding="utf-8")
+    text = text[: text.index("[in_person]")] + text[text.index("# Category names") :]
+    for name in ("milwaukee-demo-policy.toml", "milwaukee-demo-roster.toml"):
+        (tmp_path / name).write_text((MAPPINGS / name).read_text(encoding="utf-8"))
+    (tmp_path / "blind.toml").write_text(text, encoding="utf-8")
+    blind = load_mapping(tmp_path / "blind.toml")
+    path = write_csv(tmp_path, [row("1", "2018-05-01 08:00:00").replace("Advised", "Referral")])
+    result = import_rows(path, blind)
+    assert [e.needs_in_person for e in result.events] == [True]
+    assert result.in_person_column is None and result.no_dispatch == 0
+    assert "does not say which calls were closed without sending anyone" in result.summary()
+    assert result.to_dict()["closed_without_dispatch"] is None
+
+
+def test_the_real_exports_closed_without_dispatch(
+    milwaukee_import: ImportResult, sanjose_import: ImportResult
+) -> None:
+    # Measured, and written into the mappings' comments: Patrol Request 12 + Referral 11;
+    # NR 20 + ADV 32.
+    assert milwaukee_import.no_dispatch == 23
+    assert sum(not e.needs_in_person for e in milwaukee_import.events) == 23
+    assert sanjose_import.no_dispatch == 52
 
 
 def test_empty_file_is_refused(tmp_path: Path, milwaukee: CadMapping) -> None:

@@ -19,6 +19,7 @@ from heart.cad.mapping import (
     load_mapping,
     resolve_mapping_path,
     shipped_mapping,
+    shipped_mappings,
 )
 from heart.policy import load_policy
 
@@ -402,7 +403,179 @@ def test_unreadable_files_are_named(write: Callable[..., Path], tmp_path: Path) 
 
 
 def test_shipped_milwaukee_text_round_trips_through_the_loader(write: Callable[..., Path]) -> None:
-    # A copy elsewhere needs the policy beside it: the path is relative to the mapping.
+    # A copy elsewhere needs the policy and roster beside it: paths are relative to it.
     write(DEMO_POLICY.read_text(encoding="utf-8"), "milwaukee-demo-policy.toml")
+    roster = MAPPINGS_DIR / "milwaukee-demo-roster.toml"
+    write(roster.read_text(encoding="utf-8"), "milwaukee-demo-roster.toml")
     copy = load_mapping(write(MILWAUKEE_TEXT, "milwaukee-copy.toml"))
     assert copy.model_dump() == load_mapping("milwaukee-2018").model_dump()
+
+
+# --- every file a mapping names -----------------------------------------------------------
+
+
+def test_missing_roster_file_is_named(write: Callable[..., Path], tmp_path: Path) -> None:
+    path = write(MINIMAL.replace("[columns]", 'roster = "no-such-roster.toml"\n\n[columns]'))
+    with pytest.raises(MappingError) as exc:
+        load_mapping(path)
+    assert problems(exc) == {"roster": f"roster file not found: {tmp_path / 'no-such-roster.toml'}"}
+    # Whether or not the policy is checked: a replay would fail on it later, after 8 s.
+    with pytest.raises(MappingError, match="roster file not found"):
+        load_mapping(path, check_policy=False)
+
+
+def test_missing_policy_and_roster_are_named_together(
+    write: Callable[..., Path], tmp_path: Path
+) -> None:
+    text = MINIMAL.replace(DEMO_POLICY.as_posix(), "gone-policy.toml")
+    path = write(text.replace("[columns]", 'roster = "gone-roster.toml"\n\n[columns]'))
+    with pytest.raises(MappingError) as exc:
+        load_mapping(path)
+    assert problems(exc) == {
+        "policy": f"policy file not found: {tmp_path / 'gone-policy.toml'}",
+        "roster": f"roster file not found: {tmp_path / 'gone-roster.toml'}",
+    }
+
+
+def test_roster_that_is_a_directory_is_refused(write: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "a-folder").mkdir()
+    path = write(MINIMAL.replace("[columns]", 'roster = "a-folder"\n\n[columns]'))
+    with pytest.raises(MappingError) as exc:
+        load_mapping(path)
+    assert problems(exc) == {"roster": f"roster file not found: {tmp_path / 'a-folder'}"}
+
+
+@pytest.mark.parametrize("name", ["milwaukee-2018", "sanjose-2024"])
+def test_shipped_mappings_name_files_that_exist(name: str) -> None:
+    mapping = load_mapping(name)
+    assert mapping.roster_path is not None and mapping.roster_path.is_file()
+    assert mapping.policy_path.is_file()
+
+
+# --- a mapping that is not there ----------------------------------------------------------
+
+
+def test_shipped_mappings_are_listed() -> None:
+    # Demo policies, rosters and the APCO table live in the same folder and are not listed.
+    assert shipped_mappings() == ["milwaukee-2018", "sanjose-2024"]
+
+
+def test_unknown_mapping_name_lists_the_shipped_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MappingError) as exc:
+        load_mapping("nosuchcity")
+    assert str(exc.value) == (
+        "mapping file nosuchcity: no such file and no shipped mapping of that name "
+        "(shipped mappings: milwaukee-2018, sanjose-2024)"
+    )
+    assert "did you mean" not in str(exc.value)
+
+
+def test_unknown_mapping_name_suggests_the_toml_file_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nosuchcity.toml").write_text(MINIMAL, encoding="utf-8")
+    with pytest.raises(MappingError) as exc:
+        load_mapping("nosuchcity")
+    assert str(exc.value).endswith("; did you mean ./nosuchcity.toml?")
+    # The suggestion works as given.
+    assert load_mapping("./nosuchcity.toml").name == "testcity-2024"
+
+
+def test_missing_mapping_path_lists_the_shipped_ones(tmp_path: Path) -> None:
+    with pytest.raises(MappingError) as exc:
+        load_mapping(tmp_path / "gone.toml")
+    assert str(exc.value) == (
+        f"mapping file {tmp_path / 'gone.toml'}: file not found "
+        "(shipped mappings: milwaukee-2018, sanjose-2024)"
+    )
+
+
+# --- needs_in_person from a disposition column ---------------------------------------------
+
+IN_PERSON = """
+[in_person]
+column = "status"
+no_dispatch_codes = ["Referral", "Patrol Request"]
+"""
+
+
+def test_in_person_reads_needs_in_person_from_the_disposition(
+    write: Callable[..., Path],
+) -> None:
+    mapping = load_mapping(write(MINIMAL + IN_PERSON))
+    assert mapping.knows_in_person
+    rule = mapping.in_person_rule()
+    # Exact codes, case and spacing ignored; anything else, or nothing, needs someone.
+    assert rule("Referral") is False
+    assert rule("  patrol   REQUEST ") is False
+    assert rule("Advised/Referral") is True
+    assert rule("Advised") is True
+    assert rule(None) is True
+
+
+def test_without_in_person_every_call_gets_the_default(write: Callable[..., Path]) -> None:
+    mapping = load_mapping(write(MINIMAL))
+    assert not mapping.knows_in_person
+    assert mapping.in_person_rule()("Referral") is True
+    off = load_mapping(write(MINIMAL + "\n[defaults]\nneeds_in_person = false\n", "off.toml"))
+    assert off.in_person_rule()("anything") is False
+
+
+@pytest.mark.parametrize(
+    ("table", "field", "problem"),
+    [
+        (
+            '[in_person]\ncolumn = "status"\nno_dispatch_codes = []\n',
+            "in_person.no_dispatch_codes",
+            "must not be empty",
+        ),
+        (
+            '[in_person]\ncolumn = "status"\nno_dispatch_codes = ["NR", " nr "]\n',
+            "in_person.no_dispatch_codes[1]",
+            "code ' nr ' listed twice",
+        ),
+        (
+            '[in_person]\nno_dispatch_codes = ["NR"]\n',
+            "in_person.column",
+            "required key is missing",
+        ),
+        (
+            '[in_person]\ncolumn = "status"\nno_dispatch = ["NR"]\n',
+            "in_person.no_dispatch",
+            "unknown key",
+        ),
+        (
+            "[defaults]\nneeds_in_person = false\n" + IN_PERSON,
+            "defaults.needs_in_person",
+            "false conflicts with [in_person], which sets it per call from column 'status'",
+        ),
+    ],
+)
+def test_bad_in_person_is_named_with_its_problem(
+    write: Callable[..., Path], table: str, field: str, problem: str
+) -> None:
+    with pytest.raises(MappingError) as exc:
+        load_mapping(write(MINIMAL + "\n" + table))
+    found = problems(exc)
+    assert field in found, found
+    assert problem in found[field]
+
+
+@pytest.mark.parametrize(
+    ("name", "column", "codes"),
+    [
+        ("milwaukee-2018", "status", {"Patrol Request", "Referral"}),
+        ("sanjose-2024", "FINAL_DISPO_CODE", {"NR", "ADV"}),
+    ],
+)
+def test_shipped_mappings_read_dispositions(name: str, column: str, codes: set[str]) -> None:
+    mapping = load_mapping(name)
+    assert mapping.in_person is not None
+    assert mapping.in_person.column == column
+    assert set(mapping.in_person.no_dispatch_codes) == codes
+    # "Advised" is given on scene as often as not (a traffic stop is advised in person).
+    assert mapping.in_person_rule()("Advised") is True

@@ -13,6 +13,7 @@ import pytest
 from heart.policy import Policy, PolicyError, default_policy_path, load_policy
 
 DEFAULT_TEXT = default_policy_path().read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[2]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 CRT_BEATS = {"111", "112", "113", "114", "122", "214", "223", "411", "413", "511", "512", "513"}
@@ -355,7 +356,7 @@ BAD_POLICIES = [
     pytest.param(
         edit(DEFAULT_TEXT, 'start = "08:30"', 'start = "8:30"', section=CRT),
         "pilots.crt.hours[0].start",
-        "invalid time '8:30' (use HH:MM, 00:00 to 24:00)",
+        "invalid time '8:30' (use HH:MM, 00:00 to 24:00; did you mean \"08:30\"?)",
         id="time-without-leading-zero",
     ),
     pytest.param(
@@ -373,7 +374,7 @@ BAD_POLICIES = [
     pytest.param(
         edit(DEFAULT_TEXT, 'start = "08:30"', "start = 08:30:00", section=CRT),
         "pilots.crt.hours[0].start",
-        "must be a string, got time",
+        'must be a quoted "HH:MM" string, got time 08:30:00 (did you mean "08:30"?)',
         id="time-toml-literal",
     ),
     pytest.param(
@@ -545,6 +546,41 @@ BAD_POLICIES = [
         id="service-area-integer",
     ),
     pytest.param(
+        edit(DEFAULT_TEXT, 'city = "Durham, NC"', 'city = "  "'),
+        "organisation.city",
+        "must not be blank",
+        id="organisation-blank-name",
+    ),
+    pytest.param(
+        edit(DEFAULT_TEXT, 'city = "Durham, NC"', "city = 27701"),
+        "organisation.city",
+        'must be a string, got integer 27701 (quote it: "27701")',
+        id="organisation-name-integer",
+    ),
+    pytest.param(
+        edit(DEFAULT_TEXT, 'city = "Durham, NC"', 'city = "Durham, NC"\ncounty = "Durham"'),
+        "organisation.county",
+        "unknown key 'county' (known: department, city, program)",
+        id="organisation-unknown-key",
+    ),
+    pytest.param(
+        edit(DEFAULT_TEXT, 'program = "HEART"', f'program = "{"H" * 121}"'),
+        "organisation.program",
+        "must be one line of at most 120 characters",
+        id="organisation-name-too-long",
+    ),
+    pytest.param(
+        edit(
+            DEFAULT_TEXT,
+            'department = "Durham Community Safety Department"\ncity = "Durham, NC"\n'
+            'program = "HEART"\n',
+            "",
+        ),
+        "organisation",
+        "names nothing: set department, city or program, or leave the table out",
+        id="organisation-empty",
+    ),
+    pytest.param(
         edit(DEFAULT_TEXT, 'version = "2022-06-27"', 'version = "2022 June"'),
         "version",
         "should match pattern",
@@ -631,3 +667,134 @@ def test_policy_error_is_a_value_error() -> None:
     error = PolicyError("x.toml", [("a.b", "broken")])
     assert isinstance(error, ValueError)
     assert str(error) == "policy file x.toml: a.b: broken"
+
+
+# --- the organisation a report names ----------------------------------------------------------
+
+SHIPPED_POLICIES = sorted(
+    [
+        *REPO.glob("policy/durham*.toml"),
+        REPO / "bench/policy-24x7.toml",
+        *REPO.glob("cad/mappings/*-policy.toml"),
+        *REPO.glob("cad/mappings/milwaukee-demo-[0-9]*.toml"),
+    ]
+)
+
+
+def test_durham_names_its_department_city_and_program(durham: Policy) -> None:
+    assert durham.organisation is not None
+    assert (
+        durham.organisation.department,
+        durham.organisation.city,
+        durham.organisation.program,
+    ) == ("Durham Community Safety Department", "Durham, NC", "HEART")
+
+
+@pytest.mark.parametrize("path", SHIPPED_POLICIES, ids=lambda p: p.name)
+def test_every_shipped_policy_names_its_organisation_honestly(path: Path) -> None:
+    organisation = load_policy(path).organisation
+    assert organisation is not None and organisation.department and organisation.city
+    if path.parent.name == "mappings":
+        # Durham's model applied to another city's calls: never Durham's department.
+        city = "Milwaukee, WI" if "milwaukee" in path.name else "San José, CA"
+        assert organisation.city == city
+        assert "what-if" in organisation.department
+        assert "Durham Community Safety Department" not in organisation.department
+
+
+def test_the_organisation_is_optional(write_policy: Callable[[str], Path]) -> None:
+    start = DEFAULT_TEXT.index("[organisation]")
+    text = DEFAULT_TEXT[:start] + DEFAULT_TEXT[DEFAULT_TEXT.index("[dispatch]") :]
+    assert load_policy(write_policy(text)).organisation is None
+    only_city = edit(
+        DEFAULT_TEXT, 'department = "Durham Community Safety Department"\n', ""
+    ).replace('program = "HEART"\n', "")
+    organisation = load_policy(write_policy(only_city)).organisation
+    assert organisation is not None
+    assert (organisation.department, organisation.city, organisation.program) == (
+        None,
+        "Durham, NC",
+        None,
+    )
+
+
+# --- hints lead to a valid value ---------------------------------------------------------------
+
+HINT = re.compile(r'(?:did you mean|quote it:|e\.g\.) "([^"]*)"')
+
+
+def _follow_hint(
+    write_policy: Callable[[str], Path], text: str, bad: str, value: str, field: str
+) -> str:
+    """Load ``text``; take the hint given for ``field``; return the text with ``value``
+    in the line ``bad`` replaced by the hinted value, quoted."""
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write_policy(text))
+    problem = dict(caught.value.problems)[field]
+    hint = HINT.search(problem)
+    assert hint is not None, f"no hint to follow: {problem}"
+    return text.replace(bad, bad.replace(value, f'"{hint.group(1)}"', 1), 1)
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "valid"),
+    [
+        ("start", "800", "08:00"),
+        ("start", "830", "08:30"),
+        ("start", "8", "08:00"),
+        ("start", '"800"', "08:00"),
+        ("start", '"0830"', "08:30"),
+        ("start", '"8:30"', "08:30"),
+        ("start", "08:30:00", "08:30"),
+        ("start", '"08:30:00"', "08:30"),
+        ("start", "2400", "00:00"),
+        ("start", "8.5", "08:30"),
+        ("start", '"16:60"', "08:30"),
+        ("start", "true", "08:30"),
+        ("end", "1630", "16:30"),
+        ("end", "2400", "24:00"),
+        ("end", '"1630"', "16:30"),
+    ],
+)
+def test_a_time_hint_leads_to_a_valid_time(
+    write_policy: Callable[[str], Path], key: str, bad: str, valid: str
+) -> None:
+    # CRT's window is 08:30-16:30: a hinted start before 16:30, or end after 08:30, loads.
+    old = f'{key} = "{"08:30" if key == "start" else "16:30"}"'
+    text = edit(DEFAULT_TEXT, old, f"{key} = {bad}", section=CRT)
+    fixed = _follow_hint(write_policy, text, f"{key} = {bad}", bad, f"{CRT}.hours[0].{key}")
+    assert f'{key} = "{valid}"' in fixed
+    policy = load_policy(write_policy(fixed))
+    assert getattr(policy.pilots.crt.hours[0], key) == valid
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('name = "durham"', "name = 5", "name"),
+        ('version = "2022-06-27"', "version = 2022", "version"),
+        ('"111", "112"', '111, "112"', f"{CRT}.service_area.beats[0]"),
+        ('city = "Durham, NC"', "city = 27701", "organisation.city"),
+    ],
+)
+def test_quote_it_leads_to_a_valid_value(
+    write_policy: Callable[[str], Path], old: str, new: str, field: str
+) -> None:
+    text = edit(DEFAULT_TEXT, old, new)
+    bare = new.split("= ")[-1].split(",")[0]
+    load_policy(write_policy(_follow_hint(write_policy, text, new, bare, field)))
+
+
+def test_no_quote_it_where_the_quoted_value_would_be_refused_too(
+    write_policy: Callable[[str], Path],
+) -> None:
+    # "5" is no time zone, and "-1" no policy name: quoting would only lead to the next error.
+    for old, new, field in (
+        ('timezone = "America/New_York"', "timezone = 5", "timezone"),
+        ('name = "durham"', "name = -1", "name"),
+    ):
+        with pytest.raises(PolicyError) as caught:
+            load_policy(write_policy(edit(DEFAULT_TEXT, old, new)))
+        problem = dict(caught.value.problems)[field]
+        assert problem.startswith("must be a string, got integer"), problem
+        assert "quote it" not in problem, problem

@@ -5,10 +5,13 @@ reach a report."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from heart.agents.triage.decide import apply_update, decide, needs_redecision
+from heart.policy import Policy
 from heart.schemas import (
     DispatchEvent,
     FollowupDue,
@@ -18,6 +21,8 @@ from heart.schemas import (
     PilotEligibility,
     TriageDecision,
 )
+from heart.schemas.calls import CallReceived
+from heart.simulator.cad_feed import CadFeed
 
 NY = ZoneInfo("America/New_York")
 
@@ -36,7 +41,7 @@ def local(y: int, mo: int, d: int, h: int = 12, mi: int = 0) -> datetime:
 
 
 def cid(name: str) -> str:
-    return f"{ID_PREFIX}-{name}"
+    return name if name.startswith(ID_PREFIX) else f"{ID_PREFIX}-{name}"
 
 
 def decision(
@@ -321,3 +326,101 @@ def redelivered(events: list[Any]) -> list[Any]:
         }
     ]
     return events + again
+
+
+# --- a realistic month ----------------------------------------------------------------------
+
+
+def realistic_month(
+    policy: Policy, start: datetime, days: int, *, seed: int = 7, calls_per_day: float = 150
+) -> list[Any]:
+    """``days`` of a Durham-like city from ``start``: the simulator's calls, decided by the
+    real triage rules (re-decided when a weapon is reported later), and plausible dispatch
+    and Care Navigation events, some spilling into the next month (a team assigned after
+    midnight, a follow-up completed days later). The same arguments give the same events.
+    No figure here is worked out by hand: tests check what must hold whatever the data."""
+    rng = random.Random(seed)
+    feed = CadFeed(start, seed=seed, calls_per_day=calls_per_day)
+    calls: dict[str, tuple[CallReceived, TriageDecision]] = {}
+    events: list[Any] = []
+    for item in feed.events_until(start + timedelta(days=days)):
+        if isinstance(item.event, CallReceived):
+            call = item.event.model_copy(
+                update={"call_id": cid(item.event.call_id), "safety_notes": NOTES}
+            )
+            first = decide(call, policy, event_id=f"dec-{call.call_id}-1")
+            calls[call.call_id] = (call, first)
+            events.append(first)
+            events += _aftermath(rng, first, policy)
+        else:
+            old, previous = calls[cid(item.event.call_id)]
+            new = apply_update(old, item.event.model_copy(update={"call_id": old.call_id}))
+            if needs_redecision(old, new):
+                revision = previous.revision + 1
+                again = decide(
+                    new,
+                    policy,
+                    revision=revision,
+                    supersedes=previous.event_id,
+                    event_id=f"dec-{new.call_id}-{revision}",
+                    now=item.at,
+                )
+                calls[new.call_id] = (new, again)
+                events.append(again)
+    return events
+
+
+def _aftermath(rng: random.Random, decision: TriageDecision, policy: Policy) -> list[Any]:
+    """What dispatch and Care Navigation plausibly report after ``decision``."""
+    out: list[Any] = []
+    at = decision.call_received_at
+    name = decision.call_id
+    contact_end: datetime | None = None
+    if decision.route in ("crt", "cor"):
+        route = decision.route
+        roll = rng.random()
+        if roll < 0.75:
+            assigned = at + timedelta(seconds=rng.uniform(30, 900))
+            travel = rng.uniform(180, 1500)
+            on_scene = assigned + timedelta(seconds=travel)
+            cleared = on_scene + timedelta(seconds=rng.uniform(600, 3600))
+            out.append(dispatch(name, "assigned", assigned, route))
+            out.append(dispatch(name, "on_scene", on_scene, route, assignment_to_on_scene_s=travel))
+            if rng.random() < 0.05:
+                out.append(dispatch(name, "backup_requested", on_scene, route))
+            contact_end = cleared
+        elif roll < 0.9:
+            reason = rng.choice(("no_team_free", "no_team_on_shift"))
+            out.append(dispatch(name, "fallback", at + timedelta(minutes=10), route, reason=reason))
+        # else: still waiting for a team when the data ends.
+    elif decision.route == "ccd":
+        contact_end = at + timedelta(minutes=rng.uniform(5, 40))
+    if contact_end is None or "cn" not in decision.pilots or rng.random() < 0.1:
+        return out
+    pilot = decision.route
+    sched = scheduled(name, contact_end + timedelta(minutes=1), pilot, at_risk=rng.random() < 0.2)
+    out.append(sched)
+    roll = rng.random()
+    if roll < 0.7:
+        done = sched.occurred_at + timedelta(hours=rng.uniform(1, 72))
+        if rng.random() < 0.2:
+            first_try = sched.occurred_at + timedelta(minutes=rng.uniform(10, 60))
+            out.append(outcome(name, min(first_try, done), "unable_to_reach"))
+        result = rng.choice(("reached", "connected_to_care", "declined"))
+        out.append(outcome(name, done, result))
+        if done > sched.deadline:
+            out.append(_overdue(name, sched.deadline))
+    elif roll < 0.85:
+        out.append(_overdue(name, sched.deadline))
+    # else: still open when the data ends.
+    return out
+
+
+def _overdue(name: str, deadline: datetime) -> FollowupOverdue:
+    return FollowupOverdue(
+        event_id=f"overdue-{name}",
+        occurred_at=deadline + timedelta(minutes=1),
+        case_id=cid(name),
+        call_id=cid(name),
+        deadline=deadline,
+    )

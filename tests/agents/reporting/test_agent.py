@@ -156,6 +156,10 @@ async def test_month_snapshot_survives_sigkill_and_heart_report_writes_it(
     assert "calls decided 15" in out.getvalue()
     page = html_path.read_text()
     assert "Monthly pilot report: July 2024" in page
+    # The worker's policy names who runs the pilots, and the snapshot carries it.
+    heading = "Durham Community Safety Department · Durham, NC · HEART crisis response pilots"
+    assert heading in page
+    assert out.getvalue().startswith(heading + "\n")
     written = MonthReport.model_validate(orjson.loads(json_path.read_bytes()))
     assert written == july_snapshot
     for secret in PERSONAL:

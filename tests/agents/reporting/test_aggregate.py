@@ -33,15 +33,35 @@ Z9    -          -                       an outcome for a case never scheduled
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from heart.agents.reporting.aggregate import AggregateState, apply, median, new_state, p90, report
+from heart.agents.reporting.aggregate import (
+    AggregateState,
+    apply,
+    is_partial,
+    median,
+    new_state,
+    p90,
+    report,
+)
+from heart.agents.reporting.wording import partial_label
 from heart.cli.report import build_report_from_events
 from heart.policy import load_policy
 from heart.schemas.reports import FollowupFigures, MonthReport, ResponseTimes
-from tests.agents.reporting.synthetic import decision, july, local, redelivered
+from tests.agents.reporting.synthetic import (
+    decision,
+    dispatch,
+    july,
+    local,
+    outcome,
+    realistic_month,
+    redelivered,
+    scheduled,
+)
 
 POLICY = load_policy()
 
@@ -70,19 +90,25 @@ def test_month_wide_figures(state: AggregateState) -> None:
     # C1 C9 C12 D1 | C2 C3 C4 C13 C11 | C6 | C5 C8 C10 C7 (its revision 2); not D2 (June).
     assert r.routes == {"ccd": 4, "crt": 5, "cor": 1, "police": 4}
     assert r.calls == 14
-    # By phone: C1 C9 C12 D1; teams assigned in July: C2 C3 (crt), C6 (cor). C11's team
-    # was assigned in August.
-    assert (r.heart_handled, r.resolved_by_phone) == (7, 4)
-    assert r.phone_share == pytest.approx(4 / 7)
+    # By phone: C1 C9 C12 D1; given a team: C2 C3 C11 (crt), C6 (cor). C11 is a July call
+    # though its team was assigned in August.
+    assert (r.heart_handled, r.resolved_by_phone) == (8, 4)
+    assert r.phone_share == pytest.approx(4 / 8)
+    assert r.data_from == local(2024, 7, 1, 9)  # C1 received
     assert r.data_through == local(2024, 7, 31, 23, 55)  # C11 received
+    assert r.partial is False
     assert r.policy_versions == ["durham@test"]
+    assert r.organisation is not None
+    assert r.organisation.department == "Durham Community Safety Department"
 
 
-def test_calls_handled_per_pilot(state: AggregateState) -> None:
+def test_reached_per_pilot(state: AggregateState) -> None:
     r = report(state, "2024-07")
-    handled = {p.pilot: p.calls_handled for p in r.pilots}
-    # ccd: route ccd; crt, cor: teams assigned in July; cn: follow-ups scheduled (C2 C9 C12).
-    assert handled == {"ccd": 4, "crt": 2, "cor": 1, "cn": 3}
+    reached = {p.pilot: p.reached for p in r.pilots}
+    # ccd: route ccd; crt, cor: a team assigned (C11's on 1 August counts with its July
+    # call); cn: follow-ups scheduled (C2 C9 C12).
+    assert reached == {"ccd": 4, "crt": 3, "cor": 1, "cn": 3}
+    assert r.pilot("crt").reached_in_other_month == 1
     assert [p.name for p in r.pilots] == [
         "Crisis Call Diversion",
         "Community Response Teams",
@@ -94,19 +120,26 @@ def test_calls_handled_per_pilot(state: AggregateState) -> None:
 def test_eligible_and_missed_by_reason(state: AggregateState) -> None:
     r = report(state, "2024-07")
     ccd, crt, cor, cn = (r.pilot(p) for p in ("ccd", "crt", "cor", "cn"))
-    # ccd eligible: C1 C6 C8 C9 D1 C12; missed C8 outside hours.
-    assert (ccd.eligible, ccd.missed, ccd.reached) == (6, 1, 5)
+    # ccd eligible: C1 C6 C8 C9 D1 C12; reached (resolved by phone) C1 C9 C12 D1; missed
+    # C8 outside hours; C6 went to Co-Response: it needed someone in person.
+    assert (ccd.eligible, ccd.reached, ccd.missed) == (6, 4, 1)
     assert ccd.missed_by_reason == {"outside_hours": 1}
+    assert ccd.other == {"needed_in_person": 1}
     # crt eligible: C2 C3 C4 C5 C8 C11 C13 (C6 and C7 excluded by a weapon: not misses);
-    # missed C5 C8 outside hours, C4 and C13 (no team on shift) no team free.
-    assert (crt.eligible, crt.missed, crt.reached) == (7, 4, 3)
+    # reached C2 C3 C11; missed C5 C8 outside hours, C4 and C13 (no team on shift) no team
+    # free.
+    assert (crt.eligible, crt.reached, crt.missed) == (7, 3, 4)
     assert crt.missed_by_reason == {"outside_hours": 2, "no_team_free": 2}
     assert list(crt.missed_by_reason) == ["outside_hours", "no_team_free"], "report order"
-    assert (cor.eligible, cor.missed, cor.reached) == (1, 0, 1)
+    assert crt.other == {}
+    assert (cor.eligible, cor.reached, cor.missed, cor.other) == (1, 1, 0, {})
     # cn: every decision that involves it (C1 C2 C3 C4 C9 D1 C11 C12) plus C13, missed
-    # because Care Navigation was not running.
-    assert (cn.eligible, cn.missed, cn.reached) == (9, 1, 8)
+    # because Care Navigation was not running; follow-ups scheduled for C2 C9 C12 only.
+    assert (cn.eligible, cn.reached, cn.missed) == (9, 3, 1)
     assert cn.missed_by_reason == {"pilot_disabled": 1}
+    assert cn.other == {"no_followup_scheduled": 5}
+    for p in r.pilots:
+        assert p.eligible == p.parts_total, p.pilot
 
 
 def test_response_times(state: AggregateState) -> None:
@@ -130,14 +163,17 @@ def test_quantile_definitions() -> None:
 def test_followups(state: AggregateState) -> None:
     r = report(state, "2024-07")
     # Scheduled C2 C9 C12; C9 at risk and overdue; C2 reached within 48 h (its earlier
-    # unable-to-reach does not close it); C12's outcome is August's; Z9 was never scheduled.
+    # unable-to-reach does not close it); C12 connected to care on 1 August, counted in
+    # July when it was scheduled; Z9 was never scheduled.
     expected = FollowupFigures(
-        scheduled=3, at_risk=1, completed=1, within_48h=1, connected_to_care=0, overdue=1
+        scheduled=3, at_risk=1, completed=2, within_48h=2, connected_to_care=1, overdue=1
     )
     assert r.followups == expected
     assert r.pilot("cn").followups == expected
     # Per contact pilot: C9 and C12 after phone calls, C2 after a team.
-    assert r.pilot("ccd").followups == FollowupFigures(scheduled=2, at_risk=1, overdue=1)
+    assert r.pilot("ccd").followups == FollowupFigures(
+        scheduled=2, at_risk=1, overdue=1, completed=1, within_48h=1, connected_to_care=1
+    )
     assert r.pilot("crt").followups == FollowupFigures(scheduled=1, completed=1, within_48h=1)
     assert r.pilot("cor").followups == FollowupFigures()
 
@@ -149,7 +185,7 @@ def test_top_call_types_and_backup(state: AggregateState) -> None:
         return [(t.call_type, t.calls) for t in r.pilot(pilot).top_call_types]
 
     assert top("ccd") == [("Mental Health Crisis", 3), ("Suicide Threat", 1)]
-    assert top("crt") == [("Trespass", 1), ("Welfare Check", 1)]  # ties by name
+    assert top("crt") == [("Welfare Check", 2), ("Trespass", 1)]  # C11 is a July call
     assert top("cor") == [("Mental Health Crisis", 1)]
     # cn: the followed-up calls' types, joined from their decisions.
     assert top("cn") == [("Mental Health Crisis", 1), ("Suicide Threat", 1), ("Welfare Check", 1)]
@@ -162,22 +198,26 @@ def test_month_boundaries_in_the_policy_zone(state: AggregateState) -> None:
     assert (june.calls, june.routes["ccd"], june.heart_handled) == (1, 1, 1)
     august = report(state, "2024-08")
     # No decision, but C11's assignment and on-scene report, and C12's outcome, happened
-    # in August; C12's deadline (2 Aug 15:00) was met.
+    # in August. C11 is reached in July (its call's month), C12's outcome counts in July
+    # (its follow-up's month): August keeps only C11's response time.
     assert august.calls == 0
-    assert august.pilot("crt").calls_handled == 1
+    assert august.pilot("crt").reached == 0
     assert august.pilot("crt").response_time == ResponseTimes(calls=1, median_s=420, p90_s=420)
     assert august.pilot("crt").eligible == 0
-    assert august.followups == FollowupFigures(completed=1, within_48h=1, connected_to_care=1)
-    assert august.pilot("ccd").followups == FollowupFigures(
-        completed=1, within_48h=1, connected_to_care=1
+    assert august.followups == FollowupFigures()
+    assert (august.heart_handled, august.resolved_by_phone, august.phone_share) == (0, 0, None)
+    # August's events are C11's team at 00:02 and 00:09 and C12's outcome at 10:00.
+    assert (august.data_from, august.data_through) == (
+        local(2024, 8, 1, 0, 2),
+        local(2024, 8, 1, 10),
     )
-    assert (august.heart_handled, august.resolved_by_phone, august.phone_share) == (1, 0, 0.0)
 
 
 def test_a_month_without_data_is_all_zero(state: AggregateState) -> None:
     empty = report(state, "2023-01")
     assert (empty.calls, empty.version, empty.heart_handled, empty.phone_share) == (0, 0, 0, None)
-    assert all(p.calls_handled == p.eligible == 0 for p in empty.pilots)
+    assert all(p.reached == p.eligible == 0 for p in empty.pilots)
+    assert (empty.data_from, empty.data_through, empty.partial) == (None, None, False)
 
 
 def test_supersession_replaces_the_earlier_decision_in_every_count() -> None:
@@ -261,3 +301,134 @@ def test_memory_is_per_call_and_compact(state: AggregateState) -> None:
     assert sorted(state.parts["2024-08"]) == ["SECRETCALL-C11", "SECRETCALL-C12"]
     biggest = max(len(r.model_dump_json(exclude_defaults=True)) for r in state.records.values())
     assert biggest < 1500
+
+
+# --- parts that add up, whatever the data ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def realistic() -> AggregateState:
+    # July 2024 and its spill into August: ~4,600 calls decided by the real triage rules.
+    return fold(realistic_month(POLICY, local(2024, 7, 1, 0), 31, seed=7))
+
+
+def test_every_pilots_parts_add_up_to_its_eligible_calls(realistic: AggregateState) -> None:
+    seen_parts: set[str] = set()
+    for month in sorted(realistic.totals):
+        r = report(realistic, month)
+        assert r.calls == sum(r.routes.values()), month
+        for p in r.pilots:
+            where = (month, p.pilot)
+            assert p.eligible == p.reached + p.missed + sum(p.other.values()), where
+            assert p.missed == sum(p.missed_by_reason.values()), where
+            assert 0 <= p.reached_in_other_month <= p.reached, where
+            seen_parts |= {part for part, n in p.other.items() if n}
+        # HEART handled: calls reached by phone or by a team, each once.
+        ccd, crt, cor = (r.pilot(x) for x in ("ccd", "crt", "cor"))
+        assert r.resolved_by_phone == ccd.reached, month
+        assert max(ccd.reached, crt.reached, cor.reached) <= r.heart_handled, month
+        assert r.heart_handled <= ccd.reached + crt.reached + cor.reached, month
+    # The month is realistic enough to exercise the parts, not just zeros.
+    july_ = report(realistic, "2024-07")
+    assert july_.calls > 4000
+    assert all(p.eligible > 0 and p.reached > 0 for p in july_.pilots)
+    assert july_.pilot("crt").missed_by_reason.get("no_team_free", 0) > 0
+    assert {"needed_in_person", "waiting_for_team", "no_followup_scheduled"} <= seen_parts
+
+
+def test_no_month_completes_more_follow_ups_than_it_scheduled(realistic: AggregateState) -> None:
+    completed_later = 0
+    for month in sorted(realistic.totals):
+        r = report(realistic, month)
+        for who, f in [("month", r.followups)] + [(p.pilot, p.followups) for p in r.pilots]:
+            where = (month, who)
+            assert f.completed <= f.scheduled, where
+            assert f.within_48h <= f.completed, where
+            assert f.connected_to_care <= f.completed, where
+            assert f.overdue <= f.scheduled and f.at_risk <= f.scheduled, where
+        # Care Navigation's reached calls and the month's follow-ups reconcile exactly.
+        cn = r.pilot("cn")
+        assert r.followups.scheduled == (
+            cn.reached - cn.reached_in_other_month + r.followups.for_other_calls
+        ), month
+    for record in realistic.records.values():
+        if record.closed is not None and record.scheduled is not None:
+            completed_later += record.closed.month != record.scheduled.month
+    assert completed_later > 0, "some follow-ups complete in the month after they were scheduled"
+
+
+def test_a_follow_up_completed_next_month_counts_in_the_month_it_was_scheduled() -> None:
+    call = decision(
+        "F1", "ccd", local(2024, 7, 31, 22, 30), "Mental Health Crisis",
+        eligibility={"ccd": []}, pilots=["ccd", "cn"],
+    )  # fmt: skip
+    case = scheduled("F1", local(2024, 7, 31, 23), "ccd")
+    done = outcome("F1", local(2024, 8, 1, 1), "connected_to_care")
+    for order in ([call, case, done], [done, case, call], [case, done, call]):
+        state = fold(order)
+        july_, august = report(state, "2024-07"), report(state, "2024-08")
+        assert july_.followups == FollowupFigures(
+            scheduled=1, completed=1, within_48h=1, connected_to_care=1
+        )
+        assert july_.pilot("ccd").followups == july_.followups
+        cn = july_.pilot("cn")
+        assert (cn.eligible, cn.reached, cn.missed, cn.other) == (1, 1, 0, {})
+        # August saw the outcome, but it counts nowhere there: no 1-of-0 completed.
+        assert august.followups == FollowupFigures()
+        assert august.data_through == local(2024, 8, 1, 1)
+
+
+def test_a_follow_up_scheduled_after_midnight_reconciles_with_its_calls_month() -> None:
+    call = decision(
+        "F2", "crt", local(2024, 7, 31, 23, 10), "Welfare Check",
+        eligibility={"crt": []}, pilots=["crt", "cn"],
+    )  # fmt: skip
+    events = [
+        call,
+        dispatch("F2", "assigned", local(2024, 7, 31, 23, 20), "crt"),
+        scheduled("F2", local(2024, 8, 1, 0, 40), "crt"),
+    ]
+    state = fold(events)
+    july_, august = report(state, "2024-07"), report(state, "2024-08")
+    assert (july_.pilot("cn").reached, july_.pilot("cn").reached_in_other_month) == (1, 1)
+    assert july_.followups.scheduled == 0
+    assert (august.followups.scheduled, august.followups.for_other_calls) == (1, 1)
+    assert august.pilot("cn").eligible == 0
+
+
+# --- partial months ---------------------------------------------------------------------------
+
+
+def test_a_month_the_data_covers_in_part_is_partial() -> None:
+    # Calls from 1 to 21 May only.
+    calls = [
+        decision(
+            f"P{day}", "police", local(2024, 5, day, 10), None, call_type="NOISE",
+            eligibility={}, pilots=[],
+        )
+        for day in range(1, 22)
+    ]  # fmt: skip
+    may = report(fold(calls), "2024-05")
+    assert may.partial
+    assert (may.data_from, may.data_through) == (local(2024, 5, 1, 10), local(2024, 5, 21, 10))
+    assert partial_label(may) == "partial month: 1\u201321 May"
+    whole = report(fold([*calls, *(c.model_copy(update={
+        "call_id": "X" + c.call_id, "event_id": "x" + c.event_id,
+        "call_received_at": local(2024, 5, 31, 23, 59),
+    }) for c in calls[:1])]), "2024-05")  # fmt: skip
+    assert not whole.partial
+    assert partial_label(whole) is None
+
+
+def test_partial_is_judged_in_the_policy_time_zone() -> None:
+    ny, utc = ZoneInfo("America/New_York"), ZoneInfo("UTC")
+    # 2 May 02:00 UTC is 1 May 22:00 in Durham; 1 June 02:00 UTC is 31 May 22:00.
+    first = datetime(2024, 5, 2, 2, tzinfo=UTC)
+    last = datetime(2024, 6, 1, 2, tzinfo=UTC)
+    assert not is_partial("2024-05", ny, first, last)
+    assert is_partial("2024-05", utc, first, datetime(2024, 5, 31, 2, tzinfo=UTC))
+    assert not is_partial("2024-05", ny, None, None), "no data: nothing to qualify"
+    # A leap year's February ends on the 29th.
+    feb_1 = datetime(2024, 2, 1, tzinfo=UTC)
+    assert is_partial("2024-02", utc, feb_1, datetime(2024, 2, 28, tzinfo=UTC))
+    assert not is_partial("2024-02", utc, feb_1, datetime(2024, 2, 29, 23, tzinfo=UTC))

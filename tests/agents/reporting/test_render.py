@@ -3,17 +3,22 @@ personal data even when every input event carries some."""
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 
 import orjson
 import pytest
 
 from heart.agents.reporting.aggregate import PILOT_NAMES, apply, new_state, report
 from heart.agents.reporting.render import render_html, render_json
-from heart.policy import load_policy
+from heart.policy import Policy, default_policy_path, load_policy
+from heart.schemas import TriageDecision
+from heart.schemas.glossary import GLOSSARY
 from heart.schemas.reports import MonthReport
 from heart.streams.codec import encode
+from tests.agents.reporting.example import HTML, example_page
 from tests.agents.reporting.synthetic import NOTES, PERSONAL, decision, july, local
 
 VOID = {"meta", "link", "br", "hr", "img", "input", "rect", "line", "path", "circle"}
@@ -116,19 +121,23 @@ def test_every_pilot_and_figure_is_on_the_page(page: str, july_report: MonthRepo
         "Monthly pilot report: July 2024",
         "America/New_York",
         "31 Jul 2024, 23:55 EDT",
-        "57%",  # resolved by phone, 4 of 7
-        "4 of 7 HEART calls",
-        "83% reached",
-        "5 of 6 eligible",
+        "50%",  # resolved by phone, 4 of 8
+        "4 of 8 HEART handled",
+        "4 resolved by phone + 4 given a team",
+        "67% reached",
+        "4 of 6 eligible",
+        "6 eligible = 4 reached + 1 missed (outside hours 1) + 1 needed someone in person",
         "43% reached",
         "3 of 7 eligible",
-        "missed 4: outside hours 2, no team free 2",
+        "7 eligible = 3 reached + 4 missed (outside hours 2, no team free 2)",
         "1 of 1 eligible",
-        "8 of 9 eligible",
+        "3 of 9 eligible",
+        "9 eligible = 3 reached + 1 missed (pilot not running 1) + 5 no follow-up scheduled",
         "median 7.5 min",
         "p90 10.0 min",
         "median 15.0 min",
-        "33% of scheduled",
+        "67% of scheduled",  # completed and within 48 h: 2 of 3
+        "33% of scheduled",  # connected to care
         "Outside hours",
         "No team free",
         "Pilot not running",
@@ -139,10 +148,20 @@ def test_every_pilot_and_figure_is_on_the_page(page: str, july_report: MonthRepo
         "CCD 4, CRT 5, CoR 1, police 4",
     ):
         assert snippet in text, snippet
-    # The table has every pilot's handled count, in pilot order.
-    row = re.search(r"Calls handled</th>((?:<td[^>]*>[^<]*</td>){4})", page)
-    assert row is not None
-    assert re.findall(r">(\d+)<", row.group(1)) == ["4", "2", "1", "3"]
+
+    # The table has every pilot's parts, in pilot order, and they add up to eligible.
+    def row(label: str) -> list[int]:
+        found = re.search(rf">{re.escape(label)}</th>((?:<td[^>]*>[^<]*</td>){{4}})", page)
+        assert found is not None, label
+        return [int(n) for n in re.findall(r">(\d+)<", found.group(1))]
+
+    eligible, reached, missed = row("Eligible calls"), row("= Reached"), row("+ Missed")
+    in_person, no_followup = row("+ Needed someone in person"), row("+ No follow-up scheduled")
+    assert eligible == [6, 7, 1, 9]
+    assert reached == [4, 3, 1, 3]
+    assert [sum(parts) for parts in zip(reached, missed, in_person, no_followup, strict=True)] == (
+        eligible
+    )
 
 
 def test_no_personal_data_in_page_or_json(page: str, july_report: MonthReport) -> None:
@@ -179,7 +198,7 @@ def test_an_empty_month_renders() -> None:
     assert s.errors == [] and s.stack == []
     assert "February 2023" in page
     assert "No team reported on scene this month." in page
-    assert "No follow-up was scheduled or closed this month." in page
+    assert "No follow-up was scheduled this month." in page
     assert "n/a" in page
 
 
@@ -189,3 +208,103 @@ def test_json_is_the_same_figures(july_report: MonthReport) -> None:
     data = orjson.loads(raw)
     assert list(data) == sorted(data), "keys sorted, for stable diffs"
     assert [p["pilot"] for p in data["pilots"]] == ["ccd", "crt", "cor", "cn"]
+
+
+# --- who the report names, and the terms it uses -----------------------------------------
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def heading_of(page: str) -> str:
+    found = re.search(r'<p class="eyebrow">([^<]*)</p>', page)
+    assert found is not None
+    return html.unescape(found.group(1))
+
+
+def month_under(policy: Policy) -> MonthReport:
+    state = new_state(policy)
+    for event in july():
+        apply(state, event)
+    return report(state, "2024-07")
+
+
+@pytest.mark.parametrize(
+    ("policy_file", "heading", "title"),
+    [
+        (
+            "policy/durham.toml",
+            "Durham Community Safety Department · Durham, NC · HEART crisis response pilots",
+            "HEART monthly report: July 2024",
+        ),
+        (
+            "cad/mappings/sanjose-demo-policy.toml",
+            "San José (what-if, Durham's HEART model) · San José, CA · "
+            "HEART (demo) crisis response pilots",
+            "HEART (demo) monthly report: July 2024",
+        ),
+        (
+            "cad/mappings/milwaukee-demo-policy.toml",
+            "Milwaukee (what-if, Durham's HEART model) · Milwaukee, WI · "
+            "HEART (demo) crisis response pilots",
+            "HEART (demo) monthly report: July 2024",
+        ),
+    ],
+)
+def test_the_heading_names_the_policys_organisation(
+    policy_file: str, heading: str, title: str
+) -> None:
+    snapshot = month_under(load_policy(REPO / policy_file))
+    page = render_html(snapshot)
+    assert heading_of(page) == heading
+    assert f"<title>{html.escape(title)}</title>" in page
+    if "durham" not in policy_file:
+        assert "Durham Community Safety Department" not in page
+    data = orjson.loads(render_json(snapshot))
+    assert data["organisation"]["city"] == heading.split(" · ")[1]
+
+
+def test_a_policy_naming_no_organisation_gets_a_neutral_heading(tmp_path: Path) -> None:
+    text = default_policy_path().read_text(encoding="utf-8")
+    start = text.index("[organisation]")
+    without = text[:start] + text[text.index("[dispatch]") :]
+    path = tmp_path / "anon.toml"
+    path.write_text(without, encoding="utf-8")
+    snapshot = month_under(load_policy(path))
+    assert snapshot.organisation is None
+    page = render_html(snapshot)
+    assert heading_of(page) == "Crisis response pilots"
+    assert "<title>Monthly pilot report: July 2024</title>" in page
+    assert "Durham" not in page
+    assert orjson.loads(render_json(snapshot))["organisation"] is None
+
+
+def test_the_terms_section_is_the_glossary(page: str) -> None:
+    text = " ".join(parsed(page).text)
+    section = text[text.index("Terms") :]
+    for term, meaning in GLOSSARY.items():
+        assert term[0].upper() + term[1:] in section, term
+        assert meaning in section, term
+
+
+def test_a_partial_month_is_labelled_in_the_heading_and_the_table() -> None:
+    # Only the decisions of calls received by 15 July: the data covers 1-15 July.
+    state = new_state(load_policy())
+    for event in july():
+        if isinstance(event, TriageDecision) and event.call_received_at < local(2024, 7, 16, 0):
+            apply(state, event)
+    snapshot = report(state, "2024-07")
+    assert snapshot.partial
+    page = render_html(snapshot)
+    text = " ".join(" ".join(parsed(page).text).split())
+    assert "Monthly pilot report: July 2024 partial month: 1\u201315 July" in text
+    assert "Partial month: 1\u201315 July. " + GLOSSARY["partial month"] in text
+    assert "July 2024 (partial month: 1\u201315 July). Calls decided" in text
+    assert "(partial month: 1\u201315 July)</title>" in page
+    # A whole month says nothing of the kind.
+    assert "partial month:" not in render_html(month_under(load_policy()))
+
+
+def test_the_docs_example_is_what_the_renderer_makes_now() -> None:
+    assert HTML.read_text(encoding="utf-8") == example_page(), (
+        "re-run python -m tests.agents.reporting.example"
+    )

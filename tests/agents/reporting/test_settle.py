@@ -13,6 +13,7 @@ from heart.agents.reporting.aggregate import (
     Totals,
     apply,
     new_state,
+    organisation_of,
     report,
     report_from_totals,
 )
@@ -42,7 +43,7 @@ def parts_table(state: AggregateState, partition: int = 0) -> dict[str, Any]:
 
 
 def figures(totals: Totals) -> dict[str, Any]:
-    return report_from_totals(totals, MONTH, POLICY.timezone).model_dump()
+    return report_from_totals(totals, MONTH, POLICY.timezone, organisation_of(POLICY)).model_dump()
 
 
 def everything(state: AggregateState) -> list[Settled]:
@@ -60,7 +61,8 @@ def test_totals_survive_a_json_round_trip_and_merge_adds_them() -> None:
     doubled.merge(loaded)
     assert doubled.version == 2 * totals.version
     assert doubled.counts[("route", "ccd")] == 2 * totals.counts[("route", "ccd")]
-    assert doubled.last_at == totals.last_at
+    assert (doubled.first_at, doubled.last_at) == (totals.first_at, totals.last_at)
+    assert loaded.first_at is not None and loaded.first_at < loaded.last_at
 
 
 def test_settling_every_part_keeps_the_figures_and_empties_the_month() -> None:

@@ -10,6 +10,7 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,10 +19,11 @@ from heart.agents.triage.whatif import (
     PolicyFigures,
     WhatIf,
     compare,
+    months_covered,
     peak_concurrent,
     weekly_minutes,
 )
-from heart.cli.whatif import parse_teams, resolve_policy_path, run_whatif
+from heart.cli.whatif import parse_teams, render_table, resolve_policy_path, run_whatif
 from heart.policy import Policy, load_policy
 from heart.policy.model import Window, parse_policy
 from heart.schemas.calls import CallReceived
@@ -33,13 +35,15 @@ WEEKDAYS = '["mon", "tue", "wed", "thu", "fri"]'
 EVERY_DAY = '["mon", "tue", "wed", "thu", "fri", "sat", "sun"]'
 
 
-def small_policy(name: str, *, days: str, start: str, end: str, area: str) -> Policy:
+def small_policy(
+    name: str, *, days: str, start: str, end: str, area: str, timezone: str = "UTC"
+) -> Policy:
     """Two categories; CCD and CoR citywide, CRT and CN in ``area``; one window for all."""
     hours = f'[{{ days = {days}, start = "{start}", end = "{end}" }}]'
     text = f"""
 name = "{name}"
 version = "1"
-timezone = "UTC"
+timezone = "{timezone}"
 [categories]
 "Welfare Check" = []
 "Mental Health Crisis" = []
@@ -150,32 +154,44 @@ def test_hand_computed_weekday(result: WhatIf) -> None:
     assert pilot(weekday, "ccd") == {
         "pilot": "ccd",
         "matched": 2,
-        "in_scope": 2,
-        "eligible": 1,
-        "reached": 1,
+        "kept_off_weapon_or_violence": 0,
+        "eligible": 2,
+        "reached": 1,  # c6, resolved by phone
         "missed": 1,
-        "missed_by_reason": {"outside_hours": 1},
-        "excluded_weapon_or_violence": 0,
+        "missed_by_reason": {"outside_hours": 1},  # c7
+        "other": 0,
+        "other_name": "needed someone in person",
+        "other_by_route": {},
+        "reached_or_other": 1,
+        "reach_measured": True,
     }
     assert pilot(weekday, "crt") == {
         "pilot": "crt",
         "matched": 8,
-        "in_scope": 6,
-        "eligible": 2,
-        "reached": 1,
-        "missed": 4,
+        "kept_off_weapon_or_violence": 2,  # c5 (weapon), c7 (violence)
+        "eligible": 6,
+        "reached": 1,  # c1
+        "missed": 4,  # c2, c3, c4, c9
         "missed_by_reason": {"outside_hours": 2, "outside_service_area": 1, "unknown_beat": 1},
-        "excluded_weapon_or_violence": 2,
+        "other": 1,  # c6: CRT could go, but CCD resolved it by phone
+        "other_name": "routed elsewhere",
+        "other_by_route": {"ccd": 1},
+        "reached_or_other": 2,
+        "reach_measured": True,
     }
     assert pilot(weekday, "cor") == {
         "pilot": "cor",
         "matched": 1,
-        "in_scope": 1,
-        "eligible": 0,
+        "kept_off_weapon_or_violence": 0,
+        "eligible": 1,
         "reached": 0,
         "missed": 1,
         "missed_by_reason": {"outside_hours": 1},
-        "excluded_weapon_or_violence": 0,
+        "other": 0,
+        "other_name": "routed elsewhere",
+        "other_by_route": {},
+        "reached_or_other": 0,
+        "reach_measured": True,
     }
     assert weekday.pilots["crt"].reach_rate == pytest.approx(1 / 6)
 
@@ -184,10 +200,95 @@ def test_hand_computed_always(result: WhatIf) -> None:
     always = result.policies[1]
     assert dict(always.routes) == {"crt": 5, "ccd": 1, "cor": 1, "police": 2}
     assert always.followups == 6  # five crt, one ccd; CN does not follow cor
-    assert [always.pilots[p].reached for p in ("ccd", "crt", "cor")] == [2, 5, 1]
-    assert [always.pilots[p].in_scope for p in ("ccd", "crt", "cor")] == [2, 6, 1]
+    # CCD reaches only the call it resolves by phone (c6); c7 went to CoR, someone in person.
+    assert [always.pilots[p].reached for p in ("ccd", "crt", "cor")] == [1, 5, 1]
+    assert [always.pilots[p].eligible for p in ("ccd", "crt", "cor")] == [2, 6, 1]
     assert [always.pilots[p].missed_total for p in ("ccd", "crt", "cor")] == [0, 0, 0]
-    assert always.pilots["crt"].excluded == 2
+    assert dict(always.pilots["ccd"].other) == {"cor": 1}
+    assert dict(always.pilots["crt"].other) == {"ccd": 1}
+    assert always.pilots["crt"].kept_off == 2
+
+
+def test_parts_add_up_for_every_pilot_and_policy(result: WhatIf) -> None:
+    for figures in result.policies:
+        for p in figures.pilots.values():
+            assert p.matched == p.eligible + p.kept_off
+            assert p.eligible == p.reached + p.missed_total + p.other_total
+            data = p.to_dict()
+            assert data["eligible"] == data["reached"] + data["missed"] + data["other"]
+            assert data["missed"] == sum(data["missed_by_reason"].values())
+            assert data["other"] == sum(data["other_by_route"].values())
+
+
+def test_ccd_reach_is_not_measured_when_needs_in_person_is_a_default(
+    weekday: Policy, always: Policy
+) -> None:
+    # An export without dispositions: every call "needs someone", c6 included.
+    calls = [c.model_copy(update={"needs_in_person": True}) for c in CALLS]
+    blind = compare(calls, [("always", always)], EFFORT, in_person_known=False)
+    ccd = blind.policies[0].pilots["ccd"]
+    assert (ccd.eligible, ccd.missed_total, ccd.reached_or_other) == (2, 0, 2)
+    assert ccd.reach_rate is None
+    data = ccd.to_dict()
+    assert data["reached"] is None and data["other"] is None and data["reach_rate"] is None
+    assert data["reach_measured"] is False and data["reached_or_other"] == 2
+    # CRT is still counted: it is CCD's split that the export cannot tell.
+    assert blind.policies[0].pilots["crt"].reach_rate is not None
+    assert blind.to_dict()["needs_in_person_known"] is False
+    table = render_table(blind)
+    assert re.search(r"ccd reached, share of eligible\s+not measured", table)
+    assert not re.search(r"ccd reached, share of eligible\s+[\d.]+%", table)
+    assert "not missed: reached or needed someone in person (not told apart)" in table
+
+
+def test_months_are_counted_in_each_policys_zone(weekday: Policy) -> None:
+    chicago = small_policy(
+        "chicago",
+        days=WEEKDAYS,
+        start="08:00",
+        end="16:00",
+        area='{ beats = ["1"] }',
+        timezone="America/Chicago",
+    )
+    # 03:00 UTC on 1 July is still 30 June in Chicago.
+    calls = [
+        call("a", 0, 0, WELFARE, "1").model_copy(
+            update={"occurred_at": datetime(2024, 7, 1, 3, tzinfo=UTC)}
+        ),
+        call("b", 0, 0, WELFARE, "1").model_copy(
+            update={"occurred_at": datetime(2024, 7, 31, 12, tzinfo=UTC)}
+        ),
+    ]
+    both = compare(calls, [("utc", weekday), ("chicago", chicago)])
+    utc, local = both.policies
+    assert [m.to_dict() for m in utc.months] == [
+        {
+            "month": "2024-07",
+            "first_day": "2024-07-01",
+            "last_day": "2024-07-31",
+            "days_covered": 31,
+            "days_in_month": 31,
+            "partial": False,
+        }
+    ]
+    assert [(m.month, m.days_covered, m.partial) for m in local.months] == [
+        ("2024-06", 1, True),
+        ("2024-07", 31, False),
+    ]
+    assert local.months[0].label() == "June 2024 (partial: 30\u201330 Jun, 1 of 30 days)"
+    assert local.months[1].label() == "July 2024"
+
+
+def test_months_covered_spans_a_year_end() -> None:
+    zone = ZoneInfo("UTC")
+    months = months_covered(
+        datetime(2023, 12, 5, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC), zone
+    )
+    assert [(m.month, m.days_covered, m.days_in_month, m.partial) for m in months] == [
+        ("2023-12", 27, 31, True),
+        ("2024-01", 31, 31, False),
+        ("2024-02", 29, 29, False),  # a leap year's February, whole
+    ]
 
 
 def test_hand_computed_team_hours(result: WhatIf) -> None:
@@ -199,7 +300,8 @@ def test_hand_computed_team_hours(result: WhatIf) -> None:
     assert (crt.team_calls, crt.response_hours) == (1, 1.0)
     assert crt.staffed_hours_per_team == 5 * 8  # Saturday is closed
     assert (crt.teams, crt.staffed_team_hours) == (2, 80)
-    assert crt.avg_teams_busy == pytest.approx(1 / 40)
+    # One team-hour of work over 40 open hours, whatever the 2 teams on shift.
+    assert crt.demand_team_equivalents == pytest.approx(1 / 40)
     assert weekday.hours["cor"].staffed_team_hours == 40
     assert (weekday.response_team_hours, weekday.staffed_team_hours) == (1.0, 120)
 
@@ -228,6 +330,12 @@ def test_json_is_the_same_figures(result: WhatIf) -> None:
         "by_pilot": weekday["team_hours"]["by_pilot"],
     }
     assert data["assumptions"]["teams"] == {"ccd": 1, "crt": 2, "cor": 1, "cn": 1}
+    crt_hours = weekday["team_hours"]["by_pilot"]["crt"]
+    # Demand, not teams busy: capacity is not modelled, so the key says what it is.
+    assert crt_hours["demand_team_equivalents"] == 0.025
+    assert "avg_teams_busy" not in crt_hours
+    # The glossary's terms, not the what-if's own: no "in scope" anywhere.
+    assert "in_scope" not in json.dumps(data)
 
 
 def test_peak_and_weekly_minutes() -> None:
@@ -323,20 +431,36 @@ def test_whatif_cli_on_milwaukee(tmp_path: Path) -> None:
     assert status == 0, err.getvalue()
     table = out.getvalue()
     assert "milwaukee-demo-policy" in table and "milwaukee-demo-24x7" in table
-    assert re.search(r"route crt\s+326\s+2,062\s+3,607", table)
+    # 23 calls the export shows closed without dispatch are not CRT's to send a team to.
+    assert re.search(r"route crt \(community response team\)\s+326\s+2,058\s+3,597", table)
     assert "33,968 calls" in table
+    assert "months: May 2018 (partial: 1\u201321 May, 21 of 31 days)" in table
+    assert "May 2018 is a partial month: the calls cover 1\u201321 May" in table
+    assert re.search(r"crt demand, team-equivalents \(not teams busy\)\s+2\.38\s+7\.16", table)
+    assert "avg teams busy" not in table and "in scope" not in table
+    # Measured from the dispositions, and said to be a lower bound.
+    assert "column 'status' shows were closed without sending anyone" in table
+    assert "lower bound" in table
 
     report = json.loads((tmp_path / "report/whatif.json").read_text())
     demo, twelve, always = report["whatif"]["policies"]
-    assert [p["routes"]["crt"] for p in (demo, twelve, always)] == [326, 2_062, 3_607]
-    # 3,609 calls of the ten categories, none with a weapon or violence: all in scope.
-    assert {p["pilots"]["crt"]["in_scope"] for p in (demo, twelve, always)} == {3_609}
+    assert report["needs_in_person_from"] == "status"
+    assert report["import"]["closed_without_dispatch"] == 23
+    assert [p["routes"]["crt"] for p in (demo, twelve, always)] == [326, 2_058, 3_597]
+    # 3,609 calls of the ten categories, none with a weapon or violence: all eligible.
+    for figures in (demo, twelve, always):
+        crt = figures["pilots"]["crt"]
+        assert crt["eligible"] == 3_609 and crt["kept_off_weapon_or_violence"] == 0
+        assert crt["eligible"] == crt["reached"] + crt["missed"] + crt["other"]
     assert demo["pilots"]["crt"]["missed_by_reason"] == {
         "outside_hours": 2_685,
         "outside_service_area": 598,
     }
-    # 24/7 in every district misses only calls booked to a non-geographic unit.
+    # 24/7 in every district misses only calls booked to a non-geographic unit; the 10
+    # closed without dispatch are routed elsewhere (no CCD call type, so police).
     assert always["pilots"]["crt"]["missed_by_reason"] == {"unknown_beat": 2}
+    assert always["pilots"]["crt"]["other_by_route"] == {"police": 10}
+    assert [m["partial"] for m in demo["months"]] == [True]
     # 1 May to 21 May 2018: 21 days, 15 of them weekdays.
     assert demo["team_hours"]["by_pilot"]["crt"]["staffed_hours_per_team"] == 15 * 8
     assert twelve["team_hours"]["by_pilot"]["crt"]["staffed_hours_per_team"] == 21 * 12
@@ -344,9 +468,10 @@ def test_whatif_cli_on_milwaukee(tmp_path: Path) -> None:
     assert report["import"]["rows"] == 33_968 and report["import"]["rejected"] == 0
 
     page = (tmp_path / "report/whatif.html").read_text()
-    assert page.count("<svg") == 2
+    # A chart per pilot with eligible calls (CCD, CRT), and the routes chart.
+    assert page.count("<svg") == 3
     # Self-contained: nothing is fetched when the page is opened.
-    assert not re.search(r"<(link|script|img)\b|\bsrc=|url\(|@import", page)
+    assert not re.search(r"<(link|script|img)\b|\bsrc=|url\((?!#)|@import", page)
     assert not re.search(r"href=", page)
 
 
