@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterable
 from typing import IO
 
+import orjson
+
 from heart.agents.triage.decide import decide
 from heart.agents.triage.state import decision_id
 from heart.policy import Policy
@@ -20,14 +22,26 @@ def decide_lines(lines: Iterable[bytes], policy: Policy, out: IO[bytes], err: IO
         if not line.strip():
             continue
         try:
-            call = decode(CallReceived, line)
+            call = decode(CallReceived, line.rstrip(b"\r\n"))
         except DecodeError as exc:
             invalid += 1
-            print(f"line {number}: {exc}", file=err)
+            print(f"line {number}: {_message_with_column(exc)}", file=err)
             continue
         decision = decide(call, policy, event_id=decision_id(call.event_id, call.call_id))
         out.write(encode(decision) + b"\n")
     return invalid
+
+
+def _message_with_column(exc: DecodeError) -> str:
+    """The error with the JSON parser's own position told as a column of the input line.
+
+    The parser sees one line at a time, so its own "line 1" would contradict the input
+    line number the message starts with.
+    """
+    cause = exc.cause
+    if isinstance(cause, orjson.JSONDecodeError):
+        return f"{exc.reason}: {cause.msg} at column {cause.colno}"
+    return str(exc)
 
 
 def run(source: str, policy: Policy) -> int:

@@ -3,12 +3,16 @@
 The events come out in time order (exports often are not), as JSON lines in a file or on
 stdout, or produced to ``cad.calls``. Everything a person needs to judge the import goes to
 stderr: a progress bar while it runs, then the import's own account (rows, calls, rejects
-by reason with examples, the largest local types the mapping leaves to police). Rejected
-rows are reported, never fatal: the exit status is 0 whenever the import ran.
+by reason with examples, the largest local types the mapping leaves to police). A bad row
+is counted and skipped, never fatal; but when no row became a call, or the rejected share
+is above ``--max-reject-rate`` (:mod:`heart.cli.reject_limit`), the mapping does not fit
+the export and the import fails, before anything is written. ``heart whatif`` reads an
+export through the same loader (:func:`read_export`) and fails the same way.
 
-Exit status: 0 the import ran; 1 the export or the output could not be read or written, or
-the broker could not be reached; 2 the mapping (or its demo policy) is unusable, with the
-file, the field and the problem named.
+Exit status: 0 the import ran; 1 the export or the output could not be read or written;
+2 the mapping (or its demo policy) is unusable, with the file, the field and the problem
+named; 65 no row became a call, or too many were rejected (the share, the top reasons and
+the option are named); 69 the broker (``--to-topic``) could not be reached.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import IO, Literal
 
 from heart.cad.importer import ImportResult, import_rows
 from heart.cad.mapping import CadMapping, MappingError, load_mapping
+from heart.cli.broker_reach import is_broker_unavailable
 from heart.cli.progress import ProgressBar
+from heart.cli.reject_limit import DEFAULT_MAX_REJECT_RATE, REJECTS_EXIT, reject_verdict
 from heart.policy import PolicyError
 from heart.schemas.calls import CallReceived
 from heart.streams.codec import encode
@@ -55,8 +61,15 @@ def read_export(
     command: str,
     *,
     live: bool | None = None,
+    max_reject_rate: float | None = None,
 ) -> ImportResult | int:
-    """Import ``file`` with a progress bar on ``err``; an exit status when it cannot run."""
+    """Import ``file`` with a progress bar on ``err``; an exit status when it cannot run
+    or its rejects show that ``mapping`` does not fit it (:data:`REJECTS_EXIT`, after the
+    import's account and one line naming the share, the top reasons and the limit).
+
+    ``max_reject_rate`` is the command's ``--max-reject-rate``; None applies
+    :data:`DEFAULT_MAX_REJECT_RATE` for a command that has no such option.
+    """
     path = Path(file)
     bar = ProgressBar(f"import {path.name}", err, live=live)
     rows = 0
@@ -76,6 +89,17 @@ def read_export(
         print(f"heart {command}: cannot read {path}: {exc.strerror or exc}", file=err)
         return 1
     bar.done(result.rows, "rows")
+    verdict = reject_verdict(
+        rows=result.rows,
+        accepted=result.accepted,
+        rejects=result.rejects,
+        max_rate=DEFAULT_MAX_REJECT_RATE if max_reject_rate is None else max_reject_rate,
+        option=None if max_reject_rate is None else "--max-reject-rate",
+    )
+    if verdict is not None:
+        print(result.summary(), file=err)
+        print(f"heart {command}: {verdict}", file=err)
+        return REJECTS_EXIT
     return result
 
 
@@ -146,17 +170,21 @@ def run_import(
     stdout: IO[bytes] | None = None,
     stderr: IO[str] | None = None,
     progress: bool | None = None,
+    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE,
 ) -> int:
     """``heart import``: import ``file`` with ``mapping`` and write the events to ``out``.
 
     ``progress`` forces the live bar on or off (default: live only when stderr is a TTY).
-    Returns the exit status (see the module docstring).
+    Returns the exit status (see the module docstring); an unreachable broker is raised
+    (:func:`heart.cli.broker_reach.is_broker_unavailable`) for the CLI to report.
     """
     err = stderr if stderr is not None else sys.stderr
     loaded = load_or_report(mapping, err, "import")
     if loaded is None:
         return 2
-    result = read_export(file, loaded, err, "import", live=progress)
+    result = read_export(
+        file, loaded, err, "import", live=progress, max_reject_rate=max_reject_rate
+    )
     if isinstance(result, int):
         return result
 
@@ -194,6 +222,8 @@ def _to_topic(
     try:
         sent = asyncio.run(produce_calls(settings, result.events, progress=bar))
     except Exception as exc:  # aiokafka's errors share no base class worth naming
+        if is_broker_unavailable(exc):
+            raise  # heart.cli.main turns it into the one line every command prints
         print(
             f"heart import: producing to {topic} at {settings.kafka_bootstrap} failed: "
             f"{type(exc).__name__}: {exc}",

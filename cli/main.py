@@ -1,19 +1,132 @@
-"""The ``heart`` command line."""
+"""The ``heart`` command line.
+
+Every command shares one exit-status convention (:data:`EXIT_STATUSES`, shown by
+``heart --help``) and one last line of defence: an error a person can act on ends the
+command with one line naming the problem and the fix, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
+import re
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from heart.cli.options import non_negative_float, port, positive_float, share, speed_or_max
+from heart.cli.reject_limit import DEFAULT_MAX_REJECT_RATE
 from heart.streams.settings import HeartSettings, SettingsError
 
 log = logging.getLogger("heart")
+
+#: The distribution ``heart --version`` reports.
+DISTRIBUTION = "heart-stream"
+
+#: Help of ``--duration``, whose absence means "until stopped".
+RUN_UNTIL_STOPPED = "stop after this many seconds (default: run until Ctrl-C)"
+
+#: Exit status when the reader of our output went away (``| head``): what a shell reports
+#: for any Unix tool ended by SIGPIPE (128 + 13), so ``set -o pipefail`` sees the same.
+BROKEN_PIPE_EXIT = 141
+
+EXIT_STATUSES = """\
+exit status:
+  0    done
+  1    the command ran but could not finish: a file it could not read or write, a
+       month with no report, a replay whose figures did not catch up
+  2    usage: a bad option value, or an unusable mapping, policy or setting (named)
+  65   import, whatif: no row of the export became a call, or more than
+       --max-reject-rate of the rows were rejected (the mapping does not fit)
+  69   the Kafka broker cannot be reached: start `heart broker` (or `heart up`), or
+       set HEART_KAFKA_BOOTSTRAP to a running broker
+  75   worker: table recovery stalled; restart the worker
+  130  interrupted (Ctrl-C)
+  141  the reader of the output went away (e.g. `| head`); the rest was not written
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, unless the help already says what
+    happens without it (a default of None) or there is none (a flag, a required option);
+    descriptions and epilogs keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.required
+            or action.default in (None, False, [], argparse.SUPPRESS)
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """Every ``heart`` parser, subcommands included, shows defaults the same way."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+
+class StagesHelp(argparse.Action):
+    """``heart worker --help``: the stages are listed only when help is asked for, since
+    reading the registry loads Faust (about 2 s) and every other run of ``heart`` would
+    pay for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show this help message, with the stages, and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from heart.agents.registry import STAGES
+
+        parser.epilog = "stages:\n" + "\n".join(
+            textwrap.fill(
+                _stage_summary(STAGES[name]),
+                width=79,
+                initial_indent=f"  {name:11} ",
+                subsequent_indent=" " * 14,
+            )
+            for name in sorted(STAGES)
+        )
+        parser.print_help()
+        parser.exit()
+
+
+def _stage_summary(module_name: str) -> str:
+    """What a stage does: its agent module's opening sentence, after "The ... stage:"."""
+    import importlib
+
+    doc = (importlib.import_module(module_name).__doc__ or "").strip()
+    first = re.split(r"(?<=[.;])\s", " ".join(doc.split("\n\n")[0].split()), maxsplit=1)[0]
+    summary = first.partition(": ")[2] or first or module_name
+    return summary.replace("``", "").rstrip(".;")
+
+
+def _version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed)"
 
 
 def _cmd_broker(args: argparse.Namespace, settings: HeartSettings) -> int:
@@ -71,7 +184,7 @@ def _cmd_worker(args: argparse.Namespace, settings: HeartSettings) -> int:
     if args.stage not in STAGES:
         print(
             f"heart worker: unknown stage {args.stage!r}; the stages are: "
-            f"{', '.join(sorted(STAGES))}",
+            f"{', '.join(sorted(STAGES))} (see heart worker --help)",
             file=sys.stderr,
         )
         return 2
@@ -96,8 +209,10 @@ def _cmd_decide(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from heart.cli.progress import configure_logs
     from heart.cli.up import run_up
 
+    configure_logs(args.log_level, verbose=args.verbose)
     return asyncio.run(
         run_up(
             settings,
@@ -113,8 +228,10 @@ def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from heart.cli.progress import configure_logs
     from heart.cli.up import run_simulation
 
+    configure_logs(args.log_level, verbose=args.verbose)
     return asyncio.run(
         run_simulation(
             settings,
@@ -126,23 +243,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
     )
 
 
-def _speed(text: str) -> float | None:
-    if text == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--speed must be 'max' or a number, not {text!r}"
-        ) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"--speed must be positive, not {text!r}")
-    return value
-
-
 def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from heart.cli.progress import configure_logs
     from heart.cli.replay import run_replay
 
+    configure_logs(args.log_level, verbose=args.verbose)
     return asyncio.run(
         run_replay(
             settings,
@@ -153,7 +258,28 @@ def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
             speed=args.speed,
             out_dir=args.out,
             log_dir=args.log_dir,
+            seed=args.seed,
         )
+    )
+
+
+#: ``heart replay``'s default seed (heart.cli.replay.DEFAULT_SEED, without importing it).
+REPLAY_SEED = 2022
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    """``-v`` and ``--log-level`` for a long-running command (heart.cli.progress)."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show informational logs of HEART and its libraries (as --log-level info)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=None,
+        help="log level of this process (default: warning; stage logs keep info)",
     )
 
 
@@ -167,7 +293,9 @@ def _cmd_import(args: argparse.Namespace, settings: HeartSettings) -> int:
     from heart.cli.import_calls import run_import
 
     out = "topic" if args.to_topic else ("-" if args.jsonl in (None, "-") else Path(args.jsonl))
-    return run_import(settings, args.file, args.mapping, out=out)
+    return run_import(
+        settings, args.file, args.mapping, out=out, max_reject_rate=args.max_reject_rate
+    )
 
 
 def _cmd_whatif(args: argparse.Namespace, settings: HeartSettings) -> int:
@@ -186,52 +314,90 @@ def _cmd_whatif(args: argparse.Namespace, settings: HeartSettings) -> int:
         travel_minutes=args.travel_minutes,
         on_scene_minutes=args.on_scene_minutes,
         teams=teams,
+        max_reject_rate=args.max_reject_rate,
+    )
+
+
+def _add_max_reject_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-reject-rate",
+        type=share,
+        default=DEFAULT_MAX_REJECT_RATE,
+        metavar="SHARE",
+        help="fail (exit 65) when more than this share of the rows is rejected, 0-1; "
+        "1 accepts any share, but an import with no call still fails",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="heart",
         description="HEART Stream: route every 911 call to the right responder.",
+        epilog=EXIT_STATUSES,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="show the version"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9092)
-    p.add_argument("--log-file", type=Path, default=None)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=port, default=9092, help="port to listen on")
+    p.add_argument(
+        "--log-file", type=Path, default=None, help="the broker's log (default: no log file)"
+    )
     p.set_defaults(func=_cmd_broker)
 
     p = sub.add_parser("topics", help="create or list the catalog's topics")
-    p.add_argument("action", choices=["create", "list"])
+    p.add_argument(
+        "action",
+        choices=["create", "list"],
+        help="create: every missing topic (idempotent); list: each topic and its partitions",
+    )
     p.set_defaults(func=_cmd_topics)
 
     p = sub.add_parser("schemas", help="export the wire contract as JSON Schema")
     schemas_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     e = schemas_sub.add_parser("export", help="write one JSON Schema per event into DIR")
-    e.add_argument("dir", type=Path)
+    e.add_argument("dir", type=Path, help="folder for the schemas (created if missing)")
     e.set_defaults(func=_cmd_schemas)
 
-    p = sub.add_parser("worker", help="run one stage as a Faust worker")
-    p.add_argument("stage", help="the stage to run, e.g. triage")
-    p.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    p = sub.add_parser("worker", help="run one stage as a Faust worker", add_help=False)
+    p.add_argument("-h", "--help", action=StagesHelp)
+    p.add_argument("stage", help="the stage to run (listed below), e.g. triage")
+    p.add_argument(
+        "--loglevel",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the worker's log level",
+    )
     p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("up", help="run everything on one machine with a simulated city")
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    p.add_argument(
+        "--speed", type=positive_float, default=60.0, help="simulated seconds per wall second"
+    )
+    p.add_argument("--duration", type=positive_float, default=None, help=RUN_UNTIL_STOPPED)
+    p.add_argument(
+        "--status-every", type=positive_float, default=5.0, help="seconds between status lines"
+    )
     p.add_argument("--no-sim", action="store_true", help="run the stages without the simulator")
-    p.add_argument("--seed", type=int, default=2022)
-    p.add_argument("--log-dir", type=Path, default=None)
-    p.add_argument("--metrics-port", type=int, default=9101, help="first stage's metrics port")
+    p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
+    p.add_argument("--log-dir", type=Path, default=None, help="stage logs (default: a temp dir)")
+    p.add_argument("--metrics-port", type=port, default=9101, help="first stage's metrics port")
+    _log_options(p)
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("simulate", help="run only the simulated city against running stages")
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--status-every", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=2022)
+    p.add_argument(
+        "--speed", type=positive_float, default=1.0, help="simulated seconds per wall second"
+    )
+    p.add_argument("--duration", type=positive_float, default=None, help=RUN_UNTIL_STOPPED)
+    p.add_argument(
+        "--status-every", type=positive_float, default=10.0, help="seconds between status lines"
+    )
+    p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
+    _log_options(p)
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("report", help="write the monthly pilot report (HTML + JSON) for a month")
@@ -246,9 +412,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", required=True, help="mapping file or shipped name")
     p.add_argument("--policy", type=Path, default=None, help="policy (default: the mapping's)")
     p.add_argument("--roster", type=Path, default=None, help="roster (default: the mapping's)")
-    p.add_argument("--speed", type=_speed, default=None, help="'max' (default) or event s/wall s")
-    p.add_argument("--out", type=Path, default=Path("replay-out"))
-    p.add_argument("--log-dir", type=Path, default=None)
+    p.add_argument("--speed", type=speed_or_max, help="'max' (default) or event s/wall s")
+    p.add_argument("--out", type=Path, default=Path("replay-out"), help="report directory")
+    p.add_argument("--log-dir", type=Path, default=None, help="stage logs (default: a temp dir)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=REPLAY_SEED,
+        help="seed of the simulated teams and navigators: the same seed, export, mapping, "
+        "policy and roster give the same reports",
+    )
+    _log_options(p)
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser(
@@ -269,11 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--jsonl", metavar="OUT", default=None, help="write JSON lines to OUT, or - for stdout"
+        "--jsonl",
+        metavar="OUT",
+        default=None,
+        help="write JSON lines to OUT, or - for stdout (default: stdout)",
     )
     where.add_argument(
         "--to-topic", action="store_true", help="produce to cad.calls instead (HEART_* settings)"
     )
+    _add_max_reject_rate(p)
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("whatif", help="compare policies on the same real calls (no broker)")
@@ -287,9 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="policy file or shipped name; repeat to compare (default: the mapping's demo)",
     )
     p.add_argument("--out", type=Path, default=Path("whatif-out"), help="report directory")
-    p.add_argument("--travel-minutes", type=float, default=7.6, help="mean travel per team call")
     p.add_argument(
-        "--on-scene-minutes", type=float, default=45.0, help="mean time on scene (assumed)"
+        "--travel-minutes", type=non_negative_float, default=7.6, help="mean travel per team call"
+    )
+    p.add_argument(
+        "--on-scene-minutes",
+        type=non_negative_float,
+        default=45.0,
+        help="mean time on scene (assumed)",
     )
     p.add_argument(
         "--teams",
@@ -298,12 +481,57 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PILOT=N",
         help="teams (or seats) on shift per pilot, e.g. crt=3; 1 each by default",
     )
+    _add_max_reject_rate(p)
     p.set_defaults(func=_cmd_whatif)
 
+    for command in sub._choices_actions:  # a command's own --help starts with its summary
+        sub.choices[command.dest].description = command.help
     return parser
 
 
+def _uses_running_broker(args: argparse.Namespace) -> bool:
+    """Whether the command talks to the broker at HEART_KAFKA_BOOTSTRAP from the start.
+
+    ``up`` and ``replay`` start their own embedded broker unless that variable is set;
+    ``worker`` checks for itself, after its metrics port (a taken port is named first).
+    """
+    if args.command in ("up", "replay"):
+        return "HEART_KAFKA_BOOTSTRAP" in os.environ
+    if args.command == "import":
+        return bool(args.to_topic)
+    return args.command in ("topics", "simulate", "report")
+
+
+def _broker_line(args: argparse.Namespace, settings: HeartSettings, exc: BaseException) -> str:
+    from heart.cli.broker_reach import reason_of, unavailable_message
+
+    if args.command not in ("up", "replay"):
+        return unavailable_message(settings.kafka_bootstrap, reason_of(exc))
+    if "HEART_KAFKA_BOOTSTRAP" in os.environ:
+        return unavailable_message(
+            settings.kafka_bootstrap, reason_of(exc), starts_own=args.command
+        )
+    # Its own embedded broker went away: there is nothing to start or point at.
+    return (
+        f"the embedded Kafka broker this command started stopped answering "
+        f"({reason_of(exc)}); run it again"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        # Inside the try: a reader that left (`| head`) is often noticed only here.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's documented way: what is still buffered goes nowhere, quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -313,12 +541,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"heart: invalid settings: {exc}", file=sys.stderr)
         return 2
     try:
+        if _uses_running_broker(args):
+            from heart.cli.broker_reach import check_broker
+
+            check_broker(settings)
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # the CLI's last line of defence: one clear line, no traceback
+        from aiokafka.errors import KafkaError
+
+        from heart.cli.broker_reach import BROKER_UNAVAILABLE_EXIT, is_broker_unavailable
         from heart.streams.embedded.broker import BrokerError
 
+        if is_broker_unavailable(exc):
+            print(f"heart {args.command}: {_broker_line(args, settings, exc)}", file=sys.stderr)
+            return BROKER_UNAVAILABLE_EXIT
+        if isinstance(exc, KafkaError):  # the broker answered with a refusal: name it
+            print(
+                f"heart {args.command}: the Kafka broker at {settings.kafka_bootstrap} "
+                f"refused: {exc}",
+                file=sys.stderr,
+            )
+            return 1
         if isinstance(exc, BrokerError | OSError | ValueError):
             print(f"heart {args.command}: {exc}", file=sys.stderr)
             return 1

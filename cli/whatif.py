@@ -142,6 +142,7 @@ def run_whatif(
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
     progress: bool | None = None,
+    max_reject_rate: float | None = None,
 ) -> int:
     """``heart whatif``; returns the exit status (see the module docstring)."""
     from heart.cli.whatif_page import render_html
@@ -159,7 +160,9 @@ def run_whatif(
     loaded = load_policies(policies, loaded_mapping, err)
     if loaded is None:
         return 2
-    imported = read_export(file, loaded_mapping, err, "whatif", live=progress)
+    imported = read_export(
+        file, loaded_mapping, err, "whatif", live=progress, max_reject_rate=max_reject_rate
+    )
     if isinstance(imported, int):
         return imported
     print(imported.summary(top=5), file=err)

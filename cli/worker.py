@@ -8,6 +8,7 @@ import os
 import sys
 
 from heart.agents.registry import build_stage
+from heart.cli.broker_reach import check_broker
 from heart.streams import metrics
 from heart.streams.admin import create_topics
 from heart.streams.settings import HeartSettings
@@ -27,6 +28,9 @@ def run_worker(name: str, settings: HeartSettings, loglevel: str = "info") -> No
     stage = build_stage(name, settings)
     # First, so that a taken port stops the worker before it touches the broker.
     port = metrics.serve(settings.metrics_port, settings.metrics_host)
+    # An unreachable broker ends the worker here, with one line (heart.cli.main), not deep
+    # inside Faust's startup.
+    check_broker(settings)
     # The worker never has a topic auto-created (streams.explicit_topics): without the
     # catalog's topics it would wait for them.
     asyncio.run(create_topics(settings))

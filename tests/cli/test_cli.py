@@ -89,8 +89,10 @@ def test_a_taken_metrics_port_stops_the_worker_with_the_port_named() -> None:
         result = heart("worker", "triage", env=env)
     assert result.returncode == 2
     err = result.stderr.decode()
-    assert f"heart worker triage: cannot serve metrics on 0.0.0.0:{port}" in err
+    # The host is the metrics bind address setting's default; the port is the taken one.
+    assert "heart worker triage: cannot serve metrics on " in err and f":{port} " in err
     assert "HEART_METRICS_PORT" in err and "Address already in use" in err
+    assert "Kafka" not in err, "a taken port is named before the broker is needed"
 
 
 def test_up_names_the_taken_metrics_port_and_its_stage(
@@ -110,12 +112,13 @@ def test_up_names_the_taken_metrics_port_and_its_stage(
 def test_up_refuses_a_first_metrics_port_with_no_room_for_every_stage(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # A port that is no port at all (0) is refused while parsing (tests/cli/test_errors.py);
+    # a real port too close to 65535 for every stage is refused by `heart up` itself.
     last = 65_535 - len(STAGES) + 1
-    for bad in (0, last + 1):
-        assert main(["up", "--metrics-port", str(bad), "--duration", "1"]) == 2
-        err = capsys.readouterr().err
-        assert f"--metrics-port {bad}: the first of {len(STAGES)} stage ports" in err
-        assert f"between 1 and {last}" in err
+    assert main(["up", "--metrics-port", str(last + 1), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--metrics-port {last + 1}: the first of {len(STAGES)} stage ports" in err
+    assert f"between 1 and {last}" in err
 
 
 def test_a_port_left_in_time_wait_by_a_scrape_is_free_for_a_metrics_server() -> None:

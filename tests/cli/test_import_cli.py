@@ -209,15 +209,90 @@ async def test_to_topic_produces_every_call_keyed_in_time_order(
         assert_time_ordered(partition_calls)
 
 
-def test_to_topic_without_a_broker_exits_1(tmp_path: Path) -> None:
+def test_to_topic_without_a_broker_leaves_the_one_line_to_the_cli(tmp_path: Path) -> None:
+    from heart.cli.broker_reach import is_broker_unavailable
     from heart.streams.ports import find_free_port
 
     export = write_export(tmp_path, [("a", "2018-05-01 10:00:00", "TRAFFIC STOP")])
     nowhere = HeartSettings(kafka_bootstrap=f"127.0.0.1:{find_free_port()}")
-    stderr = io.StringIO()
-    status = run_import(nowhere, export, "milwaukee-2018", out="topic", stderr=stderr)
-    assert status == 1
-    assert "producing to cad.calls at 127.0.0.1:" in stderr.getvalue()
+    # Raised, not printed: `heart` prints one line for it (exit 69, tests/cli/test_errors.py).
+    with pytest.raises(Exception) as caught:
+        run_import(nowhere, export, "milwaukee-2018", out="topic", stderr=io.StringIO())
+    assert is_broker_unavailable(caught.value)
+
+
+# --- when the rejects show the mapping does not fit -----------------------------------------
+
+
+def heart(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "heart.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_an_import_that_rejects_every_row_fails_with_the_reasons(tmp_path: Path) -> None:
+    # A time format that matches no row: the classic wrong mapping.
+    export = write_export(
+        tmp_path, [(str(n), f"05/0{n + 1}/2018 10:00", "TRAFFIC STOP") for n in range(3)]
+    )
+    out = tmp_path / "calls.jsonl"
+    done = heart("import", str(export), "--mapping", "milwaukee-2018", "--jsonl", str(out))
+    assert done.returncode == 65, done.stderr
+    assert "rejected bad_time: 3 (e.g. line 2: time '05/01/2018 10:00'" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "heart import: no row became a call (3 rows, all rejected: bad_time 3); check the "
+        "mapping's columns and time formats against the export (examples above)"
+    )
+    assert "Traceback" not in done.stderr
+    assert not out.exists(), "nothing is written for an import that failed"
+    # Accepting any share does not make an empty import a success.
+    done = heart("import", str(export), "--mapping", "milwaukee-2018", "--max-reject-rate", "1")
+    assert done.returncode == 65 and done.stdout == ""
+
+
+def test_a_large_rejected_share_fails_naming_rate_reasons_and_option(tmp_path: Path) -> None:
+    rows = [(f"ok{n}", "2018-05-01 10:00:00", "TRAFFIC STOP") for n in range(6)]
+    rows += [(f"us{n}", f"05/01/2018 1{n}:00", "TRAFFIC STOP") for n in range(3)]
+    rows += [("", "2018-05-01 11:00:00", "TRAFFIC STOP")]
+    export = write_export(tmp_path, rows)
+    done = heart("import", str(export), "--mapping", "milwaukee-2018", "--jsonl", "-")
+    assert done.returncode == 65, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        "heart import: 40.0% of the rows were rejected (4 of 10), more than "
+        "--max-reject-rate 0.2 allows; top reasons: bad_time 3, missing_call_id 1; check "
+        "the mapping's columns and time formats against the export (examples above), or "
+        "pass --max-reject-rate 0.4 to accept this share"
+    )
+    # The share offered is enough: the same import then goes through.
+    done = heart(
+        "import",
+        str(export),
+        "--mapping",
+        "milwaukee-2018",
+        "--jsonl",
+        "-",
+        "--max-reject-rate",
+        "0.4",
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(calls_in(done.stdout.encode())) == 6
+
+
+def test_whatif_fails_on_an_export_the_mapping_does_not_fit(tmp_path: Path) -> None:
+    export = write_export(
+        tmp_path, [(str(n), f"05/0{n + 1}/2018 10:00", "TRAFFIC STOP") for n in range(3)]
+    )
+    out = tmp_path / "whatif-out"
+    done = heart("whatif", str(export), "--mapping", "milwaukee-2018", "--out", str(out))
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("heart whatif: no row became a call")
+    assert "Traceback" not in done.stderr
+    assert not out.exists(), "no empty report"
 
 
 # --- the benchmark ------------------------------------------------------------------------
