@@ -33,8 +33,9 @@ COPY cli/ cli/
 RUN pip install . \
     && rm -rf build ./*.egg-info
 
-# Faust keeps a per-app data directory under the working directory: it must be writable
-# (Kubernetes mounts an emptyDir here, the root filesystem stays read-only).
+# Workers keep Faust's per-app data under HEART_DATA_DIR: it must be writable (Kubernetes
+# mounts an emptyDir here, the root filesystem stays read-only).
+ENV HEART_DATA_DIR=/var/lib/heart
 WORKDIR /var/lib/heart
 USER 10001:10001
 

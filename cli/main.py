@@ -259,12 +259,17 @@ def _cmd_replay(args: argparse.Namespace, settings: HeartSettings) -> int:
             out_dir=args.out,
             log_dir=args.log_dir,
             seed=args.seed,
+            max_reject_rate=args.max_reject_rate,
         )
     )
 
 
 #: ``heart replay``'s default seed (heart.cli.replay.DEFAULT_SEED, without importing it).
 REPLAY_SEED = 2022
+STATUS_EVERY = (
+    "seconds between status lines when output is not a terminal "
+    "(a terminal gets one status display, updated in place)"
+)
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -378,9 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=positive_float, default=60.0, help="simulated seconds per wall second"
     )
     p.add_argument("--duration", type=positive_float, default=None, help=RUN_UNTIL_STOPPED)
-    p.add_argument(
-        "--status-every", type=positive_float, default=5.0, help="seconds between status lines"
-    )
+    p.add_argument("--status-every", type=positive_float, default=5.0, help=STATUS_EVERY)
     p.add_argument("--no-sim", action="store_true", help="run the stages without the simulator")
     p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
     p.add_argument("--log-dir", type=Path, default=None, help="stage logs (default: a temp dir)")
@@ -393,9 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=positive_float, default=1.0, help="simulated seconds per wall second"
     )
     p.add_argument("--duration", type=positive_float, default=None, help=RUN_UNTIL_STOPPED)
-    p.add_argument(
-        "--status-every", type=positive_float, default=10.0, help="seconds between status lines"
-    )
+    p.add_argument("--status-every", type=positive_float, default=10.0, help=STATUS_EVERY)
     p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
     _log_options(p)
     p.set_defaults(func=_cmd_simulate)
@@ -423,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         "policy and roster give the same reports",
     )
     _log_options(p)
+    _add_max_reject_rate(p)
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser(
@@ -484,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_reject_rate(p)
     p.set_defaults(func=_cmd_whatif)
 
+    from heart.cli.deadletter import add_parser as add_deadletter_parser
+
+    add_deadletter_parser(sub)  # heart deadletter summary | show | redrive
+
     for command in sub._choices_actions:  # a command's own --help starts with its summary
         sub.choices[command.dest].description = command.help
     return parser
@@ -536,7 +542,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        settings = HeartSettings.from_env()
+        # up and replay start their own broker unless told otherwise; broker is one.
+        settings = HeartSettings.from_env(
+            find_running_up=args.command not in ("up", "replay", "broker")
+        )
     except SettingsError as exc:
         print(f"heart: invalid settings: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,10 @@
-"""``heart up``: the whole system on one machine: broker, topics, every stage, a city."""
+"""``heart up``: the whole system on one machine: broker, topics, every stage, a city.
+
+While it runs, ``heart up`` leaves its broker's address and its pid in the data directory
+(``HEART_DATA_DIR``), so that other ``heart`` commands started without
+``HEART_KAFKA_BOOTSTRAP`` find it. Its workers keep their local state in a folder of their
+own under the data directory, removed when ``heart up`` stops.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,33 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from heart.agents.registry import STAGES
-from heart.cli.supervisor import Supervisor
+from heart.cli.progress import LiveStatus
+from heart.cli.supervisor import StageStartError, Supervisor
 from heart.streams.admin import create_topics
 from heart.streams.embedded.broker import EmbeddedBroker
 from heart.streams.ports import can_listen, find_free_port, port_in_use
-from heart.streams.settings import HeartSettings
+from heart.streams.settings import (
+    HeartSettings,
+    RunningUp,
+    remove_up_state,
+    write_up_state,
+)
 
 log = logging.getLogger(__name__)
 ZONE = ZoneInfo("America/New_York")
+#: The embedded broker's port when it is free: the one every tool expects.
+DEFAULT_BROKER_PORT = 9092
 
 
 def default_start(zone: ZoneInfo = ZONE) -> datetime:
@@ -34,28 +50,30 @@ def default_start(zone: ZoneInfo = ZONE) -> datetime:
     return local.astimezone(UTC)
 
 
+#: The status: (lines for a terminal, one plain line for anything else).
+StatusView = Callable[[], tuple[Sequence[str], str]]
+
+
 async def _until_stopped(
     stop: asyncio.Event,
     duration: float | None,
-    status_every: float,
-    status_line: callable,  # type: ignore[valid-type]
+    status: LiveStatus,
+    view: StatusView,
     supervisor: Supervisor | None,
     tasks: list[asyncio.Task[None]],
 ) -> None:
     began = time.monotonic()
-    next_status = began + status_every
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
         if supervisor is not None:
             for message in supervisor.check():
-                print(message, flush=True)
+                status.note(message)
         for task in tasks:
             if task.done() and not task.cancelled() and task.exception():
                 raise task.exception()  # type: ignore[misc]
-        if time.monotonic() >= next_status:
-            print(status_line(), flush=True)
-            next_status += status_every
+        lines, plain = view()
+        status.show(lines, plain)
         if duration is not None and time.monotonic() - began >= duration:
             stop.set()
 
@@ -64,6 +82,12 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}"
 
 
 async def run_simulation(
@@ -77,14 +101,56 @@ async def run_simulation(
     city = City(settings, default_start(), speed, seed)
     task = asyncio.create_task(city.run(stop))
     print(
-        f"simulating Durham from {city.start.astimezone(ZONE):%a %Y-%m-%d %H:%M} at {speed:g}x",
+        f"simulating Durham from {city.start.astimezone(ZONE):%a %Y-%m-%d %H:%M} at {speed:g}x "
+        f"against the broker at {settings.kafka_bootstrap} (Ctrl-C stops)",
         flush=True,
     )
-    await _until_stopped(
-        stop, duration, status_every, lambda: city.status.line(city.sim_now(), ZONE), None, [task]
-    )
+    began = time.monotonic()
+
+    def view() -> tuple[Sequence[str], str]:
+        header = f"heart simulate · {speed:g}x · running {_elapsed(time.monotonic() - began)}"
+        now = city.sim_now()
+        return [header, *city.status.lines(now, ZONE)], city.status.line(now, ZONE)
+
+    with LiveStatus(sys.stdout, status_every) as status:
+        await _until_stopped(stop, duration, status, view, None, [task])
     await asyncio.wait_for(task, 10)
     return 0
+
+
+def _broker_port() -> tuple[int, str | None]:
+    """The embedded broker's port, and what to tell the user when it is not 9092."""
+    if not port_in_use("127.0.0.1", DEFAULT_BROKER_PORT):
+        return DEFAULT_BROKER_PORT, None
+    port = find_free_port()
+    return port, (
+        f"port {DEFAULT_BROKER_PORT} is taken (another broker?), so the embedded broker "
+        f"listens on 127.0.0.1:{port} instead.\n"
+        f"  heart commands started without HEART_KAFKA_BOOTSTRAP find this heart up by "
+        f"themselves; for other tools, or to be explicit:\n"
+        f"  export HEART_KAFKA_BOOTSTRAP=127.0.0.1:{port}"
+    )
+
+
+def _check_metrics_ports(settings: HeartSettings, stages: list[str], first: int) -> str | None:
+    last_first = 65_535 - len(stages) + 1
+    if not 1 <= first <= last_first:
+        return (
+            f"--metrics-port {first}: the first of {len(stages)} stage "
+            f"ports must be between 1 and {last_first}"
+        )
+    busy = [
+        f"{port} ({stage})"
+        for port, stage in enumerate(stages, start=first)
+        if not can_listen(settings.metrics_host, port, reuse=True)
+    ]
+    if busy:
+        return (
+            f"--metrics-port {first}: the stages need ports {first}-"
+            f"{first + len(stages) - 1}, but {', '.join(busy)} "
+            f"{'is' if len(busy) == 1 else 'are'} in use; choose another first port"
+        )
+    return None
 
 
 async def run_up(
@@ -101,45 +167,41 @@ async def run_up(
     from heart.simulator.city import City
 
     stages = sorted(STAGES)
-    last_first = 65_535 - len(stages) + 1
-    if not 1 <= metrics_port <= last_first:
-        print(
-            f"heart up: --metrics-port {metrics_port}: the first of {len(stages)} stage "
-            f"ports must be between 1 and {last_first}",
-            file=sys.stderr,
-        )
+    problem = _check_metrics_ports(settings, stages, metrics_port)
+    if problem is not None:
+        print(f"heart up: {problem}", file=sys.stderr)
         return 2
-    busy = [
-        f"{port} ({stage})"
-        for port, stage in enumerate(stages, start=metrics_port)
-        if not can_listen(settings.metrics_host, port, reuse=True)
-    ]
-    if busy:
-        print(
-            f"heart up: --metrics-port {metrics_port}: the stages need ports {metrics_port}-"
-            f"{metrics_port + len(stages) - 1}, but {', '.join(busy)} "
-            f"{'is' if len(busy) == 1 else 'are'} in use; "
-            "choose another first port",
-            file=sys.stderr,
-        )
-        return 2
-    broker: EmbeddedBroker | None = None
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    if "HEART_KAFKA_BOOTSTRAP" not in os.environ:
-        port = 9092 if not port_in_use("127.0.0.1", 9092) else find_free_port()
-        broker = EmbeddedBroker(port=port).start()
-        # The broker just started is the embedded one, whatever HEART_BROKER says.
-        settings = settings.model_copy(
-            update={"kafka_bootstrap": broker.bootstrap, "broker": "embedded"}
-        )
-        print(f"embedded broker on {broker.bootstrap} (memory only)", flush=True)
-    else:
-        print(f"using Kafka at {settings.kafka_bootstrap}", flush=True)
     logs = log_dir or Path(tempfile.mkdtemp(prefix="heart-up-"))
     logs.mkdir(parents=True, exist_ok=True)
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # The workers' local state lives as long as this run.
+    state = Path(tempfile.mkdtemp(prefix="up-", dir=data_dir))
+    broker: EmbeddedBroker | None = None
     supervisor: Supervisor | None = None
+    status = LiveStatus(sys.stdout, status_every)
+    moved: str | None = None
     try:
+        if "HEART_KAFKA_BOOTSTRAP" not in os.environ:
+            port, moved = _broker_port()
+            broker = EmbeddedBroker(port=port).start()
+            # The broker just started is the embedded one, whatever HEART_BROKER says.
+            settings = settings.model_copy(
+                update={"kafka_bootstrap": broker.bootstrap, "broker": "embedded"}
+            )
+        # Before saying where the broker is: whoever reads that may look for the file.
+        write_up_state(
+            data_dir,
+            RunningUp(pid=os.getpid(), bootstrap=settings.kafka_bootstrap, broker=settings.broker),
+        )
+        if broker is not None:
+            print(f"embedded broker on {broker.bootstrap} (memory only)", flush=True)
+            if moved is not None:
+                print(moved, flush=True)
+        else:
+            print(f"using Kafka at {settings.kafka_bootstrap}", flush=True)
         created = await create_topics(settings)
         fresh = sum(v == "created" for v in created.values())
         print(f"topics: {fresh} created, {len(created) - fresh} existing", flush=True)
@@ -150,6 +212,7 @@ async def run_up(
             "HEART_TOPIC_PREFIX": settings.topic_prefix,
             # Simulated time runs faster than the wall: stages follow event time.
             "HEART_CLOCK": "event" if simulate and speed != 1 else settings.clock,
+            "HEART_DATA_DIR": str(state),
         }
         supervisor = Supervisor(stages, env, logs, metrics_port)
         supervisor.start()
@@ -168,22 +231,44 @@ async def run_up(
                 flush=True,
             )
             tasks.append(asyncio.create_task(city.run(stop)))
-        await _until_stopped(
-            stop,
-            duration,
-            status_every,
-            lambda: city.status.line(city.sim_now(), ZONE),
-            supervisor,
-            tasks,
-        )
-        print("stopping...", flush=True)
-        for task in tasks:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 5)
+        began = time.monotonic()
+        procs = supervisor.processes
+
+        def view() -> tuple[Sequence[str], str]:
+            now = city.sim_now()
+            running = sum(p.alive() for p in procs)
+            restarts = sum(p.restarts for p in procs)
+            header = (
+                f"heart up · broker {settings.kafka_bootstrap} · running "
+                f"{_elapsed(time.monotonic() - began)} · Ctrl-C stops everything"
+            )
+            stage_line = (
+                f"stages          {running} of {len(procs)} running"
+                + (f", {restarts} restart{'s' if restarts != 1 else ''}" if restarts else "")
+                + f" (logs in {logs})"
+            )
+            city_lines = city.status.lines(now, ZONE) if simulate else ["no simulated city"]
+            return [header, stage_line, *city_lines], city.status.line(now, ZONE)
+
+        try:
+            with status:
+                await _until_stopped(stop, duration, status, view, supervisor, tasks)
+        except StageStartError as exc:
+            print(f"heart up: {exc.describe()}", file=sys.stderr, flush=True)
+            stop.set()
+            return 1
+        finally:
+            print("stopping...", flush=True)
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 5)
         return 0
     finally:
+        status.close()
         if supervisor is not None:
             supervisor.stop()
         if broker is not None:
             broker.stop()
+        remove_up_state(data_dir, os.getpid())
+        shutil.rmtree(state, ignore_errors=True)
         print("stopped: no stage or broker process left running", flush=True)

@@ -345,6 +345,10 @@ class Risk(_Strict):
 
 class Dispatch(_Strict):
     max_queue_wait_minutes: int = Field(gt=0)
+    #: HEART acts on a call only this long after the CAD event that asked for it: later,
+    #: triage decides it ``stale`` (police) and dispatch sends no team. The CAD's standard
+    #: response has taken over by then. Default: the queue's usual maximum wait.
+    stale_call_minutes: int = Field(10, gt=0, le=1440)
 
 
 NAME_MAX = 120

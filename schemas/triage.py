@@ -20,6 +20,9 @@ IneligibleReason = Literal[
     "violence",
     "unknown_beat",
     "pilot_disabled",
+    # Decided too long after the CAD event (policy ``dispatch.stale_call_minutes``): the
+    # CAD's standard response has taken over. Neither eligible nor a coverage miss.
+    "stale",
 ]
 
 #: Reasons that mean "eligible by the call's nature, but the pilot's coverage missed it":
@@ -49,6 +52,12 @@ class TriageDecision(Event):
     revision: int = Field(1, ge=1, description="1 for the first decision, +1 per re-decision.")
     supersedes: str | None = Field(None, description="event_id of the decision this replaces.")
     source_event_id: str = Field(description="event_id of the call event decided on.")
+    source_occurred_at: AwareDatetime | None = Field(
+        None,
+        description="occurred_at of the call event decided on: the call's receipt for a "
+        "first decision, the update's time for a re-decision. HEART acts on a decision only "
+        "within the policy's stale_call_minutes of it. None in decisions that predate it.",
+    )
     call_received_at: AwareDatetime
     call_type: str
     category: str | None = Field(None, description="Policy call-type category matched.")

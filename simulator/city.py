@@ -8,6 +8,7 @@ Responders and navigators react to what the stages publish, as real apps would: 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -19,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 from pydantic import BaseModel
 
 from heart.schemas.calls import CallClosed
@@ -51,6 +54,36 @@ OUTCOMES = (
 )
 
 
+#: How often the city checks that a broker still answers, and how long it may not before
+#: the city stops: long enough for a broker restart, short enough to be noticed.
+BROKER_CHECK_S = 2.0
+BROKER_LOSS_S = 10.0
+#: Longest wait for a producer or consumer to close once the city stops.
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def watch_broker(client: AIOKafkaClient, bootstrap: str) -> None:
+    """Return never; raise KafkaConnectionError once no broker answered for BROKER_LOSS_S."""
+    last_answer = time.monotonic()
+    while True:
+        await asyncio.sleep(BROKER_CHECK_S)
+        try:
+            answered = await asyncio.wait_for(_any_broker_ready(client), BROKER_CHECK_S)
+        except TimeoutError:
+            answered = False
+        if answered:
+            last_answer = time.monotonic()
+        elif time.monotonic() - last_answer >= BROKER_LOSS_S:
+            raise KafkaConnectionError(f"no broker at {bootstrap} answered for {BROKER_LOSS_S:g} s")
+
+
+async def _any_broker_ready(client: AIOKafkaClient) -> bool:
+    for broker in client.cluster.brokers():
+        if await client.ready(broker.nodeId):
+            return True
+    return False
+
+
 @dataclass
 class Status:
     calls: int = 0
@@ -62,6 +95,7 @@ class Status:
     outcomes: int = 0
 
     def line(self, sim_now: datetime, zone: ZoneInfo) -> str:
+        """One line, for logs and pipes."""
         routes = " ".join(f"{r}={self.routes[r]}" for r in ("ccd", "crt", "cor", "police"))
         return (
             f"[{sim_now.astimezone(zone):%a %Y-%m-%d %H:%M}] calls={self.calls} "
@@ -70,6 +104,18 @@ class Status:
             f"backup={self.dispatch['dispatch.backup_requested']} | "
             f"followups due={self.followups_due} outcomes={self.outcomes}"
         )
+
+    def lines(self, sim_now: datetime, zone: ZoneInfo) -> list[str]:
+        """The same figures as :meth:`line`, a few to a line, for a live display."""
+        routes = "  ".join(f"{r} {self.routes[r]:,}" for r in ("ccd", "crt", "cor", "police"))
+        return [
+            f"simulated time  {sim_now.astimezone(zone):%a %Y-%m-%d %H:%M %Z}",
+            f"calls           {self.calls:,}   decided: {routes}",
+            f"teams           {len(self.busy)} busy, {len(self.queued)} calls waiting, "
+            f"{self.dispatch['dispatch.fallback']:,} released to police, "
+            f"{self.dispatch['dispatch.backup_requested']:,} backup",
+            f"follow-ups      {self.followups_due:,} released, {self.outcomes:,} outcomes",
+        ]
 
 
 class City:
@@ -102,28 +148,47 @@ class City:
             fetch_max_wait_ms=50,
             **kwargs,  # type: ignore[arg-type]
         )
-        await producer.start()
-        await consumer.start()
-        self._began = time.monotonic()
         try:
-            while not stop.is_set():
-                now = self.sim_now()
-                for item in self.feed.events_until(now):
-                    await self._send(producer, CAD_CALLS, item.event.call_id, item.event)
-                    if item.event.event_type == "call.received":
-                        self.status.calls += 1
-                while self._agenda and self._agenda[0][0] <= now:
-                    _, _, spec, key, event = heapq.heappop(self._agenda)
-                    await self._send(producer, spec, key, event)
-                    if spec is FOLLOWUP_OUTCOMES:
-                        self.status.outcomes += 1
-                batch = await consumer.getmany(timeout_ms=100)
-                for records in batch.values():
-                    for record in records:
-                        self._react(orjson.loads(record.value), now)
+            # Inside the try: a start that fails still closes both (no "Unclosed ..." noise).
+            await producer.start()
+            await consumer.start()
+            self._began = time.monotonic()
+            # aiokafka retries a lost broker for ever, quietly for our code: the watch turns
+            # a broker that stays away into an error, which ends the city.
+            work = asyncio.ensure_future(self._simulate(producer, consumer, stop))
+            watch = asyncio.ensure_future(
+                watch_broker(producer.client, self.settings.kafka_bootstrap)
+            )
+            done, _ = await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (work, watch):
+                task.cancel()
+            for task in done:
+                task.result()
         finally:
-            await consumer.stop()
-            await producer.stop()
+            for client in (consumer, producer):
+                # Without a broker, aiokafka's stop can wait for ever or end in a stray
+                # CancelledError; the process is ending, so neither may hide the real error.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(client.stop(), CLOSE_TIMEOUT_S)
+
+    async def _simulate(
+        self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            now = self.sim_now()
+            for item in self.feed.events_until(now):
+                await self._send(producer, CAD_CALLS, item.event.call_id, item.event)
+                if item.event.event_type == "call.received":
+                    self.status.calls += 1
+            while self._agenda and self._agenda[0][0] <= now:
+                _, _, spec, key, event = heapq.heappop(self._agenda)
+                await self._send(producer, spec, key, event)
+                if spec is FOLLOWUP_OUTCOMES:
+                    self.status.outcomes += 1
+            batch = await consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                for record in records:
+                    self._react(orjson.loads(record.value), now)
 
     async def _send(
         self, producer: AIOKafkaProducer, spec: TopicSpec, key: str, event: BaseModel

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from time import monotonic
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from mode import Service
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from heart.streams import metrics
 from heart.streams.kafka.consumer import StreamFlowControl
 from heart.streams.kafka.monitor import LeanMonitor
 from heart.streams.kafka.transport import HeartTransport
@@ -33,6 +35,12 @@ def app_id(stage: str, settings: HeartSettings) -> str:
     return f"{settings.topic_prefix}heart-{stage}"
 
 
+def app_data_dir(app_name: str, settings: HeartSettings) -> Path:
+    """Faust's data directory for one app, under ``HEART_DATA_DIR`` (never the current
+    directory, where Faust puts it by default)."""
+    return settings.data_dir / "stages" / app_name
+
+
 def create_app(stage: str, settings: HeartSettings) -> HeartApp:
     """A Faust app built for at-least-once delivery.
 
@@ -40,6 +48,8 @@ def create_app(stage: str, settings: HeartSettings) -> HeartApp:
     exactly-once has open duplicate bugs on Apache Kafka too: handlers de-duplicate on
     ``event_id`` instead.
     """
+    # This process serves the metric families of the stages it builds, and only those.
+    metrics.note_stage(stage)
     return HeartApp(
         app_id(stage, settings),
         heart_settings=settings,
@@ -117,7 +127,15 @@ class HeartApp(faust.App):
         # Set first: Faust may build the transport while initialising.
         self.heart_settings = heart_settings
         options.setdefault("Monitor", LeanMonitor)
+        # Faust formats the path with str.format: braces in a user's path are literal.
+        datadir = str(app_data_dir(id, heart_settings)).replace("{", "{{").replace("}", "}}")
+        options.setdefault("datadir", datadir)
         super().__init__(id, **options)
+
+    def _create_directories(self) -> None:
+        # Faust creates only the last level; HEART_DATA_DIR may not exist yet.
+        Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
+        super()._create_directories()
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:

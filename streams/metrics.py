@@ -2,14 +2,28 @@
 
 Labels are low-cardinality by construction: stage, topic, partition, route, pilot, reason.
 Never a call id, a person, a phone number or an address.
+
+Every family lives on the default registry (the catalog tools and tests read), but a
+worker serves only its own: the families every stage has (:data:`SHARED`) and those of the
+stages it runs (:data:`STAGE_FAMILIES`, noted by :func:`note_stage` when a stage's app is
+built), so a stage never shows another's figures, not even as zeros.
 """
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 from prometheus_client.exposition import start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +61,22 @@ CONSUMER_LAG_SECONDS = Gauge(
     ["stage", "topic", "partition"],
 )
 
-CALLS = Counter("heart_calls_total", "Triage decisions by route.", ["route"])
-PILOT_CALLS = Counter("heart_pilot_calls_total", "Calls involving each pilot.", ["pilot"])
+CALLS = Counter(
+    "heart_calls_total",
+    "Calls decided, by the route of their first decision "
+    "(re-decisions: heart_decisions_superseded_total).",
+    ["route"],
+)
+PILOT_CALLS = Counter(
+    "heart_pilot_calls_total",
+    "Calls whose first decision lists each pilot among the pilots involved "
+    "(triage.decisions: pilots).",
+    ["pilot"],
+)
 ELIGIBLE_MISSED = Counter(
     "heart_eligible_missed_total",
-    "Calls a pilot's types matched that it could not take, by why.",
+    "Missed: eligible calls a pilot did not take at their first decision, by first reason "
+    "(outside_hours, outside_service_area, unknown_beat, pilot_disabled).",
     ["pilot", "reason"],
 )
 DECISIONS_SUPERSEDED = Counter(
@@ -65,8 +90,13 @@ class MetricsPortError(OSError):
     """The metrics endpoint could not be bound."""
 
 
-def serve(port: int = 0, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> int:
-    """Serve ``/metrics`` with prometheus-client's own exposition; return the bound port."""
+def serve(port: int = 0, host: str = "127.0.0.1", registry: CollectorRegistry | None = None) -> int:
+    """Serve ``/metrics`` with prometheus-client's own exposition; return the bound port.
+
+    Without ``registry``, this process's own families (:data:`PROCESS_REGISTRY`).
+    """
+    if registry is None:
+        registry = PROCESS_REGISTRY
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
@@ -131,7 +161,9 @@ FOLLOWUPS_SKIPPED = Counter(
 FOLLOWUPS_DUE = Counter("heart_followups_due_total", "Follow-up tasks released.", ["pilot"])
 FOLLOWUPS_COMPLETED = Counter(
     "heart_followups_completed_total",
-    "Follow-ups closed by an outcome, by outcome and whether within the deadline.",
+    "Follow-up cases closed by an outcome, by outcome (reached, connected_to_care or "
+    "declined: completed; unable_to_reach once the retries run out: not) and whether "
+    "within the deadline.",
     ["pilot", "outcome", "within_deadline"],
 )
 FOLLOWUPS_OVERDUE = Counter(
@@ -142,11 +174,19 @@ FOLLOWUPS_OPEN = Gauge("heart_followups_open", "Open follow-up cases on this wor
 # Reliability.
 CIRCUIT_OPEN = Gauge(
     "heart_circuit_open",
-    "1 while a stage is paused because too many recent messages failed.",
+    "1 while a stage is paused: its own code failed on a valid message, which it holds.",
     ["stage"],
 )
 CIRCUIT_TRIPS = Counter(
-    "heart_circuit_trips_total", "Times a stage's dead-letter circuit breaker opened.", ["stage"]
+    "heart_circuit_trips_total",
+    "Times a stage paused on a processing failure (its circuit breaker opened).",
+    ["stage"],
+)
+STALE_CALLS = Counter(
+    "heart_stale_calls_total",
+    "Calls too old to act on (policy stale_call_minutes): triage decided them stale "
+    "(police), dispatch sent no team.",
+    ["stage"],
 )
 
 # Reporting.
@@ -166,3 +206,64 @@ DEADLETTER_FAILURES = Counter(
     "Records that could not even be dead-lettered (logged critically).",
     ["stage"],
 )
+
+
+# Who serves what. A family no stage owns here is served by none: tests/streams check that
+# every family is owned.
+SHARED: tuple[MetricWrapperBase, ...] = (
+    EVENTS_CONSUMED,
+    EVENTS_PRODUCED,
+    PROCESSING_SECONDS,
+    DEADLETTERS,
+    DUPLICATES,
+    CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
+    CIRCUIT_OPEN,
+    CIRCUIT_TRIPS,
+    DEADLETTER_FAILURES,
+)
+STAGE_FAMILIES: dict[str, tuple[MetricWrapperBase, ...]] = {
+    # Both count missed eligible calls: triage by coverage, dispatch for want of a team.
+    "triage": (CALLS, PILOT_CALLS, ELIGIBLE_MISSED, DECISIONS_SUPERSEDED, STALE_CALLS),
+    "dispatch": (
+        ELIGIBLE_MISSED,
+        DECISION_TO_ASSIGNMENT_SECONDS,
+        ASSIGNMENT_TO_ON_SCENE_SECONDS,
+        TIME_ON_SCENE_SECONDS,
+        DISPATCH_EVENTS,
+        FALLBACKS,
+        BACKUP_REQUESTS,
+        QUEUE_LENGTH,
+        QUEUE_OLDEST_WAIT_SECONDS,
+        TEAMS,
+        TEAM_UTILISATION,
+        STALE_CALLS,
+    ),
+    "navigation": (
+        FOLLOWUPS_SCHEDULED,
+        FOLLOWUPS_AT_RISK,
+        FOLLOWUPS_SKIPPED,
+        FOLLOWUPS_DUE,
+        FOLLOWUPS_COMPLETED,
+        FOLLOWUPS_OVERDUE,
+        FOLLOWUPS_OPEN,
+    ),
+    "eido": (),
+    "reporting": (REPORT_SNAPSHOTS, REPORT_RECORDS_FORGOTTEN, REPORT_PARTS_SETTLED),
+}
+
+#: What this process serves: the process's own resource use, :data:`SHARED`, and the
+#: families of each stage :func:`note_stage` was told of.
+PROCESS_REGISTRY = CollectorRegistry(auto_describe=True)
+for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR, *SHARED):
+    PROCESS_REGISTRY.register(_collector)
+_noted: set[MetricWrapperBase] = set(SHARED)
+
+
+def note_stage(stage: str) -> None:
+    """Serve ``stage``'s families from this process (a stage name not in
+    :data:`STAGE_FAMILIES`, e.g. a test's app, adds none)."""
+    for family in STAGE_FAMILIES.get(stage, ()):
+        if family not in _noted:
+            PROCESS_REGISTRY.register(family)
+            _noted.add(family)

@@ -7,12 +7,34 @@ change: only these values differ. Every field maps to ``HEART_<FIELD>`` in upper
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "HEART_"
+#: Written by ``heart up`` into the data directory while it runs: its broker's address
+#: and its pid, so that other commands find it.
+UP_STATE_FILE = "up.json"
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/heart``, else ``~/.local/state/heart`` (the XDG default)."""
+    env = os.environ if environ is None else environ
+    state_home = env.get("XDG_STATE_HOME")
+    base = Path(state_home) if state_home else Path.home() / ".local" / "state"
+    return base / "heart"
 
 
 class SettingsError(ValueError):
@@ -83,11 +105,14 @@ class HeartSettings(BaseModel):
     # 0 disables it.
     memory_release_interval_s: float = Field(60.0, ge=0)
 
-    # Dead-letter circuit breaker: pause a stage when too many recent messages fail.
-    breaker_window: int = Field(100, ge=1)
-    breaker_threshold: float = Field(0.5, gt=0, le=1)
-    breaker_min_events: int = Field(20, ge=1)
+    # Circuit breaker (streams/breaker.py): a stage whose own code fails on a valid message
+    # pauses, holds the message and retries it after the cool-down, doubled after each
+    # failed retry up to the maximum; SIGUSR1 retries at once. Bad input never pauses it.
     breaker_cooldown_s: float = Field(30.0, gt=0)
+    breaker_max_cooldown_s: float = Field(120.0, gt=0)
+    # Dead letters a minute, averaged over 5 minutes, above which a stage logs CRITICAL
+    # (once a minute); deploy/prometheus/alerts.yml alerts on the same figure.
+    deadletter_alarm_per_min: float = Field(1.0, gt=0)
 
     # Events dated further ahead of the stage's time than this are dead-lettered as
     # future_timestamp: a device with a broken clock must not lock a team in its status
@@ -117,7 +142,19 @@ class HeartSettings(BaseModel):
     topic_replication: int = Field(1, ge=1)
     # Lets several cities, or parallel test runs, share one cluster without crosstalk.
     topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=100)
-    metrics_host: str = "0.0.0.0"
+    # Loopback by default: a worker on a laptop serves its metrics to that laptop only.
+    # Containers and Kubernetes set 0.0.0.0 so that Prometheus can reach them.
+    metrics_host: str = Field("127.0.0.1", min_length=1)
+    # Where workers keep their local state (Faust's per-app data directory) and where
+    # `heart up` leaves its address for the other commands: per user, never the current
+    # directory. heart up and heart replay give their workers a per-run folder under it.
+    data_dir: Path = Field(default_factory=lambda: default_data_dir())
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        # A literal "~" reaches us from .env files and compose, which do not expand it.
+        return value.expanduser()
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> HeartSettings:
@@ -140,7 +177,15 @@ class HeartSettings(BaseModel):
         return [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> HeartSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, find_running_up: bool | None = None
+    ) -> HeartSettings:
+        """Settings from ``HEART_*`` variables (the process environment by default).
+
+        ``find_running_up`` (default: only when reading the process environment): without
+        ``HEART_KAFKA_BOOTSTRAP``, use the broker of a ``heart up`` that is still running
+        (see :func:`running_up`) and say so on stderr in one line.
+        """
         env = os.environ if environ is None else environ
         known = set(cls.model_fields)
         values: dict[str, str] = {}
@@ -151,9 +196,23 @@ class HeartSettings(BaseModel):
             if name in known:
                 values[name] = value
         try:
-            return cls.model_validate(values)
+            settings = cls.model_validate(values)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+        if find_running_up is None:
+            find_running_up = environ is None
+        if not find_running_up or "kafka_bootstrap" in values:
+            return settings
+        up = running_up(settings.data_dir)
+        if up is None:
+            return settings
+        print(
+            f"heart: using the broker of the running `heart up` (pid {up.pid}) at "
+            f"{up.bootstrap}; set {ENV_PREFIX}KAFKA_BOOTSTRAP to use another",
+            file=sys.stderr,
+            flush=True,
+        )
+        return settings.model_copy(update={"kafka_bootstrap": up.bootstrap, "broker": up.broker})
 
     def aiokafka_kwargs(self) -> dict[str, object]:
         """Connection options shared by every raw aiokafka client (admin, tools, tests)."""
@@ -186,3 +245,71 @@ def _describe(exc: ValidationError) -> str:
         name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
         lines.append(f"{name}: {err['msg']}")
     return "; ".join(lines)
+
+
+class RunningUp(BaseModel):
+    """What ``heart up`` leaves in ``UP_STATE_FILE`` while it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pid: int
+    bootstrap: str
+    broker: Literal["embedded", "kafka"] = "embedded"
+
+
+def up_state_path(data_dir: Path) -> Path:
+    return data_dir / UP_STATE_FILE
+
+
+def write_up_state(data_dir: Path, up: RunningUp) -> Path:
+    """Record a running ``heart up`` for the other commands; returns the file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = up_state_path(data_dir)
+    # Written whole, then renamed: a reader never sees half a file.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_bytes(orjson.dumps(up.model_dump()))
+    partial.replace(path)
+    return path
+
+
+def remove_up_state(data_dir: Path, pid: int) -> None:
+    """Remove the state file if it is still the one ``pid`` wrote."""
+    path = up_state_path(data_dir)
+    up = _read_up_state(path)
+    if up is not None and up.pid == pid:
+        path.unlink(missing_ok=True)
+
+
+def running_up(data_dir: Path) -> RunningUp | None:
+    """The ``heart up`` recorded in ``data_dir``, if its process is alive and its broker
+    accepts connections (a pid can be reused after a crash; the port tells them apart)."""
+    up = _read_up_state(up_state_path(data_dir))
+    if up is None or not _alive(up.pid):
+        return None
+    host, _, port = up.bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=0.5):
+            pass
+    except (OSError, ValueError):
+        return None
+    return up
+
+
+def _read_up_state(path: Path) -> RunningUp | None:
+    try:
+        return RunningUp.model_validate(orjson.loads(path.read_bytes()))
+    except (OSError, ValueError):
+        # Missing, unreadable or not ours: as if no heart up were running.
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 
 from heart.streams import lag, metrics
 from heart.streams.app import HeartApp, create_app
-from heart.streams.breaker import CircuitBreaker
+from heart.streams.breaker import CircuitBreaker, install_operator_signals
 from heart.streams.clock import Clock, make_clock
 from heart.streams.codec import encode
-from heart.streams.deadletter import DeadLetterSink, FutureLimit, decoded
+from heart.streams.deadletter import DeadLetterAlarm, DeadLetterSink, FutureLimit, decoded
 from heart.streams.outbox import Outbox, current_outbox
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CATALOG, DEADLETTER, TableSpec, TopicSpec
@@ -64,11 +64,7 @@ class Stage:
     def deadletters(self) -> DeadLetterSink:
         s = self.settings
         breaker = CircuitBreaker(
-            self.name,
-            window=s.breaker_window,
-            threshold=s.breaker_threshold,
-            min_events=s.breaker_min_events,
-            cooldown_s=s.breaker_cooldown_s,
+            self.name, cooldown_s=s.breaker_cooldown_s, max_cooldown_s=s.breaker_max_cooldown_s
         )
         return DeadLetterSink(
             self.topic(DEADLETTER),
@@ -76,6 +72,7 @@ class Stage:
             self.clock,
             breaker,
             future=FutureLimit.from_settings(s),
+            alarm=DeadLetterAlarm(self.name, s.deadletter_alarm_per_min),
         )
 
     async def send(self, spec: TopicSpec, key: str, event: BaseModel) -> None:
@@ -262,5 +259,11 @@ def create_stage(name: str, settings: HeartSettings, clock: Clock | None = None)
     @stage.app.timer(LAG_SAMPLE_INTERVAL_S, name=f"{name}-lag")
     async def _sample_lag() -> None:
         lag.sample(stage.app, name, stage.topic_label)
+
+    @stage.app.task
+    async def _operator_signals() -> None:
+        # Once the worker runs (its own handlers are in place by then): SIGUSR1 retries and
+        # SIGUSR2 dead-letters what a paused stage holds (heart.streams.breaker).
+        install_operator_signals(asyncio.get_running_loop())
 
     return stage

@@ -14,6 +14,19 @@ from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _worker_state_in_the_session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Workers the tests start inherit this, so their state never lands in the user's
+    HEART_DATA_DIR (nor, before it existed, in the current directory)."""
+    previous = os.environ.get("HEART_DATA_DIR")
+    os.environ["HEART_DATA_DIR"] = str(tmp_path_factory.mktemp("heart-data"))
+    yield
+    if previous is None:
+        os.environ.pop("HEART_DATA_DIR", None)
+    else:
+        os.environ["HEART_DATA_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     log_file = tmp_path_factory.mktemp("broker") / "tansu.log"

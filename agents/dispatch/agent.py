@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from heart.agents.dispatch.area import (
     TEAM_ROUTES,
@@ -32,7 +32,8 @@ from heart.agents.dispatch.units import ON_CALL, STATUSES
 from heart.agents.ids import uuid5_hex
 from heart.policy import Policy, load_policy
 from heart.schemas.commands import DispatchCommand
-from heart.schemas.dispatch import DispatchEvent, UnitAudit
+from heart.schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
+from heart.schemas.triage import TriageDecision
 from heart.streams import metrics
 from heart.streams.deadletter import guarded, source_ref
 from heart.streams.stage import Stage, TableWriter
@@ -88,35 +89,45 @@ def register(stage: Stage) -> None:
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, DISPATCH_COMMANDS.name)
 
+    async def forward_decision(decision: TriageDecision, event: EventT) -> None:
+        area = roster.area_for(decision.beat, decision.district)
+        if area is None:
+            await stage.deadletters.send(
+                event, LookupError("no service area covers this call"), "no_service_area"
+            )
+            return
+        command = DispatchCommand(
+            kind="decision", area=area, decision=decision, source=source_ref(event)
+        )
+        await stage.send(DISPATCH_COMMANDS, area, command)
+
+    async def forward_report(report: UnitStatusReport, event: EventT) -> None:
+        team = roster.team(report.team_id)
+        if team is None:
+            await stage.deadletters.send(
+                event,
+                LookupError(f"team {report.team_id!r} is not on the roster"),
+                "unknown_team",
+            )
+            return
+        command = DispatchCommand(
+            kind="status", area=team.area, status=report, source=source_ref(event)
+        )
+        await stage.send(DISPATCH_COMMANDS, team.area, command)
+
+    # Every reader handles its events inside guarded: the stage's own failure on a valid
+    # message pauses that reader and holds the message (heart.streams.breaker).
     @stage.app.agent(stage.topic(TRIAGE_DECISIONS), name="dispatch-decisions")
     async def take_decisions(stream: StreamT) -> None:
         async for decision, event in stage.read(stream, TRIAGE_DECISIONS, wanted=_needs_dispatch):
-            area = roster.area_for(decision.beat, decision.district)
-            if area is None:
-                await stage.deadletters.send(
-                    event, LookupError("no service area covers this call"), "no_service_area"
-                )
-                continue
-            command = DispatchCommand(
-                kind="decision", area=area, decision=decision, source=source_ref(event)
-            )
-            await stage.send(DISPATCH_COMMANDS, area, command)
+            async with guarded(stage.deadletters, event):
+                await forward_decision(decision, event)
 
     @stage.app.agent(stage.topic(UNITS_STATUS), name="dispatch-status")
     async def take_reports(stream: StreamT) -> None:
         async for report, event in stage.read(stream, UNITS_STATUS):
-            team = roster.team(report.team_id)
-            if team is None:
-                await stage.deadletters.send(
-                    event,
-                    LookupError(f"team {report.team_id!r} is not on the roster"),
-                    "unknown_team",
-                )
-                continue
-            command = DispatchCommand(
-                kind="status", area=team.area, status=report, source=source_ref(event)
-            )
-            await stage.send(DISPATCH_COMMANDS, team.area, command)
+            async with guarded(stage.deadletters, event):
+                await forward_report(report, event)
 
     @stage.app.timer(TICK_INTERVAL_S, name="dispatch-tick")
     async def tick() -> None:
@@ -161,7 +172,7 @@ def register(stage: Stage) -> None:
                 # Again by call, where Care Navigation keeps the call's follow-up: read
                 # from dispatch.events, keyed by team, each clearing had to be re-keyed.
                 await stage.send(DISPATCH_CLEARED, out.call_id, out)
-            _count(out)
+            _count(out, stage.name)
         for record in result.audit:
             audit = UnitAudit(
                 event_id=audit_event_id(record),
@@ -208,7 +219,7 @@ async def _dead_letter(stage: Stage, command: DispatchCommand, reason: str, mess
     await stage.deadletters.send_source(source, ValueError(message), reason)
 
 
-def _count(event: DispatchEvent) -> None:
+def _count(event: DispatchEvent, stage: str) -> None:
     route = event.route
     metrics.DISPATCH_EVENTS.labels(event.event_type, route).inc()
     if event.event_type == "dispatch.assigned" and event.decision_to_assignment_s is not None:
@@ -222,6 +233,8 @@ def _count(event: DispatchEvent) -> None:
         metrics.FALLBACKS.labels(route, reason).inc()
         if reason in ("no_team_free", "no_team_on_shift", "no_team_of_kind"):
             metrics.ELIGIBLE_MISSED.labels(route, "no_team_free").inc()
+        elif reason == "stale":
+            metrics.STALE_CALLS.labels(stage).inc()
     elif event.event_type == "dispatch.backup_requested":
         metrics.BACKUP_REQUESTS.labels(route).inc()
 

@@ -32,8 +32,14 @@ Release (``dispatch.fallback``, route = the pilot whose team was wanted)
     - ``superseded``: a newer decision routes a queued call elsewhere (ccd or police). The
       wire has no ``dispatch.cancelled`` yet; the fallback is the queued call's terminal
       event.
+    - ``stale``: the decision arrived more than ``policy.dispatch.stale_call_minutes``
+      after the CAD event behind it (its ``source_occurred_at``, else its own time), say
+      after dispatch was paused or down: the CAD's standard response has taken over, so
+      no team goes, even a free one. It is never queued, and is not a miss.
     Releases are checked after every command, so a decision that arrives late is released
-    at once rather than queued. A Tick is the command that does only that.
+    at once rather than queued. A Tick is the command that does only that. No team is
+    ever assigned to a call staler than ``stale_call_minutes``: a queued call that turns
+    stale before its maximum wait is released as ``no_team_free`` (it waited for one).
 
 Exactly one assignment per call
     Each call's record keeps the latest decision's id and revision. A redelivered decision,
@@ -192,6 +198,9 @@ class CallRecord(BaseModel):
     revision: int
     #: The first decision's ``occurred_at``: queue age and decision-to-assignment from it.
     decided_at: AwareDatetime
+    #: When the CAD event behind the first decision occurred: staleness is judged from it.
+    #: None in records written before it was kept (judged from ``decided_at``).
+    needed_since: AwareDatetime | None = None
     priority: int | None = None
     beat: str | None = None
     district: str | None = None
@@ -485,11 +494,14 @@ def _on_decision(step: _Step, decision: TriageDecision) -> Outcome | Rejection:
         decision_id=decision.event_id,
         revision=decision.revision,
         decided_at=decision.occurred_at,
+        needed_since=decision.source_occurred_at or decision.occurred_at,
         **_details(decision),
     )
     step.state.calls[record.call_id] = record
     step.owned[id(record)] = record
     step.state.queue.append(record.call_id)
+    if _stale(step, record):
+        _finish_release(step, record, "stale", queued=False)
     return "applied"
 
 
@@ -732,7 +744,7 @@ def _drain(step: _Step) -> None:
         return
     for call_id in list(queue):
         record = step.state.calls[call_id]
-        if record.kind not in free:
+        if record.kind not in free or _stale(step, record):
             continue
         team_id = _pick(step, record)
         if team_id is None:
@@ -770,14 +782,20 @@ def _release(step: _Step) -> None:
             reason = "no_team_of_kind"
         elif record.kind not in on_shift:
             reason = "no_team_on_shift"
-        elif step.now - record.decided_at >= max_wait:
+        elif step.now - record.decided_at >= max_wait or _stale(step, record):
             reason = "no_team_free"
         else:
             continue
         _finish_release(step, record, reason)
 
 
-def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
+def _stale(step: _Step, record: CallRecord) -> bool:
+    """Whether the call is past the policy's ``stale_call_minutes``: no team may go."""
+    since = record.needed_since or record.decided_at
+    return step.now - since > timedelta(minutes=step.policy.dispatch.stale_call_minutes)
+
+
+def _finish_release(step: _Step, record: CallRecord, reason: str, *, queued: bool = True) -> None:
     record = step.call(record.call_id)
     record.status = "released"
     record.reason = reason
@@ -788,7 +806,8 @@ def _finish_release(step: _Step, record: CallRecord, reason: str) -> None:
         "dispatch.fallback",
         record,
         reason=reason,
-        queue_wait_s=_span(record.decided_at, step.now),
+        # A call refused as stale on arrival never waited in the queue.
+        queue_wait_s=_span(record.decided_at, step.now) if queued else None,
     )
 
 

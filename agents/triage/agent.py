@@ -12,11 +12,12 @@ from typing import Any
 from faust.types import EventT, StreamT
 
 from heart.agents.triage.decide import missed
-from heart.agents.triage.state import CallState, step
+from heart.agents.triage.state import CallState, Lateness, step
 from heart.policy import load_policy
 from heart.schemas.registry import CadEvent
 from heart.schemas.triage import TriageDecision
 from heart.streams import expiry, metrics
+from heart.streams.clock import EventClock
 from heart.streams.deadletter import guarded
 from heart.streams.stage import Stage
 from heart.streams.topics import CAD_CALLS, TRIAGE_CALLS, TRIAGE_CLOSURES, TRIAGE_DECISIONS
@@ -37,12 +38,16 @@ def register(stage: Stage) -> None:
     retention = timedelta(hours=stage.settings.triage_call_retention_h)
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     duplicates = metrics.DUPLICATES.labels(stage.name, CAD_CALLS.name)
+    stale_calls = metrics.STALE_CALLS.labels(stage.name)
+    lateness = Lateness(on_event_time=isinstance(stage.clock, EventClock))
 
     async def handle(event: CadEvent, raw: EventT) -> None:
         stage.clock.observe(event.occurred_at)
+        now = stage.clock.now()
         stored = stage.get(calls, event.call_id)
         state = CallState.model_validate(stored) if stored is not None else None
-        result = step(state, event, policy, stage.clock.now())
+        reference = lateness.reference(raw.message.partition, event.occurred_at, now)
+        result = step(state, event, policy, now, reference)
 
         if result.outcome == "unknown_call":
             if event.event_type == "call.updated":
@@ -61,6 +66,10 @@ def register(stage: Stage) -> None:
             await stage.send(TRIAGE_DECISIONS, decision.call_id, decision)
             if result.outcome != "duplicate":
                 _count(decision, result.superseded_route)
+                # Once per call: a stale call's re-decisions are stale too.
+                stale = result.state is not None and result.state.stale
+                if stale and (state is None or not state.stale):
+                    stale_calls.inc()
         if result.closure is not None:
             await stage.send(TRIAGE_CLOSURES, result.closure.call_id, result.closure)
         if result.state is None:

@@ -24,6 +24,17 @@ Route
     ``pilots`` is the route's pilot, plus ccd whenever CCD is eligible (the clinician stays
     on the call even when a team goes), plus cn when Care Navigation follows the route.
 
+Stale calls
+    A decision made more than ``policy.dispatch.stale_call_minutes`` after the CAD event
+    it decides (``stale=True``, judged by the stage: :func:`is_stale`) must not act on the
+    call as if it were new: the CAD's standard response has taken over. Every pilot that
+    would have been eligible is ineligible with the one reason ``stale`` (pilots already
+    ineligible keep their reasons), so the route is police, and the reasons end in
+    ``stale``. A stale call is neither eligible nor a coverage miss, and it stays stale:
+    its re-decisions are stale too, so that a later update never sends a HEART team to a
+    call the standard response took. A fresh update to a call HEART holds (a phone
+    clinician asking for a team) is judged by the update's own time.
+
 Reasons vocabulary (``TriageDecision.reasons``), always in this order:
     1. ``weapon_reported``, ``violence_reported``: the risk flags set on the call.
     2. ``needs_in_person`` or ``no_in_person_needed``: the call taker's judgement.
@@ -34,13 +45,14 @@ Reasons vocabulary (``TriageDecision.reasons``), always in this order:
     5. ``resolved_by_phone`` when the route is ccd.
     6. ``cn_follows_up`` when Care Navigation is added, or
        ``cn_ineligible:pilot_disabled`` when it would follow the route but is disabled.
+    7. ``stale`` when the decision came too late (see "Stale calls").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -142,6 +154,12 @@ def interpreter_for(language: str) -> str | None:
     return None if primary.casefold() == "en" else language
 
 
+def is_stale(event_at: datetime, reference: datetime, policy: Policy) -> bool:
+    """Whether a decision at ``reference`` (the stage's time) on a CAD event of
+    ``event_at`` comes more than the policy's ``stale_call_minutes`` after the event."""
+    return reference - event_at > timedelta(minutes=policy.dispatch.stale_call_minutes)
+
+
 def decide(
     call: CallReceived,
     policy: Policy,
@@ -150,11 +168,15 @@ def decide(
     supersedes: str | None = None,
     event_id: str | None = None,
     now: datetime | None = None,
+    source_occurred_at: datetime | None = None,
+    stale: bool = False,
 ) -> TriageDecision:
     """Decide where ``call`` goes under ``policy`` (see the module docstring for the rules).
 
     Hours are judged at ``call.occurred_at`` in the policy's zone, whatever offset the
     event carries. The decision's ``occurred_at`` is ``now`` (aware), else the call's.
+    ``source_occurred_at`` is the time of the CAD event decided on (default: the call's
+    receipt); ``stale`` decides the call as too late to act on (see "Stale calls").
     """
     view = _view(policy)
     category = view.aliases.get(normalize(call.call_type))
@@ -179,6 +201,8 @@ def decide(
         if not _matches(rule, category, call, risky):
             continue
         missed = _ineligible(rule, view.known_beats, local, beat, weapon, violence)
+        if stale and not missed:
+            missed = ["stale"]
         eligibility.append(PilotEligibility(pilot=rule.pilot, eligible=not missed, reasons=missed))
         if missed:
             reasons.extend(f"{rule.pilot}_ineligible:{why}" for why in missed)
@@ -209,6 +233,8 @@ def decide(
         reasons.append("cn_follows_up")
     elif route in view.cn_follows:
         reasons.append("cn_ineligible:pilot_disabled")
+    if stale:
+        reasons.append("stale")
 
     extra: dict[str, Any] = {} if event_id is None else {"event_id": event_id}
     return TriageDecision(
@@ -224,6 +250,7 @@ def decide(
         revision=revision,
         supersedes=supersedes,
         source_event_id=call.event_id,
+        source_occurred_at=source_occurred_at or call.occurred_at,
         call_received_at=call.occurred_at,
         call_type=call.call_type,
         category=category,

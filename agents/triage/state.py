@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from heart.agents.ids import uuid5_hex
-from heart.agents.triage.decide import apply_update, decide, needs_redecision
+from heart.agents.triage.decide import apply_update, decide, is_stale, needs_redecision
 from heart.policy import Policy
 from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
 from heart.schemas.triage import TriageClosure, TriageDecision
@@ -38,6 +38,10 @@ class CallState(BaseModel):
     #: again, identical (:func:`resent`). None in states written before they were kept.
     decided_at: datetime | None = None
     supersedes: str | None = None
+    #: When the CAD event behind the current decision occurred, and whether the decision
+    #: was stale: with ``decided_at``, what :func:`resent` needs to make it again.
+    source_at: datetime | None = None
+    stale: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,28 @@ class Step:
     decision: TriageDecision | None = None
     superseded_route: str | None = None
     closure: TriageClosure | None = None
+
+
+class Lateness:
+    """The time a call's lateness is judged against, as :func:`step` takes it.
+
+    On the wall clock, now. On the event clock, the newest event time read from the call's
+    own partition of ``cad.calls``, not the stage's newest over all partitions: a CAD writes
+    each partition in time order, but how far the stage has read one partition ahead of
+    another depends on fetching, and a replay's routes must not.
+    """
+
+    def __init__(self, *, on_event_time: bool) -> None:
+        self.on_event_time = on_event_time
+        self._newest: dict[int, datetime] = {}
+
+    def reference(self, partition: int, event_at: datetime, now: datetime) -> datetime:
+        if not self.on_event_time:
+            return now
+        newest = self._newest.get(partition)
+        if newest is None or event_at > newest:
+            self._newest[partition] = newest = event_at
+        return newest
 
 
 def decision_id(source_event_id: str, call_id: str = "") -> str:
@@ -93,6 +119,8 @@ def resent(state: CallState, event_id: str, policy: Policy) -> TriageDecision | 
         supersedes=state.supersedes,
         event_id=state.decision_id,
         now=state.decided_at,
+        source_occurred_at=state.source_at,
+        stale=state.stale,
     )
 
 
@@ -105,7 +133,15 @@ def step(
     event: CallReceived | CallUpdated | CallClosed,
     policy: Policy,
     now: datetime,
+    reference: datetime | None = None,
 ) -> Step:
+    """What ``event`` does to a call's ``state``, decided at ``now``.
+
+    A decision on an event that occurred more than the policy's ``stale_call_minutes``
+    before ``reference`` (default ``now``; the stage's time for judging lateness) is
+    stale: police, reason ``stale`` (:mod:`heart.agents.triage.decide`, "Stale calls").
+    """
+    stale = is_stale(event.occurred_at, reference or now, policy)
     if state is not None and event.event_id in state.seen:
         return Step("duplicate", state, resent(state, event.event_id, policy))
 
@@ -118,7 +154,12 @@ def step(
         call = event.model_copy(update={"caller": None})
         if state is None:
             decision = decide(
-                call, policy, event_id=decision_id(event.event_id, event.call_id), now=now
+                call,
+                policy,
+                event_id=decision_id(event.event_id, event.call_id),
+                now=now,
+                source_occurred_at=event.occurred_at,
+                stale=stale,
             )
             return Step(
                 "decided",
@@ -129,6 +170,8 @@ def step(
                     revision=1,
                     seen=[event.event_id],
                     decided_at=decision.occurred_at,
+                    source_at=event.occurred_at,
+                    stale=stale,
                 ),
                 decision,
             )
@@ -150,6 +193,9 @@ def step(
                 ),
             )
 
+    # Once stale, always stale: the CAD's standard response took the call, and a later
+    # update must not bring a HEART team to it as well.
+    stale = stale or state.stale
     decision = decide(
         merged,
         policy,
@@ -157,6 +203,8 @@ def step(
         supersedes=state.decision_id,
         event_id=decision_id(event.event_id, event.call_id),
         now=now,
+        source_occurred_at=event.occurred_at,
+        stale=stale,
     )
     new_state = CallState(
         call=merged,
@@ -166,5 +214,7 @@ def step(
         seen=_remember(state.seen, event.event_id),
         decided_at=decision.occurred_at,
         supersedes=decision.supersedes,
+        source_at=event.occurred_at,
+        stale=stale,
     )
     return Step("redecided", new_state, decision, superseded_route=state.route)

@@ -903,3 +903,67 @@ def test_dashboard_covers_red_lag_and_the_pilot_kpis() -> None:
         "heart_followups_overdue",
     }
     assert sorted(required - used) == []
+
+
+# --------------------------------------------------------------------------- alert rules
+
+
+def alert_rule_files() -> list[Path]:
+    return [PROMETHEUS.parent / name for name in _yaml(PROMETHEUS).get("rule_files", [])]
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    rules: dict[str, dict[str, Any]] = {}
+    for path in alert_rule_files():
+        for group in _yaml(path)["groups"]:
+            for rule in group["rules"]:
+                assert rule["alert"] not in rules, f"two rules named {rule['alert']}"
+                rules[rule["alert"]] = rule
+    return rules
+
+
+def test_prometheus_loads_the_alert_rules_shipped_beside_it() -> None:
+    files = alert_rule_files()
+    assert [p.name for p in files] == ["alerts.yml"]
+    assert all(p.is_file() for p in files)
+    assert {"HeartDeadLettersHigh", "HeartStagePaused", "HeartStaleCalls"} <= set(alert_rules())
+
+
+def test_alert_rules_use_only_registered_metrics_and_their_labels() -> None:
+    families = _metric_families()
+    for name, rule in alert_rules().items():
+        metrics, labels = parse_promql(rule["expr"])
+        assert metrics, f"{name}: no metric in {rule['expr']!r}"
+        assert sorted(metrics - set(families)) == [], f"{name}: not registered by the code"
+        known = set().union(*(families[m][1] for m in metrics))
+        assert sorted(labels - known) == [], f"{name}: unknown labels"
+        # Every alert says how bad it is and where its runbook is.
+        assert rule["labels"]["severity"] in {"critical", "warning"}, name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+
+
+def test_every_alert_points_at_the_runbook() -> None:
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    for name, rule in alert_rules().items():
+        page, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert page == "docs/reliability.md", name
+        headings = {
+            re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", doc, re.M)
+        }
+        assert anchor in headings, f"{name}: no heading #{anchor} in {page}"
+
+
+def test_the_dead_letter_alert_and_the_workers_alarm_agree() -> None:
+    """The rule fires on the figure the worker logs CRITICAL on: dead letters a minute over
+    the same window, above HEART_DEADLETTER_ALARM_PER_MIN's default."""
+    from heart.streams.deadletter import ALARM_WINDOW_S
+
+    rule = alert_rules()["HeartDeadLettersHigh"]
+    match = re.fullmatch(
+        r"sum by \(stage\) \(rate\(heart_deadletters_total\[(\d+)m\]\)\) \* 60 > (\S+)",
+        rule["expr"],
+    )
+    assert match, rule["expr"]
+    assert int(match.group(1)) * 60 == ALARM_WINDOW_S
+    assert float(match.group(2)) == HeartSettings().deadletter_alarm_per_min

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
+from heart.agents.registry import STAGES
 from heart.agents.triage.decide import decide
 from heart.policy import load_policy
 from heart.schemas import UnitStatusReport
+from heart.streams import metrics
 from heart.streams.admin import create_topics
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CAD_CALLS, DISPATCH_EVENTS, TRIAGE_DECISIONS, UNITS_STATUS
 from tests.factories import T0, call_received
 from tests.kafka import Worker, produce, read_topic
 
-pytestmark = pytest.mark.broker
 POLICY = load_policy()
 
 
@@ -51,6 +54,7 @@ async def until_value(worker: Worker, name: str, expected: float, **labels: str)
         await asyncio.sleep(0.3)
 
 
+@pytest.mark.broker
 async def test_triage_and_dispatch_metrics_after_known_events(
     settings: HeartSettings, unique: str, tmp_path: Path
 ) -> None:
@@ -128,3 +132,90 @@ async def test_triage_and_dispatch_metrics_after_known_events(
     finally:
         triage.kill(signal.SIGTERM)
         dispatch.kill(signal.SIGTERM)
+
+
+#: Families only one stage has: no other stage may serve them, not even as zeros.
+OWN_FAMILIES = {
+    "triage": {"heart_calls", "heart_pilot_calls", "heart_decisions_superseded"},
+    "dispatch": {
+        "heart_dispatch_events",
+        "heart_decision_to_assignment_seconds",
+        "heart_assignment_to_on_scene_seconds",
+        "heart_time_on_scene_seconds",
+        "heart_fallbacks",
+        "heart_backup_requests",
+        "heart_queue_length",
+        "heart_queue_longest_wait_seconds",
+        "heart_teams",
+        "heart_team_utilisation_ratio",
+    },
+    "navigation": {
+        "heart_followups_scheduled",
+        "heart_followups_at_risk",
+        "heart_followups_skipped",
+        "heart_followups_due",
+        "heart_followups_completed",
+        "heart_followups_overdue",
+        "heart_followups_open",
+    },
+    "eido": set(),
+    "reporting": {
+        "heart_report_snapshots",
+        "heart_report_records_forgotten",
+        "heart_report_parts_settled",
+    },
+}
+#: Every stage has these (RED, lag, dead letters, circuit breaker).
+EVERY_STAGE = {"heart_events_consumed", "heart_processing_seconds", "heart_consumergroup_lag"}
+
+
+def family_names(port: int) -> set[str]:
+    url = f"http://127.0.0.1:{port}/metrics"
+    body = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {f.name for f in text_string_to_metric_families(body) if f.name.startswith("heart_")}
+
+
+def listening_on(port: int) -> str | None:
+    """The IPv4 address a socket listens on at ``port`` (Linux's /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            return socket.inet_ntoa(bytes.fromhex(address)[::-1])
+    return None
+
+
+def test_every_family_is_served_by_some_stage() -> None:
+    families = [v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)]
+    owned = set(metrics.SHARED).union(*metrics.STAGE_FAMILIES.values())
+    assert [f._name for f in families if f not in owned] == []
+    assert set(metrics.STAGE_FAMILIES) == set(STAGES)
+
+
+@pytest.mark.broker
+async def test_each_worker_serves_only_its_own_stages_families(
+    settings: HeartSettings, unique: str, tmp_path: Path
+) -> None:
+    scoped = settings.model_copy(update={"topic_prefix": f"own{unique}."})
+    await create_topics(scoped)
+    workers = {stage: Worker(stage, scoped, tmp_path, HEART_CLOCK="event") for stage in STAGES}
+    try:
+        for worker in workers.values():
+            worker.start()
+        for worker in workers.values():
+            await worker.wait_ready()
+        served = {stage: family_names(w.metrics_port) for stage, w in workers.items()}
+        # Loopback only, unless HEART_METRICS_HOST says otherwise (containers do).
+        bound = {stage: listening_on(w.metrics_port) for stage, w in workers.items()}
+        assert set(bound.values()) == {"127.0.0.1"}, bound
+    finally:
+        for worker in workers.values():
+            worker.kill(signal.SIGTERM)
+    for stage, names in served.items():
+        assert names >= EVERY_STAGE, (stage, sorted(names))
+        assert OWN_FAMILIES[stage] <= names, (stage, sorted(OWN_FAMILIES[stage] - names))
+        others = set().union(*(f for s, f in OWN_FAMILIES.items() if s != stage))
+        assert sorted(names & others) == [], f"{stage} serves another stage's families"
+    # What both count, each in its own terms: missed eligible calls.
+    assert "heart_eligible_missed" in served["triage"] & served["dispatch"]
+    assert "heart_eligible_missed" not in served["navigation"] | served["reporting"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import urllib.request
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -247,3 +248,27 @@ async def test_a_cleared_call_is_recognised_after_a_crash(
     finally:
         restarted.kill(signal.SIGTERM)
     assert [e.call_id for e in kinds(out, "dispatch.assigned")] == ["L-1", "L-2"]
+
+
+async def test_a_decision_too_old_to_act_on_gets_no_team_even_a_free_one(
+    scoped: HeartSettings, dispatcher: Worker
+) -> None:
+    """Event time has reached T0+30 min when a decision made at T0 arrives (dispatch was
+    paused or down): the CAD's standard response has had the call for 20 minutes past the
+    policy's 10, so no team goes, although three are free."""
+    fresh = decision("C-NOW", "111", at=T0 + timedelta(minutes=30))
+    old = decision("C-OLD", "214", at=T0)
+    await produce(scoped, TRIAGE_DECISIONS, [("C-NOW", fresh)])
+    await read_topic(scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.assigned"))
+    await produce(scoped, TRIAGE_DECISIONS, [("C-OLD", old)])
+    out = await read_topic(
+        scoped, DISPATCH_EVENTS, until=lambda r: kinds(r, "dispatch.fallback"), settle=1.5
+    )
+    assert [e.call_id for e in kinds(out, "dispatch.assigned")] == ["C-NOW"]
+    [fallback] = kinds(out, "dispatch.fallback")
+    assert (fallback.call_id, fallback.reason, fallback.route) == ("C-OLD", "stale", "crt")
+    body = urllib.request.urlopen(
+        f"http://127.0.0.1:{dispatcher.metrics_port}/metrics", timeout=5
+    ).read()
+    assert b'heart_stale_calls_total{stage="dispatch"} 1.0' in body
+    assert b'heart_fallbacks_total{reason="stale",route="crt"} 1.0' in body

@@ -489,20 +489,104 @@ def test_fallback_after_the_maximum_wait(desk: Any, policy: Policy) -> None:
     assert d.status("A") == ("available", None)
 
 
-def test_a_decision_arriving_after_the_maximum_wait_is_released_at_once(desk: Any) -> None:
+# --- stale calls: no team after the policy's stale_call_minutes -------------------------
+
+
+def test_a_decision_arriving_stale_gets_no_team_even_a_free_one(desk: Any) -> None:
+    # Dispatch was paused or down: the decision comes 12 minutes after its call.
     d = desk(team("A", beat="111"))
-    d.send(decision("C-0"))
-    result = d.send(decision("C-1", at=T0), at=T0 + minutes(12))
-    assert [(e.event_type, e.reason) for e in result.events] == [
+    result = d.send(decision("C-1", at=T0, source_occurred_at=T0), at=T0 + minutes(12))
+    [fallback] = result.events
+    assert (fallback.event_type, fallback.reason, fallback.route) == (
+        "dispatch.fallback",
+        "stale",
+        "crt",
+    )
+    assert fallback.queue_wait_s is None, "it never waited in the queue"
+    assert fallback.location is not None, "police get what a team would have"
+    assert d.status("A") == ("available", None) and d.state.queue == []
+    released = d.finished("C-1")
+    assert released is not None and (released.status, released.reason) == ("released", "stale")
+    # Its repeat is recognised, and the team is still not sent.
+    again = d.send(decision("C-1", at=T0, source_occurred_at=T0), at=T0 + minutes(13))
+    assert again.outcome == "duplicate" and again.events == []
+
+
+@pytest.mark.parametrize(
+    ("age_minutes", "assigned_to"),
+    [(9.5, {"C-1": "A"}), (10, {"C-1": "A"}), (10.01, {}), (60, {})],
+    ids=["fresh", "at-the-limit", "just-past", "an-hour"],
+)
+def test_staleness_is_judged_from_the_call_event_behind_the_decision(
+    desk: Any, age_minutes: float, assigned_to: dict[str, str]
+) -> None:
+    # Triage decided at once; dispatch reads the decision age_minutes after the call.
+    d = desk(team("A", beat="111"))
+    received = T0 - minutes(age_minutes)
+    result = d.send(decision("C-1", at=received, source_occurred_at=received), at=T0)
+    assert assigned(result) == assigned_to
+    if not assigned_to:
+        assert [(e.event_type, e.reason) for e in result.events] == [("dispatch.fallback", "stale")]
+
+
+def test_a_decision_made_late_by_triage_leaves_only_the_rest_of_the_limit(desk: Any) -> None:
+    # Triage decided 9 minutes after the call: 2 minutes later the call is 11 minutes old.
+    d = desk(team("A", beat="111"))
+    late = decision("C-1", at=T0, source_occurred_at=T0 - minutes(9))
+    result = d.send(late, at=T0 + minutes(2))
+    assert [(e.event_type, e.reason) for e in result.events] == [("dispatch.fallback", "stale")]
+
+
+def test_a_re_decision_is_judged_from_its_own_call_event(desk: Any) -> None:
+    # A phone clinician asks for a team 20 minutes into the call: the update is fresh.
+    d = desk(team("A", beat="111"))
+    update = decision(
+        "C-1", at=T0, revision=2, call_received_at=T0 - minutes(20), source_occurred_at=T0
+    )
+    assert assigned(d.send(update, at=T0 + minutes(1))) == {"C-1": "A"}
+
+
+def test_a_queued_call_is_never_assigned_once_stale(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-0", source_occurred_at=T0))  # takes A
+    d.send(decision("C-1", source_occurred_at=T0 - minutes(1)))  # waits
+    # A clears when C-1 is 10.5 minutes old but has waited only 9.5: too old to send a team.
+    at = T0 + minutes(9.5)
+    result = d.send(report("A", "cleared", at), at=at)
+    assert assigned(result) == {}
+    assert [(e.event_type, e.reason) for e in result.events if e.call_id == "C-1"] == [
         ("dispatch.fallback", "no_team_free")
     ]
+    assert d.status("A") == ("available", None)
 
 
-def test_a_late_decision_still_gets_a_free_team(desk: Any) -> None:
+def test_a_policy_with_a_shorter_stale_limit_releases_queued_calls_sooner(
+    desk: Any, policy: Policy
+) -> None:
+    strict = policy.model_copy(
+        update={"dispatch": policy.dispatch.model_copy(update={"stale_call_minutes": 5})}
+    )
+    d = Desk(roster(team("A", beat="111")), strict)
+    d.send(decision("C-0", source_occurred_at=T0))
+    d.send(decision("C-1", source_occurred_at=T0))
+    assert d.send(Tick(T0 + minutes(5)), at=T0 + minutes(5)).events == []
+    result = d.send(Tick(T0 + minutes(5.1)), at=T0 + minutes(5.1))
+    assert [(e.call_id, e.reason) for e in result.events] == [("C-1", "no_team_free")]
+
+
+def test_a_record_stored_before_staleness_was_kept_is_judged_from_its_decision(
+    desk: Any,
+) -> None:
     d = desk(team("A", beat="111"))
-    result = d.send(decision("C-1", at=T0), at=T0 + minutes(12))
-    assert assigned(result) == {"C-1": "A"}
-    assert result.events[0].decision_to_assignment_s == 720.0
+    d.send(decision("C-0"))
+    d.send(decision("C-1", source_occurred_at=T0 - minutes(30)))
+    assert d.finished("C-1") is not None, "a decision 30 minutes after its call is stale"
+    d.send(decision("C-2"))
+    old = d.state.model_dump(mode="json")
+    del old["calls"]["C-2"]["needed_since"]
+    d.state = AreaState.model_validate(old)
+    at = T0 + minutes(9)
+    assert assigned(d.send(report("A", "cleared", at), at=at)) == {"C-2": "A"}
 
 
 # --- unit status reports ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -20,7 +21,7 @@ from heart.streams.codec import decode
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import CAD_CALLS, DEADLETTER, TRIAGE_CLOSURES, TRIAGE_DECISIONS
 from tests.factories import T0, call_received
-from tests.kafka import Worker, produce, read_topic
+from tests.kafka import Worker, key_partition, produce, read_topic
 
 pytestmark = pytest.mark.broker
 #: The triage table's changelog, read like any topic (its name follows the app id).
@@ -34,9 +35,13 @@ async def scoped(settings: HeartSettings, unique: str) -> HeartSettings:
     return scoped
 
 
+#: The factories' calls are from July 2024: judged on the wall clock they are stale.
+EVENT_CLOCK = {"HEART_CLOCK": "event"}
+
+
 @pytest.fixture
 async def triage(scoped: HeartSettings, tmp_path: Path) -> AsyncIterator[Worker]:
-    worker = Worker("triage", scoped, tmp_path).start()
+    worker = Worker("triage", scoped, tmp_path, **EVENT_CLOCK).start()
     try:
         await worker.wait_ready()
         yield worker
@@ -158,14 +163,14 @@ async def test_state_survives_sigkill(scoped: HeartSettings, tmp_path: Path) -> 
     under-reports end offsets and an uncorrected recovery drops the tail.
     """
     calls = [call_received(call_id=f"K-{i}", event_id=f"k-{i}") for i in range(40)]
-    worker = Worker("triage", scoped, tmp_path).start()
+    worker = Worker("triage", scoped, tmp_path, **EVENT_CLOCK).start()
     await worker.wait_ready()
     await produce(scoped, CAD_CALLS, [(c.call_id, c) for c in calls])
     first = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 40, settle=2.0)
     originals = {d.call_id: r.value for r, d in zip(first, decisions(first), strict=True)}
     worker.kill(signal.SIGKILL)
 
-    restarted = Worker("triage", scoped, tmp_path).start()
+    restarted = Worker("triage", scoped, tmp_path, **EVENT_CLOCK).start()
     try:
         await restarted.wait_ready()
         # The CAD redelivers every call, then sends one new call to prove the stage is live.
@@ -248,3 +253,45 @@ async def test_on_event_time_an_idle_call_is_forgotten_and_stays_forgotten_after
     # The weapon re-decides the call the stage still knows (its route depends on hours).
     assert [(d.call_id, "weapon_reported" in d.reasons) for d in redecided] == [("RECENT-1", True)]
     assert sorted(d.call_id for d in decisions(out)) == ["NOW-1", "OLD-1", "RECENT-1", "RECENT-1"]
+
+
+async def test_on_the_event_clock_a_call_read_after_newer_ones_of_its_partition_is_stale(
+    scoped: HeartSettings, triage: Worker
+) -> None:
+    """Event time: a call is stale when the stage has read events of its own partition
+    more than the policy's 10 minutes newer (the CAD delivered it late); a call whose
+    partition has read nothing newer is not, however far other partitions have read."""
+    [late, newer] = same_partition_keys("EV", 2)
+    other = next(
+        f"EV-OTHER-{i}"
+        for i in range(1000)
+        if key_partition(f"EV-OTHER-{i}", CAD_CALLS.partitions)
+        != key_partition(late, CAD_CALLS.partitions)
+    )
+    ahead = T0 + timedelta(minutes=30)
+    await produce(
+        scoped,
+        CAD_CALLS,
+        [
+            (newer, call_received(call_id=newer, occurred_at=ahead)),
+            (late, call_received(call_id=late)),
+            (other, call_received(call_id=other, occurred_at=T0 + timedelta(minutes=1))),
+        ],
+    )
+    out = await read_topic(scoped, TRIAGE_DECISIONS, until=lambda r: len(r) >= 3, settle=1.0)
+    by_call = {d.call_id: d for d in decisions(out)}
+    assert (by_call[late].route, by_call[late].reasons[-1]) == ("police", "stale")
+    assert by_call[late].source_occurred_at == T0
+    assert "stale" not in by_call[newer].reasons and by_call[newer].route == "crt"
+    assert "stale" not in by_call[other].reasons and by_call[other].route == "crt"
+    body = urllib.request.urlopen(
+        f"http://127.0.0.1:{triage.metrics_port}/metrics", timeout=5
+    ).read()
+    assert b'heart_stale_calls_total{stage="triage"} 1.0' in body
+
+
+def same_partition_keys(prefix: str, n: int) -> list[str]:
+    """``n`` call ids that the producer puts on one partition of ``cad.calls``."""
+    keys = [f"{prefix}-{i}" for i in range(500)]
+    first = key_partition(keys[0], CAD_CALLS.partitions)
+    return [k for k in keys if key_partition(k, CAD_CALLS.partitions) == first][:n]

@@ -22,10 +22,12 @@ from heart.agents.triage.decide import (
     apply_update,
     decide,
     interpreter_for,
+    is_stale,
     missed,
     needs_redecision,
 )
-from heart.policy import Policy, default_policy_path, load_policy
+from heart.agents.triage.state import Lateness, resent, step
+from heart.policy import Policy, PolicyError, default_policy_path, load_policy
 from heart.schemas.calls import Caller, CallReceived, CallUpdated, Location
 from heart.schemas.triage import TriageDecision
 
@@ -912,3 +914,145 @@ def test_redecision_judges_hours_at_receipt(durham: Policy, make_call: MakeCall)
     assert second.call_received_at == call.occurred_at
     assert second.occurred_at == update.occurred_at
     assert (second.revision, second.supersedes) == (2, "d-1")
+
+
+# --- stale calls: decided too late to act on ----------------------------------------------
+
+
+def test_a_stale_decision_routes_to_police_and_names_why(
+    durham: Policy, make_call: MakeCall
+) -> None:
+    phone = make_call(call_type="Mental Health Crisis", needs_in_person=False)
+    assert decide(phone, durham).route == "ccd"
+    stale = decide(phone, durham, stale=True)
+    assert (stale.route, stale.pilots) == ("police", [])
+    assert reasons_of(stale, "ccd") == ["stale"] and reasons_of(stale, "crt") == ["stale"]
+    assert stale.reasons[-1] == "stale"
+    assert "ccd_ineligible:stale" in stale.reasons and "resolved_by_phone" not in stale.reasons
+    assert missed(stale) == [], "a stale call is not a coverage miss"
+
+
+def test_a_stale_decision_keeps_the_reasons_a_pilot_had_anyway(
+    durham: Policy, make_call: MakeCall
+) -> None:
+    # Out of hours and armed: CRT was out of reach already; only CoR loses it to staleness.
+    call = make_call(
+        call_type="Mental Health Crisis",
+        occurred_at=at(SUMMER, "20:00"),
+        weapon_involved=True,
+    )
+    fresh, stale = decide(call, durham), decide(call, durham, stale=True)
+    assert reasons_of(stale, "crt") == reasons_of(fresh, "crt") == ["outside_hours", "weapon"]
+    assert missed(stale) == missed(fresh)
+    cor = reasons_of(fresh, "cor")
+    assert reasons_of(stale, "cor") == (cor or ["stale"])
+    assert stale.route == "police" and "weapon_reported" in stale.reasons
+
+
+@pytest.mark.parametrize(
+    ("late", "stale"),
+    [
+        (timedelta(minutes=9, seconds=59), False),
+        (timedelta(minutes=10), False),
+        (timedelta(minutes=10, seconds=1), True),
+        (timedelta(hours=3), True),
+    ],
+)
+def test_stale_after_the_policys_minutes_from_the_call_event(
+    durham: Policy, make_call: MakeCall, late: timedelta, stale: bool
+) -> None:
+    assert durham.dispatch.stale_call_minutes == 10
+    call = make_call()
+    assert is_stale(call.occurred_at, call.occurred_at + late, durham) is stale
+    result = step(None, call, durham, call.occurred_at + late)
+    assert result.decision is not None
+    assert (result.decision.route, "stale" in result.decision.reasons) == (
+        ("police", True) if stale else ("crt", False)
+    )
+    assert result.decision.occurred_at == call.occurred_at + late
+    assert result.decision.source_occurred_at == call.occurred_at
+
+
+def test_the_stale_limit_is_policy_data(
+    policy_with: Callable[..., Policy], make_call: MakeCall
+) -> None:
+    strict = policy_with(("dispatch", "stale_call_minutes = 10", "stale_call_minutes = 3"))
+    call = make_call()
+    assert step(None, call, strict, call.occurred_at + timedelta(minutes=4)).state.stale
+
+
+def test_stale_call_minutes_is_validated(policy_with: Callable[..., Policy]) -> None:
+    with pytest.raises(PolicyError, match="stale_call_minutes"):
+        policy_with(("dispatch", "stale_call_minutes = 10", "stale_call_minutes = 0"))
+
+
+WALL, EVENT = "wall", "event"
+
+
+@pytest.mark.parametrize(
+    ("clock", "seen", "partition", "stale"),
+    [
+        # Wall clock: the stage's now, whatever it has read.
+        (WALL, [], 0, True),
+        # Event clock: the newest event read from the call's own partition.
+        (EVENT, [], 0, False),
+        (EVENT, [(0, timedelta(minutes=30))], 0, True),
+        (EVENT, [(0, timedelta(minutes=10))], 0, False),
+        # Another partition read further ahead is how fetching went, not lateness.
+        (EVENT, [(1, timedelta(minutes=30))], 0, False),
+    ],
+    ids=["wall", "event-nothing-newer", "event-30-min-newer", "event-at-limit", "event-other"],
+)
+def test_lateness_on_the_wall_and_the_event_clock(
+    durham: Policy,
+    make_call: MakeCall,
+    clock: str,
+    seen: list[tuple[int, timedelta]],
+    partition: int,
+    stale: bool,
+) -> None:
+    call = make_call()
+    lateness = Lateness(on_event_time=clock == EVENT)
+    newest = call.occurred_at
+    for seen_partition, ahead in seen:
+        lateness.reference(seen_partition, call.occurred_at + ahead, call.occurred_at + ahead)
+        newest = max(newest, call.occurred_at + ahead)
+    # On the wall clock the stage is 20 minutes past the call; on the event clock its now
+    # is the newest event it has read from any partition.
+    now = call.occurred_at + timedelta(minutes=20) if clock == WALL else newest
+    reference = lateness.reference(partition, call.occurred_at, now)
+    result = step(None, call, durham, now, reference)
+    assert result.state is not None and result.state.stale is stale
+    assert result.decision is not None and result.decision.occurred_at == now
+
+
+def test_a_stale_call_stays_stale_and_a_fresh_update_is_judged_by_its_own_time(
+    durham: Policy, make_call: MakeCall
+) -> None:
+    phone = make_call(call_type="Mental Health Crisis", needs_in_person=False)
+    t0 = phone.occurred_at
+    fresh = step(None, phone, durham, t0 + timedelta(seconds=5))
+    assert fresh.decision is not None and fresh.decision.route == "ccd"
+    # 20 minutes into the phone call the clinician asks for a team: a fresh update.
+    ask = CallUpdated(call_id="C-1", occurred_at=t0 + timedelta(minutes=20), needs_in_person=True)
+    escalated = step(fresh.state, ask, durham, ask.occurred_at + timedelta(seconds=5))
+    assert escalated.decision is not None and escalated.decision.route == "crt"
+    assert escalated.decision.source_occurred_at == ask.occurred_at
+    # A call decided stale: the same update, fresh as it is, brings no team.
+    late = step(None, phone, durham, t0 + timedelta(minutes=30))
+    assert late.decision is not None and late.decision.route == "police"
+    after = step(late.state, ask, durham, ask.occurred_at + timedelta(minutes=11))
+    assert after.decision is not None and after.decision.route == "police"
+    assert after.decision.revision == 2 and "stale" in after.decision.reasons
+    again = step(late.state, ask, durham, ask.occurred_at + timedelta(seconds=5))
+    assert again.decision is not None and again.decision.route == "police"
+
+
+def test_a_stale_decision_is_resent_identical(durham: Policy, make_call: MakeCall) -> None:
+    call = make_call()
+    first = step(None, call, durham, call.occurred_at + timedelta(minutes=15))
+    assert first.state is not None and first.decision is not None
+    repeat = step(first.state, call, durham, call.occurred_at + timedelta(hours=2))
+    assert repeat.outcome == "duplicate" and repeat.decision is not None
+    assert repeat.decision.model_dump_json() == first.decision.model_dump_json()
+    assert resent(first.state, call.event_id, durham) == first.decision
