@@ -210,8 +210,9 @@ async def run_up(
             "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "HEART_BROKER": settings.broker,
             "HEART_TOPIC_PREFIX": settings.topic_prefix,
-            # Simulated time runs faster than the wall: stages follow event time.
-            "HEART_CLOCK": "event" if simulate and speed != 1 else settings.clock,
+            # The simulated city starts in the past (the last weekday 07:30), so its stages
+            # follow event time at any speed; on the wall clock every call would be stale.
+            "HEART_CLOCK": "event" if simulate else settings.clock,
             "HEART_DATA_DIR": str(state),
         }
         supervisor = Supervisor(stages, env, logs, metrics_port)

@@ -21,9 +21,10 @@ GLOSSARY: dict[str, str] = {
         "free team."
     ),
     "missed": (
-        "Eligible calls the pilot did not take because of coverage or capacity, counted "
-        "under the first reason: outside_hours, outside_service_area, unknown_beat, "
-        "pilot_disabled, no_team_free."
+        "Eligible calls the pilot did not take because of coverage, capacity or an outage, "
+        "counted under the first reason: outside_hours, outside_service_area, unknown_beat, "
+        "pilot_disabled, no_team_free, stale (decided too late to act on: a stage was "
+        "paused or down)."
     ),
     "reached": (
         "Eligible calls the pilot took. CCD: resolved by phone by a clinician (route ccd). "

@@ -74,6 +74,8 @@ class Fact(WireModel):
     deadline: AwareDatetime | None = None
     at_risk: bool = False
     outcome: str | None = None
+    #: A dispatch fallback's missed reason (no_team_free or stale).
+    reason: str | None = None
 
 
 class Part(BaseModel):

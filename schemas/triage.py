@@ -30,6 +30,9 @@ IneligibleReason = Literal[
 COVERAGE_REASONS: frozenset[str] = frozenset(
     {"outside_hours", "outside_service_area", "unknown_beat", "pilot_disabled"}
 )
+#: Reasons that make an eligible call a miss: coverage, and ``stale`` (decided too late to
+#: act on, because a stage was paused or down: an outage is a miss like a gap in hours).
+MISS_REASONS: frozenset[str] = COVERAGE_REASONS | {"stale"}
 
 
 class PilotEligibility(WireModel):

@@ -99,7 +99,7 @@ from heart.schemas.reports import (
     PilotReport,
     ResponseTimes,
 )
-from heart.schemas.triage import COVERAGE_REASONS, Pilot, Route, TriageDecision
+from heart.schemas.triage import MISS_REASONS, Pilot, Route, TriageDecision
 
 PILOTS: tuple[Pilot, ...] = get_args(Pilot)
 ROUTES: tuple[Route, ...] = get_args(Route)
@@ -118,9 +118,14 @@ MISSED_REASONS: tuple[str, ...] = (
     "unknown_beat",
     "pilot_disabled",
     "no_team_free",
+    "stale",
 )
 #: Dispatch fallbacks that mean "eligible, but no team could go".
 FALLBACK_MISSES: frozenset[str] = frozenset({"no_team_free", "no_team_on_shift", "no_team_of_kind"})
+#: Dispatch fallbacks that are misses, and the reason each counts under.
+FALLBACK_REASONS: dict[str, str] = {reason: "no_team_free" for reason in FALLBACK_MISSES} | {
+    "stale": "stale"
+}
 #: Outcomes that close a follow-up with the person reached.
 CLOSING_OUTCOMES: frozenset[str] = frozenset({"reached", "connected_to_care", "declined"})
 TOP_CALL_TYPES = 5
@@ -171,7 +176,7 @@ def _decision_fact(decision: TriageDecision, zone: ZoneInfo) -> Fact:
     for entry in decision.eligibility:
         if entry.eligible:
             eligible.append(entry.pilot)
-        elif entry.reasons and set(entry.reasons) <= COVERAGE_REASONS:
+        elif entry.reasons and set(entry.reasons) <= MISS_REASONS:
             eligible.append(entry.pilot)
             missed[entry.pilot] = entry.reasons[0]
     if "cn" in decision.pilots:
@@ -179,7 +184,7 @@ def _decision_fact(decision: TriageDecision, zone: ZoneInfo) -> Fact:
     else:
         for reason in decision.reasons:
             why = reason.removeprefix("cn_ineligible:")
-            if why != reason and why in COVERAGE_REASONS:
+            if why != reason and why in MISS_REASONS:
                 eligible.append("cn")
                 missed["cn"] = why
                 break
@@ -216,7 +221,7 @@ def fact_of(event: ReportInput, zone: ZoneInfo) -> Fact | None:
         kind = _DISPATCH_KINDS.get(event.event_type)
         if kind is None or event.route not in TEAM_PILOTS:
             return None
-        if kind == "fallback" and event.reason not in FALLBACK_MISSES:
+        if kind == "fallback" and event.reason not in FALLBACK_REASONS:
             return None
         if kind == "on_scene" and event.assignment_to_on_scene_s is None:
             return None
@@ -227,6 +232,7 @@ def fact_of(event: ReportInput, zone: ZoneInfo) -> Fact | None:
             pilot=event.route,
             label=_label(event.category, event.call_type),
             seconds=event.assignment_to_on_scene_s if kind == "on_scene" else None,
+            reason=FALLBACK_REASONS[event.reason] if kind == "fallback" else None,
         )
     if isinstance(event, FollowupScheduled):
         return Fact(
@@ -325,7 +331,9 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
     elif fact.kind in ("assigned", "on_scene", "fallback", "backup"):
         assert fact.pilot is not None
         marks = dict(getattr(current, fact.kind))
-        mark = Mark(month=fact.month, at=fact.at, value=fact.seconds)
+        # A fallback's value is the reason it is missed under; the others' their seconds.
+        value = fact.reason if fact.kind == "fallback" else fact.seconds
+        mark = Mark(month=fact.month, at=fact.at, value=value)
         marks[fact.pilot] = _earliest(marks.get(fact.pilot), mark)
         update[fact.kind] = marks
         if fact.kind == "assigned" and current.dispatch_label is None:
@@ -377,7 +385,7 @@ def _share(record: Record, pilot: Pilot) -> tuple[str, str | None]:
     if pilot in record.missed:
         return "missed", record.missed[pilot]
     if pilot in record.fallback:
-        return "missed", "no_team_free"
+        return "missed", str(record.fallback[pilot].value or "no_team_free")
     if route == pilot:
         return "other", "waiting_for_team"
     if route == "ccd":

@@ -41,6 +41,7 @@ REASON_COLOURS: dict[str, str] = {
     "unknown_beat": "#CC79A7",
     "pilot_disabled": "#8C8C8C",
     "no_team_free": "#D55E00",
+    "stale": "#000000",
 }
 OTHER = "#6B6B6B"
 #: Eligible calls neither reached nor missed: lighter fills, drawn after the misses.

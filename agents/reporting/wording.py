@@ -18,6 +18,7 @@ REASON_LABELS: dict[str, str] = {
     "unknown_beat": "Unknown beat",
     "pilot_disabled": "Pilot not running",
     "no_team_free": "No team free",
+    "stale": "Too late (stage paused or down)",
 }
 
 #: What "reached" is for each pilot (the glossary's definition, in a few words).

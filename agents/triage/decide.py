@@ -30,7 +30,8 @@ Stale calls
     call as if it were new: the CAD's standard response has taken over. Every pilot that
     would have been eligible is ineligible with the one reason ``stale`` (pilots already
     ineligible keep their reasons), so the route is police, and the reasons end in
-    ``stale``. A stale call is neither eligible nor a coverage miss, and it stays stale:
+    ``stale``. A stale call is eligible and missed with the reason ``stale`` (an outage is a
+    miss), and it stays stale:
     its re-decisions are stale too, so that a later update never sends a HEART team to a
     call the standard response took. A fresh update to a call HEART holds (a phone
     clinician asking for a team) is judged by the update's own time.
@@ -59,7 +60,7 @@ from zoneinfo import ZoneInfo
 from heart.policy.model import PILOTS, PilotRule, Policy, normalize
 from heart.schemas.calls import CallReceived, CallUpdated
 from heart.schemas.triage import (
-    COVERAGE_REASONS,
+    MISS_REASONS,
     IneligibleReason,
     PilotEligibility,
     Route,
@@ -269,14 +270,15 @@ def missed(decision: TriageDecision) -> list[tuple[str, str]]:
     """Each pilot that missed a call it should have had, once, with the first reason why.
 
     A miss is a matching pilot kept off only by coverage (hours, area, beat, a disabled
-    pilot): what more staffing would fix. A call a pilot is excluded from by its nature
+    pilot), what more staffing would fix, or because the call was decided too late
+    (``stale``: a stage was paused or down). A call a pilot is excluded from by its nature
     (weapon, violence) is not a miss. The triage stage counts these in
     ``heart_eligible_missed_total`` and what-if tallies them, so both must use this one rule.
     """
     return [
         (entry.pilot, entry.reasons[0])
         for entry in decision.eligibility
-        if not entry.eligible and set(entry.reasons) <= COVERAGE_REASONS
+        if not entry.eligible and set(entry.reasons) <= MISS_REASONS
     ]
 
 

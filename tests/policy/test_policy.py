@@ -424,7 +424,7 @@ BAD_POLICIES = [
             DEFAULT_TEXT, "max_queue_wait_minutes = 10", "max_queue_wait_minutes = 10\nmax_wait = 5"
         ),
         "dispatch.max_wait",
-        "unknown key 'max_wait' (known: max_queue_wait_minutes)",
+        "unknown key 'max_wait' (known: max_queue_wait_minutes, stale_call_minutes)",
         id="extra-key-dispatch",
     ),
     pytest.param(

@@ -432,3 +432,31 @@ def test_partial_is_judged_in_the_policy_time_zone() -> None:
     feb_1 = datetime(2024, 2, 1, tzinfo=UTC)
     assert is_partial("2024-02", utc, feb_1, datetime(2024, 2, 28, tzinfo=UTC))
     assert not is_partial("2024-02", utc, feb_1, datetime(2024, 2, 29, 23, tzinfo=UTC))
+
+
+def test_a_call_too_late_to_act_on_is_missed_as_stale() -> None:
+    # Dispatch found the decision stale: without its own reason it would look "waiting".
+    late = [
+        decision(
+            "S1",
+            "crt",
+            local(2024, 7, 9),
+            "Trespass",
+            eligibility={"crt": []},
+            pilots=["crt", "cn"],
+        ),
+        dispatch("S1", "fallback", local(2024, 7, 9, 12, 15), "crt", reason="stale"),
+    ]
+    # Triage itself found it stale: every pilot it would have had misses it as stale.
+    stale_at_triage = decision(
+        "S2",
+        "police",
+        local(2024, 7, 9),
+        "Trespass",
+        eligibility={"crt": ["stale"]},
+        pilots=[],
+        reasons=["crt_ineligible:stale", "stale"],
+    )
+    crt = report(fold([*late, stale_at_triage]), "2024-07").pilot("crt")
+    assert crt.missed_by_reason == {"stale": 2}
+    assert crt.eligible == 2 and crt.reached == 0
