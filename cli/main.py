@@ -42,7 +42,7 @@ exit status:
   1    the command ran but could not finish: a file it could not read or write, a
        month with no report, a replay whose figures did not catch up
   2    usage: a bad option value, or an unusable mapping, policy or setting (named)
-  65   import, whatif: no row of the export became a call, or more than
+  65   import, whatif, staffing: no row of the export became a call, or more than
        --max-reject-rate of the rows were rejected (the mapping does not fit)
   69   the Kafka broker cannot be reached: start `heart broker` (or `heart up`), or
        set HEART_KAFKA_BOOTSTRAP to a running broker
@@ -320,7 +320,42 @@ def _cmd_whatif(args: argparse.Namespace, settings: HeartSettings) -> int:
         on_scene_minutes=args.on_scene_minutes,
         teams=teams,
         max_reject_rate=args.max_reject_rate,
+        capacity=args.capacity,
+        roster=args.roster,
+        max_wait_minutes=args.max_wait_minutes,
+        timings=args.timings,
+        seed=args.seed,
     )
+
+
+def _cmd_staffing(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from heart.cli.staffing import run_staffing
+
+    return run_staffing(
+        args.file,
+        args.mapping,
+        args.policy,
+        target=args.target,
+        teams_max=args.teams_max,
+        max_wait_minutes=args.max_wait_minutes,
+        time_on_call_minutes=args.time_on_call_minutes,
+        timings=args.timings,
+        seed=args.seed,
+        json_out=args.json,
+        out_dir=args.out,
+        max_reject_rate=args.max_reject_rate,
+    )
+
+
+def _team_count(text: str) -> int:
+    # Imported when the option is given: the capacity code is not loaded for other commands.
+    from heart.cli.staffing import team_count
+
+    return team_count(text)
+
+
+#: ``heart whatif --capacity`` and ``heart staffing``'s default seed (the replay's too).
+CAPACITY_SEED = 2022
 
 
 def _add_max_reject_rate(p: argparse.ArgumentParser) -> None:
@@ -483,8 +518,114 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PILOT=N",
         help="teams (or seats) on shift per pilot, e.g. crt=3; 1 each by default",
     )
+    p.add_argument(
+        "--capacity",
+        action="store_true",
+        help="model capacity: the teams on shift (--teams, during each pilot's hours) take "
+        "the team calls; a call with no free team waits, then goes to police (missed: no "
+        "team free)",
+    )
+    p.add_argument(
+        "--roster",
+        type=Path,
+        default=None,
+        help="model capacity with this roster's teams and shifts instead of --teams "
+        "(default: no roster)",
+    )
+    p.add_argument(
+        "--max-wait-minutes",
+        type=non_negative_float,
+        default=None,
+        metavar="M",
+        help="with capacity, the longest a team call waits for a team (default: each "
+        "policy's max_queue_wait_minutes)",
+    )
+    p.add_argument(
+        "--timings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with capacity, times on call drawn from these dispatch events (JSON lines, as "
+        "on dispatch.events; default: lognormal around the travel and on-scene minutes)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=CAPACITY_SEED, help="with capacity, the times on call's seed"
+    )
     _add_max_reject_rate(p)
     p.set_defaults(func=_cmd_whatif)
+
+    p = sub.add_parser(
+        "staffing", help="how many teams each policy needs, on real calls (no broker)"
+    )
+    p.add_argument("file", type=Path, help="the CAD calls-for-service export (CSV)")
+    p.add_argument("--mapping", required=True, help="mapping file or shipped mapping name")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="POLICY",
+        help="policy file or shipped name; repeat to compare (default: the mapping's demo)",
+    )
+    p.add_argument(
+        "--target",
+        type=share,
+        default=0.9,
+        metavar="SHARE",
+        help="share of each pilot's team calls the teams must reach, above 0 and at most 1",
+    )
+    p.add_argument(
+        "--teams-max",
+        type=_team_count,
+        default=12,
+        metavar="N",
+        help="try 1 to N teams on shift (at most 200)",
+    )
+    p.add_argument(
+        "--max-wait-minutes",
+        type=non_negative_float,
+        default=None,
+        metavar="M",
+        help="the longest a team call waits for a team, 0 for no waiting (default: each "
+        "policy's max_queue_wait_minutes)",
+    )
+    p.add_argument(
+        "--time-on-call-minutes",
+        type=positive_float,
+        default=None,
+        metavar="M",
+        help="mean travel plus time on scene (default: 52.6, the department's 7.6 min "
+        "travel and an assumed 45 min on scene; with --timings, their mean)",
+    )
+    p.add_argument(
+        "--timings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="draw times on call from these dispatch events (JSON lines, as on "
+        "dispatch.events; default: lognormal travel and on-scene times)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=CAPACITY_SEED,
+        help="seed of the times on call: the same seed and input give the same counts",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="write the figures here (default: staffing.json in --out)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("staffing-out"),
+        metavar="DIR",
+        help="report directory (staffing.html)",
+    )
+    _add_max_reject_rate(p)
+    p.set_defaults(func=_cmd_staffing)
 
     from heart.cli.deadletter import add_parser as add_deadletter_parser
 

@@ -7,8 +7,14 @@ with the triage stage's pure decision (no broker), and the figures of
 nothing fetched) and ``whatif.json``. Every output uses the glossary's terms
 (:data:`heart.schemas.glossary.GLOSSARY`) and shows ``eligible = reached + missed + other``.
 
+With ``--capacity`` (or ``--roster``) the teams on shift take the team calls in a
+simulation with the dispatch stage's queue rule (:class:`heart.agents.triage.whatif.Capacity`):
+CRT's and CoR's reached are then the calls a team was assigned to, the others are missed
+with "no team free", and waits and the teams' utilisation by hour of the week are reported.
+
 Exit status: 0 the comparison ran; 1 the export could not be read or a report not written;
-2 the mapping or a policy is unusable (file, field and problem named), or a policy does not
+2 the mapping, a policy, the roster or the timings file is unusable (file, field and problem
+named), or a policy does not
 know a category the mapping produces (those calls would silently reach no pilot); 65 no
 row of the export became a call, or too many were rejected (as ``heart import``), and no
 report is written.
@@ -24,11 +30,22 @@ from typing import IO, Any
 
 import orjson
 
+from heart.agents.capacity.simulate import PoolFigures
+from heart.agents.capacity.timing import (
+    DEFAULT_ON_SCENE_MINUTES,
+    DEFAULT_TRAVEL_MINUTES,
+    TimeOnCall,
+    calibrate,
+    default_time_on_call,
+)
+from heart.agents.dispatch.roster import RosterError, load_roster
 from heart.agents.triage.whatif import (
+    DEFAULT_SEED,
     MISS_REASONS,
     OTHER_NAMES,
     ROUTES,
     TEAM_ROUTES,
+    Capacity,
     Effort,
     MonthCoverage,
     PilotFigures,
@@ -51,6 +68,7 @@ REASON_LABELS = {
     "outside_service_area": "outside service area",
     "unknown_beat": "unknown beat",
     "pilot_disabled": "pilot disabled",
+    "no_team_free": "no team free",
 }
 #: What being reached means per pilot, and the routes as the table names them.
 REACHED_LABELS = {"ccd": "resolved by phone", "crt": "team assigned", "cor": "team assigned"}
@@ -92,10 +110,13 @@ def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def load_policies(
-    names: Sequence[str | os.PathLike[str]], mapping: CadMapping, err: IO[str]
+    names: Sequence[str | os.PathLike[str]],
+    mapping: CadMapping,
+    err: IO[str],
+    command: str = "whatif",
 ) -> list[tuple[str, Policy]] | None:
     """``(label, policy)`` per name (the mapping's demo policy when none), or None after
-    printing why one cannot be used with this mapping."""
+    printing why one cannot be used with this mapping (as ``heart COMMAND: ...``)."""
     paths = [resolve_policy_path(n) for n in names] or [mapping.policy_path]
     loaded: list[tuple[str, Policy]] = []
     labels: set[str] = set()
@@ -103,12 +124,12 @@ def load_policies(
         try:
             policy = load_policy(path)
         except PolicyError as exc:
-            print(f"heart whatif: {exc}", file=err)
+            print(f"heart {command}: {exc}", file=err)
             return None
         unknown = mapping.unknown_categories(policy)
         if unknown:
             print(
-                f"heart whatif: policy file {path}: categories: does not know "
+                f"heart {command}: policy file {path}: categories: does not know "
                 f"{', '.join(repr(c) for c in unknown)}, which mapping {mapping.name} "
                 "produces; those calls would reach no pilot",
                 file=err,
@@ -118,7 +139,8 @@ def load_policies(
             # Not fatal (a zone may be right for a reason), but hours judged in another
             # city's zone are the commonest way to get a what-if quietly wrong.
             print(
-                f"heart whatif: warning: policy {path.name} judges hours in {policy.timezone}, "
+                f"heart {command}: warning: policy {path.name} judges hours in "
+                f"{policy.timezone}, "
                 f"the export is in {mapping.time.timezone}",
                 file=err,
             )
@@ -136,22 +158,47 @@ def run_whatif(
     policies: Sequence[str | os.PathLike[str]],
     *,
     out_dir: str | os.PathLike[str] = DEFAULT_OUT,
-    travel_minutes: float = 7.6,
-    on_scene_minutes: float = 45.0,
+    travel_minutes: float = DEFAULT_TRAVEL_MINUTES,
+    on_scene_minutes: float = DEFAULT_ON_SCENE_MINUTES,
     teams: Mapping[str, int] | None = None,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
     progress: bool | None = None,
     max_reject_rate: float | None = None,
+    capacity: bool = False,
+    roster: str | os.PathLike[str] | None = None,
+    max_wait_minutes: float | None = None,
+    timings: str | os.PathLike[str] | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> int:
-    """``heart whatif``; returns the exit status (see the module docstring)."""
+    """``heart whatif``; returns the exit status (see the module docstring).
+
+    ``capacity`` (or a ``roster``) models capacity: ``teams`` per pilot (1 each unless
+    given) on shift during the pilot's hours, or the roster's teams and shifts; a call
+    waits up to each policy's maximum wait (``max_wait_minutes`` when given). Times on
+    call are drawn with ``seed`` from the travel and on-scene means, or from the dispatch
+    timings in ``timings`` (JSON lines of dispatch events).
+    """
     from heart.cli.whatif_page import render_html
 
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    modelled: Capacity | None = None
     try:
+        if roster is not None and teams:
+            raise ValueError("--teams and --roster both give the teams: use one")
+        loaded_roster = load_roster(roster) if roster is not None else None
+        if loaded_roster is not None:
+            teams = {k: sum(1 for t in loaded_roster.teams if t.kind == k) for k in TEAM_ROUTES}
         effort = Effort(travel_minutes, on_scene_minutes, dict(teams or {}))
-    except ValueError as exc:
+        if capacity or loaded_roster is not None:
+            model = (
+                read_timings(timings)
+                if timings is not None
+                else default_time_on_call(travel_minutes, on_scene_minutes)
+            )
+            modelled = Capacity(model, seed, max_wait_minutes, loaded_roster)
+    except (ValueError, RosterError, OSError) as exc:
         print(f"heart whatif: {exc}", file=err)
         return 2
     loaded_mapping = load_or_report(mapping, err, "whatif")
@@ -174,6 +221,7 @@ def run_whatif(
         effort,
         in_person_known=loaded_mapping.knows_in_person,
         progress=lambda done, total: bar.update(done, total, done, "decisions"),
+        capacity=modelled,
     )
     bar.done(result.calls * len(loaded), "decisions")
 
@@ -195,15 +243,42 @@ def run_whatif(
     return 0
 
 
+def read_timings(path: str | os.PathLike[str]) -> TimeOnCall:
+    """The time on call calibrated from a file of dispatch events, one JSON object a line
+    (what ``dispatch.events`` carries). ValueError names the file, the line and the
+    problem; OSError when it cannot be read."""
+    events = []
+    with Path(path).open("rb") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"timings file {path}, line {number}: not JSON ({exc})") from None
+            if not isinstance(event, dict):
+                raise ValueError(f"timings file {path}, line {number}: not a JSON object")
+            events.append(event)
+    return calibrate(events, source=f"timings file {path}")
+
+
 def report_dict(result: WhatIf, imported: ImportResult, mapping: CadMapping) -> dict[str, Any]:
     return {
         "export": imported.path,
         "mapping": mapping.name,
         "timezone": mapping.time.timezone,
         "needs_in_person_from": mapping.in_person.column if mapping.in_person else None,
-        "import": imported.to_dict(top=10),
+        "import": import_figures(imported),
         "whatif": result.to_dict(),
     }
+
+
+def import_figures(imported: ImportResult) -> dict[str, Any]:
+    """The import's account for a report: counts only, without how long it took, so the
+    same export gives the same report."""
+    figures = imported.to_dict(top=10)
+    figures.pop("seconds", None)
+    return figures
 
 
 # --- words and numbers shared by the table and the page -----------------------------------
@@ -234,7 +309,11 @@ def months_text(figures: PolicyFigures) -> str:
     """The months the calls cover in the policy's zone, each partial one marked: ``May
     2018 (partial: 1-21 May, 21 of 31 days)``, or for a long run ``January 2024 to
     November 2024, 11 months (partial: November 2024, 1-2 Nov, 2 of 30 days)``."""
-    months = figures.months
+    return months_text_of(figures.months)
+
+
+def months_text_of(months: Sequence[MonthCoverage]) -> str:
+    """:func:`months_text` of a list of months."""
     if len(months) <= 2:
         return ", ".join(m.label() for m in months) or "no calls"
     partial = "; ".join(f"{m.name}, {m.span()}" for m in months if m.partial)
@@ -278,14 +357,39 @@ def notes(result: WhatIf, report: Mapping[str, Any]) -> list[str]:
             "figures are for those days, not the whole month."
         )
     effort = result.effort
-    lines.append(
-        "Demand in team-equivalents = team-hours on calls per hour the pilot is open "
-        f"({effort.travel_minutes:g} min travel + {effort.on_scene_minutes:g} min on scene "
-        "per crt/cor call). Capacity is not modelled, so it is not teams busy: above the "
-        f"teams on shift (crt {effort.teams_of('crt')}, cor {effort.teams_of('cor')}) calls "
-        "would wait or be missed."
-    )
+    if result.capacity is None:
+        lines.append(
+            "Demand in team-equivalents = team-hours on calls per hour the pilot is open "
+            f"({effort.travel_minutes:g} min travel + {effort.on_scene_minutes:g} min on scene "
+            "per crt/cor call). Capacity is not modelled, so it is not teams busy: above the "
+            f"teams on shift (crt {effort.teams_of('crt')}, cor {effort.teams_of('cor')}) "
+            "calls would wait or be missed."
+        )
+    else:
+        lines.append(capacity_note(result))
     return lines
+
+
+def capacity_note(result: WhatIf) -> str:
+    """How the capacity what-if staffed the teams, in one paragraph."""
+    capacity = result.capacity
+    assert capacity is not None
+    if capacity.roster is not None:
+        teams = f"the teams and shifts of roster {capacity.roster.version_id}"
+    else:
+        effort = result.effort
+        teams = (
+            f"{effort.teams_of('crt')} CRT and {effort.teams_of('cor')} CoR teams on shift "
+            "whenever the pilot is open"
+        )
+    waits = sorted({c.max_wait_minutes for f in result.policies for c in f.capacity.values()})
+    wait = " or ".join(f"{w:g}" for w in waits) or "-"
+    return (
+        f"Capacity modelled with {teams}: a team call that finds no free team waits up to "
+        f"{wait} min (the policy's max_queue_wait_minutes, never past stale_call_minutes), "
+        "then falls back to police and is missed with 'no team free'; reached = a team "
+        f"was assigned. Time on call: {capacity.describe_time()}; seed {capacity.seed}."
+    )
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -347,6 +451,8 @@ def table_rows(result: WhatIf) -> list[Row]:
     rows.append(("care navigation follow-ups", 0, _count(lambda f: f.followups)))
     for pilot in RESPONDERS:
         rows += _pilot_rows(result, pilot)
+        if result.capacity is not None and pilot in TEAM_ROUTES:
+            rows += _capacity_rows(pilot)
     rows.append(("team-hours on calls (crt+cor)", 0, lambda f: _num(f.response_team_hours)))
     rows.append(("team-hours staffed (crt+cor)", 0, lambda f: _num(f.staffed_team_hours)))
     for pilot in TEAM_ROUTES:
@@ -372,6 +478,23 @@ def table_rows(result: WhatIf) -> list[Row]:
             )
         )
     return rows
+
+
+def _capacity_rows(pilot: str) -> list[Row]:
+    def minutes(get: Callable[[PoolFigures], float | None]) -> Show:
+        return lambda f: _num(get(f.capacity[pilot].pool), 1) if pilot in f.capacity else "-"
+
+    def busiest(f: PolicyFigures) -> str:
+        shares = [u for u in (f.capacity[pilot].pool.utilisation() or ()) if u is not None]
+        return f"{100 * max(shares):.0f}%" if shares else "-"
+
+    return [
+        (f"{pilot} teams (capacity modelled)", 0, lambda f: f"{f.capacity[pilot].teams:,}"),
+        ("team calls: reached + no team free", 1, _count(lambda f: f.capacity[pilot].team_calls)),
+        ("wait for a team, p50 (min, reached calls)", 1, minutes(lambda p: p.wait_p50)),
+        ("wait for a team, p90 (min, reached calls)", 1, minutes(lambda p: p.wait_p90)),
+        ("team utilisation, busiest hour of the week", 1, busiest),
+    ]
 
 
 def render_table(result: WhatIf, *, zone_name: str = "") -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,14 @@ from heart.agents.triage.whatif import (
     OTHER_NAMES,
     ROUTES,
     TEAM_ROUTES,
+    CapacityFigures,
     PilotFigures,
     WhatIf,
 )
 from heart.cli.whatif import (
     REACHED_LABELS,
     REASON_LABELS,
+    capacity_note,
     ccd_note,
     months_text,
     partial_months,
@@ -54,6 +56,7 @@ COLOURS = {
     "outside_service_area": "#56B4E9",
     "unknown_beat": "#CC79A7",
     "pilot_disabled": "#8C8C8C",
+    "no_team_free": "#D55E00",
     "other": "#C9CFD8",
     "unknown": "#E4E8EE",
     "ccd": "#0072B2",
@@ -171,6 +174,7 @@ def render_html(result: WhatIf, report: Mapping[str, Any]) -> str:
         _partial_notice(result),
         _ccd_notice(result, report),
         _pilots_card(result),
+        _capacity_card(result),
         _routes_card(result),
         _demand_card(result),
         _table_card(result),
@@ -383,6 +387,199 @@ def _legend(items: Sequence[tuple[str, str]]) -> str:
     return f'<ul class="legend">{lis}</ul>'
 
 
+# --- capacity ---------------------------------------------------------------------------
+
+
+def _capacity_card(result: WhatIf) -> str:
+    if result.capacity is None:
+        return ""
+    panels = []
+    for figures in result.policies:
+        for modelled in figures.capacity.values():
+            if modelled.team_calls:
+                panels.append(_capacity_panel(figures.label, modelled))
+    if not panels:
+        panels.append('<p class="empty">No policy routes a call to a team.</p>')
+    return (
+        '<section class="card" id="capacity"><h2>Capacity: teams on shift and their calls'
+        f'</h2><p class="lede">{_esc(capacity_note(result))} Each map shows, per hour of the '
+        "week (local time) over the whole period, the share of the team-minutes on shift "
+        "that teams spent on calls (blank: no team on shift).</p>"
+        + _legend_steps(UTILISATION_STEPS, "of team-minutes on shift spent on calls")
+        + "".join(panels)
+        + "</section>"
+    )
+
+
+def _capacity_panel(label: str, modelled: CapacityFigures) -> str:
+    pool = modelled.pool
+    pilot = modelled.pilot
+    reasons = [
+        f"{FALLBACK_WORDS[reason]} {count:,}"
+        for reason, count in pool.fallbacks.items()
+        if count and reason in FALLBACK_WORDS
+    ]
+    shown = (
+        f" ({', '.join(reasons)})"
+        if len(reasons) > 1 or pool.fallbacks["no_team_free"] < (modelled.fallbacks)
+        else ""
+    )
+    sums = (
+        f"{label}: {modelled.team_calls:,} team calls = {pool.reached:,} reached + "
+        f"{modelled.fallbacks:,} no team free{shown}"
+    )
+    over = sum(pool.overrun or ()) / 60
+    waits = (
+        f"Reached calls waited p50 {_minutes(pool.wait_p50)}, p90 {_minutes(pool.wait_p90)} "
+        f"for a team ({pool.waited:,} waited at all; at most {modelled.max_wait_minutes:g} min). "
+        f"Teams spent {over:,.1f} team-hours finishing calls after their shift ended."
+    )
+    values = pool.utilisation() or [None] * 168
+    return (
+        f'<div class="panel capacity" data-pilot="{pilot}" data-policy="{_esc(label)}">'
+        f'<h3><span class="tag">{SHORT[pilot]}</span>{_esc(label)}: {modelled.teams:,} '
+        f"team{'s' if modelled.teams != 1 else ''}</h3>"
+        f'<ul class="sums"><li class="capacity-sum" data-team-calls="{modelled.team_calls}" '
+        f'data-reached="{pool.reached}" data-fallbacks="{modelled.fallbacks}">{_esc(sums)}</li>'
+        f"<li>{_esc(waits)}</li></ul>"
+        + heatmap_svg(
+            values,
+            name=f"{SHORT[pilot]} team utilisation by hour of the week, {label}",
+            steps=UTILISATION_STEPS,
+            show=lambda v: f"{100 * v:.0f}%",
+            missing="no team on shift",
+        )
+        + "</div>"
+    )
+
+
+#: The dispatch stage's release reasons, all missed as "no team free", in words.
+FALLBACK_WORDS = {
+    "no_team_free": "waited the longest allowed",
+    "no_team_on_shift": "the last team went off shift",
+    "no_team_of_kind": "no team of its kind",
+}
+
+
+def _minutes(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} min"
+
+
+# --- hour-of-week heat map --------------------------------------------------------------
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Sequential blues, light to dark: a darker cell is more.
+HEAT = ("#EEF3F9", "#C6DBEF", "#85BCDB", "#4292C6", "#1F5A99", "#0B2E59")
+HEAT_DARK = {"#4292C6", "#1F5A99", "#0B2E59"}
+NO_VALUE = "#FFFFFF"
+OPEN_STROKE = "#009E73"
+#: (lower bound, label) of each colour step, for shares 0-1.
+UTILISATION_STEPS: tuple[tuple[float, str], ...] = (
+    (0.0, "0-19%"),
+    (0.2, "20-39%"),
+    (0.4, "40-59%"),
+    (0.6, "60-79%"),
+    (0.8, "80-94%"),
+    (0.95, "95-100%"),
+)
+
+
+def _step(value: float, steps: Sequence[tuple[float, str]]) -> int:
+    index = 0
+    for n, (low, _) in enumerate(steps):
+        if value >= low:
+            index = n
+    return index
+
+
+def _legend_steps(
+    steps: Sequence[tuple[float, str]], what: str, *, open_hours: bool = False
+) -> str:
+    items = "".join(
+        f'<li><span class="swatch" style="background:{HEAT[n]}"></span>{_esc(text)}</li>'
+        for n, (_, text) in enumerate(steps)
+    )
+    if open_hours:
+        items += (
+            f'<li><span class="swatch" style="background:#fff;border:2px solid {OPEN_STROKE}">'
+            "</span>hour the policy covers (outlined; dashed: part of the hour)</li>"
+        )
+    return f'<ul class="legend heat-legend" aria-label="{_esc(what)}">{items}</ul>'
+
+
+def heatmap_svg(
+    values: Sequence[float | None],
+    *,
+    name: str,
+    steps: Sequence[tuple[float, str]],
+    show: Callable[[float], str],
+    missing: str,
+    open_minutes: Sequence[int] | None = None,
+) -> str:
+    """168 cells, a row per weekday (Monday first) and a column per local hour, coloured
+    by ``steps``, each with its value printed; ``open_minutes`` outlines the hours a
+    policy covers (dashed when it covers part of the hour)."""
+    left, top, cell_w, cell_h = 46, 30, 34.5, 26
+    width = left + 24 * cell_w + 8
+    height = top + 7 * cell_h + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height}" '
+        f'role="img" class="heatmap" aria-label="{_esc(name)}"><title>{_esc(name)}</title>'
+    ]
+    for hour in range(24):
+        x = left + hour * cell_w + cell_w / 2
+        out.append(_text(x, top - 8, f"{hour:02d}", text_anchor="middle", font_size=11, fill=MUTED))
+    for day, day_name in enumerate(DAY_NAMES):
+        y = top + day * cell_h
+        out.append(_text(left - 8, y + cell_h * 0.65, day_name, text_anchor="end", font_size=12))
+        for hour in range(24):
+            index = day * 24 + hour
+            value = values[index]
+            x = left + hour * cell_w
+            fill = NO_VALUE if value is None else HEAT[_step(value, steps)]
+            shown = missing if value is None else show(value)
+            opened = open_minutes[index] if open_minutes is not None else 0
+            when = f"{day_name} {hour:02d}:00-{hour + 1:02d}:00"
+            cover = f"; open {opened} of 60 min" if open_minutes is not None else ""
+            out.append(
+                f'<rect class="cell" x="{x + 1:.1f}" y="{y + 1}" width="{cell_w - 2:.1f}" '
+                f'height="{cell_h - 2}" fill="{fill}" stroke="{LINE}" data-hour="{index}" '
+                f'data-value="{"" if value is None else round(value, 4)}" '
+                f'data-open="{opened}"><title>{when}: {_esc(shown)}{cover}</title></rect>'
+            )
+            if opened:
+                dash = "" if opened >= 60 else ' stroke-dasharray="3 2"'
+                out.append(
+                    f'<rect class="open" x="{x + 2:.1f}" y="{y + 2}" width="{cell_w - 4:.1f}" '
+                    f'height="{cell_h - 4}" fill="none" stroke="{OPEN_STROKE}" '
+                    f'stroke-width="2"{dash}/>'
+                )
+            if value is not None and show(value):
+                colour = "#fff" if fill in HEAT_DARK else INK
+                out.append(
+                    _text(
+                        x + cell_w / 2,
+                        y + cell_h * 0.66,
+                        show(value),
+                        text_anchor="middle",
+                        font_size=10,
+                        fill=colour,
+                    )
+                )
+    out.append(
+        _text(
+            left + 12 * cell_w,
+            top + 7 * cell_h + 20,
+            "hour of the day (local time), a row per day of the week",
+            text_anchor="middle",
+            font_size=12,
+            fill=INK,
+        )
+    )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 # --- routes -----------------------------------------------------------------------------
 
 
@@ -508,14 +705,25 @@ def _demand_card(result: WhatIf) -> str:
         ):
             cells = "".join(f"<td>{_esc(show(f.hours[pilot]))}</td>" for f in result.policies)
             rows.append(f'<tr><th scope="row">{SHORT[pilot]} {_esc(label)}</th>{cells}</tr>')
+    if result.capacity is None:
+        heading = "Team demand (capacity not modelled)"
+        busy = (
+            "It is <b>not</b> the number of teams busy: the what-if sends a team to every call "
+            "it routes to a team, as if one were always free. Where demand exceeds the teams "
+            "on shift, calls would wait or be missed."
+        )
+    else:
+        heading = "Team demand"
+        busy = (
+            "It is <b>not</b> the number of teams busy: it counts every call routed to a team, "
+            "reached or not. The capacity card above shows what the teams on shift could take."
+        )
     return (
-        '<section class="card" id="demand"><h2>Team demand (capacity not modelled)</h2>'
+        f'<section class="card" id="demand"><h2>{heading}</h2>'
         '<p class="lede"><b>Demand in team-equivalents</b> is the team-hours of work per hour '
         "the pilot is open: team calls &times; "
         f"({effort.travel_minutes:g} min travel + {effort.on_scene_minutes:g} min on scene) "
-        "&divide; open hours. It is <b>not</b> the number of teams busy: the what-if sends a "
-        "team to every call it routes to a team, as if one were always free. Where demand "
-        "exceeds the teams on shift, calls would wait or be missed.</p>"
+        f"&divide; open hours. {busy}</p>"
         f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         "</section>"
     )
@@ -563,7 +771,9 @@ def _export_card(result: WhatIf, report: Mapping[str, Any], imported: Mapping[st
         "any other.",
         how + " " + _esc(ccd_note(result, column)),
         "Capacity is not modelled: a call routed to a team counts as reached, as if a team "
-        "were free. The team demand above says how many teams that would take.",
+        "were free. The team demand above says how many teams that would take."
+        if result.capacity is None
+        else _esc(capacity_note(result)),
         f"Import: {imported['rows']:,} rows, {imported['accepted']:,} calls, "
         f"{imported['rejected']:,} rejected; {imported['unmapped_type']:,} calls are of a "
         "type the mapping leaves to police.",

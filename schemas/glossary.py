@@ -30,6 +30,10 @@ GLOSSARY: dict[str, str] = {
         "Eligible calls the pilot took. CCD: resolved by phone by a clinician (route ccd). "
         "CRT and CoR: a team was assigned. Care Navigation: a follow-up was scheduled."
     ),
+    "team calls": (
+        "Eligible calls inside a team pilot's hours and area, which it sends a team to: "
+        "what a number of teams on shift can reach (heart staffing's target counts these)."
+    ),
     "resolved by phone": "Calls a CCD clinician closed without sending anyone (route ccd).",
     "HEART handled": "Calls resolved by phone or given a CRT or CoR team, each call once.",
     "follow-up completed": (

@@ -95,10 +95,11 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from heart.agents.dispatch.queue_rule import is_stale, pick_team, queue_key, release_reason
 from heart.agents.dispatch.roster import Roster, Team
 from heart.agents.dispatch.units import ON_CALL, IllegalTransition, assign, transition
 from heart.agents.ids import uuid5_hex
-from heart.policy.model import Policy, normalize
+from heart.policy.model import Policy
 from heart.schemas.calls import Location
 from heart.schemas.dispatch import DispatchEvent, DispatchEventType, UnitStatus, UnitStatusReport
 from heart.schemas.triage import TriageDecision
@@ -691,7 +692,7 @@ def _set_status(
 
 
 def _queue_order(record: CallRecord) -> tuple[bool, int, datetime, str]:
-    return (record.priority is None, record.priority or 0, record.decided_at, record.call_id)
+    return queue_key(record.priority, record.decided_at, record.call_id)
 
 
 def _free(step: _Step, team: Team) -> bool:
@@ -705,26 +706,16 @@ def _free(step: _Step, team: Team) -> bool:
 
 def _pick(step: _Step, record: CallRecord) -> str | None:
     area = step.state.area
-    beat = normalize(record.beat) if record.beat else None
-    district = record.district or step.roster.district_of(area, record.beat)
-    district = normalize(district) if district else None
-
-    def preference(team: Team) -> tuple[int, int, datetime, str]:
-        if beat is not None and team.home_beat is not None and normalize(team.home_beat) == beat:
-            tier = 0
-        elif district is not None and normalize(step.roster.home_district(team.id)) == district:
-            tier = 1
-        else:
-            tier = 2
-        language = 0 if team.speaks(record.info.language) else 1
-        return (tier, language, step.state.teams[team.id].since, team.id)
-
-    candidates = [
-        team
-        for team in step.roster.teams_in(area)
-        if team.kind == record.kind and _free(step, team)
-    ]
-    return min(candidates, key=preference).id if candidates else None
+    return pick_team(
+        step.roster.teams_in(area),
+        kind=record.kind,
+        beat=record.beat,
+        district=record.district or step.roster.district_of(area, record.beat),
+        language=record.info.language,
+        free=lambda team: _free(step, team),
+        home_district=step.roster.home_district,
+        idle_since=lambda team_id: step.state.teams[team_id].since,
+    )
 
 
 def _free_kinds(step: _Step) -> set[str]:
@@ -778,21 +769,21 @@ def _release(step: _Step) -> None:
     on_shift = {team.kind for team in teams if team.id in shift}
     for call_id in list(step.state.queue):
         record = step.state.calls[call_id]
-        if record.kind not in kinds:
-            reason = "no_team_of_kind"
-        elif record.kind not in on_shift:
-            reason = "no_team_on_shift"
-        elif step.now - record.decided_at >= max_wait or _stale(step, record):
-            reason = "no_team_free"
-        else:
-            continue
-        _finish_release(step, record, reason)
+        reason = release_reason(
+            kind_on_roster=record.kind in kinds,
+            kind_on_shift=record.kind in on_shift,
+            waited=step.now - record.decided_at,
+            max_wait=max_wait,
+            stale=_stale(step, record),
+        )
+        if reason is not None:
+            _finish_release(step, record, reason)
 
 
 def _stale(step: _Step, record: CallRecord) -> bool:
     """Whether the call is past the policy's ``stale_call_minutes``: no team may go."""
     since = record.needed_since or record.decided_at
-    return step.now - since > timedelta(minutes=step.policy.dispatch.stale_call_minutes)
+    return is_stale(step.now, since, timedelta(minutes=step.policy.dispatch.stale_call_minutes))
 
 
 def _finish_release(step: _Step, record: CallRecord, reason: str, *, queued: bool = True) -> None:

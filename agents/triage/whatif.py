@@ -10,15 +10,26 @@ plans from, in the terms of :data:`heart.schemas.glossary.GLOSSARY` (the monthly
   ``eligible = reached + missed + other``:
 
   - *reached*: the policy routes the call to the pilot (CCD: resolved by phone; CRT and
-    CoR: a team is sent, capacity not modelled);
+    CoR: a team is sent; as if one were always free, unless capacity is modelled);
   - *missed*: kept off only by coverage, counted under the first reason. A miss is
     exactly what the triage stage counts in ``heart_eligible_missed_total``: both use
-    :func:`heart.agents.triage.decide.missed`;
+    :func:`heart.agents.triage.decide.missed`. With capacity modelled, a team call no
+    team could take is missed too, with ``no_team_free``;
   - *other*, named per pilot (:data:`OTHER_NAMES`): for CCD the calls that needed someone
     in person, for a team pilot the calls routed elsewhere (resolved by phone first,
     or a co-response), by the route they took;
 - the months the calls cover, each marked partial when the calls cover it only in part;
 - the team-hours needed (see :class:`Effort`).
+
+Capacity (:class:`Capacity`): the calls each policy routes to a team are run through a
+discrete-event simulation of the teams on shift (:mod:`heart.agents.capacity.simulate`,
+the dispatch stage's queue rule): teams per pilot on the pilot's hours, or a roster file's
+teams and shifts. CRT's and CoR's reached is then the calls a team was assigned to, and
+their waits and the teams' utilisation by hour of the week are reported.
+
+Each distinct call is decided once per policy: a decision depends only on the call's
+:data:`~heart.agents.triage.decide.DECISION_FIELDS` and its local weekday and minute, so
+calls alike in those share one decision (the same contract re-decisions rely on).
 
 CCD's reach rests on ``needs_in_person``. Calls from a CAD export whose mapping cannot
 derive it (no ``[in_person]``) all need someone in person by default, so no call could be
@@ -32,25 +43,41 @@ import calendar
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heart.agents.triage.decide import decide, missed
+from heart.agents.capacity.shifts import HOURS_OF_WEEK, HourGrid, intervals, to_us
+from heart.agents.capacity.simulate import (
+    Duration,
+    PoolFigures,
+    PoolTeam,
+    TeamCall,
+    simulate,
+    summarise_waits,
+)
+from heart.agents.capacity.timing import MINUTE_US, TimeOnCall
+from heart.agents.dispatch.queue_rule import RELEASE_REASONS
+from heart.agents.dispatch.roster import Roster
+from heart.agents.triage.decide import DECISION_FIELDS, decide, missed
 from heart.policy.model import DAYS, PILOTS, RESPONDERS, Policy, Window
 from heart.schemas.calls import CallReceived
-from heart.schemas.triage import COVERAGE_REASONS, IneligibleReason, Route, TriageDecision
+from heart.schemas.triage import COVERAGE_REASONS, Route, TriageDecision
 
 ROUTES: tuple[Route, ...] = ("ccd", "crt", "cor", "police")
-#: Coverage reasons in the order reports show them. ``no_team_free``, the glossary's
-#: capacity reason, never occurs: the what-if does not model capacity.
-MISS_REASONS: tuple[IneligibleReason, ...] = (
+#: Miss reasons in the order reports show them: coverage, then the glossary's capacity
+#: reason, which occurs only when capacity is modelled.
+MISS_REASONS: tuple[str, ...] = (
     "outside_hours",
     "outside_service_area",
     "unknown_beat",
     "pilot_disabled",
+    "no_team_free",
 )
+#: The seed of the times on call when none is given (``heart replay``'s default too).
+DEFAULT_SEED = 2022
 #: Routes that send a team in person; their calls are the team workload.
 TEAM_ROUTES: tuple[Route, ...] = ("crt", "cor")
 #: Per pilot, what its eligible calls that were neither reached nor missed are.
@@ -268,6 +295,98 @@ class HoursFigures:
         }
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """How the capacity what-if staffs the team pilots (CRT and CoR).
+
+    Teams come from ``roster`` (each team with its own shifts, in its service area) or,
+    without one, :attr:`Effort.teams` per pilot, every team on shift whenever the pilot is
+    open. A call that finds no free team waits up to the policy's
+    ``max_queue_wait_minutes`` (or ``max_wait_minutes``), never past its
+    ``stale_call_minutes``, then falls back to police: missed, ``no_team_free``.
+    """
+
+    #: How long a call keeps its team busy: a model drawn per call with ``seed``, or a
+    #: function of the call, the team and the moment of assignment.
+    time_on_call: TimeOnCall | Duration
+    seed: int = DEFAULT_SEED
+    #: Replaces every policy's ``dispatch.max_queue_wait_minutes`` when given.
+    max_wait_minutes: float | None = None
+    roster: Roster | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_wait_minutes is not None and not (
+            math.isfinite(self.max_wait_minutes) and self.max_wait_minutes >= 0
+        ):
+            raise ValueError(
+                f"the maximum wait must be 0 or more minutes, not {self.max_wait_minutes}"
+            )
+
+    def max_wait(self, policy: Policy) -> float:
+        """The longest a call of ``policy`` waits, in minutes: the maximum wait, never past
+        the stale-call limit (no team goes to a stale call)."""
+        wanted = (
+            policy.dispatch.max_queue_wait_minutes
+            if self.max_wait_minutes is None
+            else self.max_wait_minutes
+        )
+        return min(wanted, policy.dispatch.stale_call_minutes)
+
+    def describe_time(self) -> str:
+        if isinstance(self.time_on_call, TimeOnCall):
+            return self.time_on_call.describe()
+        return "time on call given per assignment"
+
+
+@dataclass
+class CapacityFigures:
+    """One team pilot under one policy with capacity modelled."""
+
+    pilot: str
+    #: Teams of the pilot's kind (every area of a roster).
+    teams: int
+    #: Calls the policy routes to the pilot's teams: ``reached + fallbacks``.
+    team_calls: int
+    pool: PoolFigures
+    #: The longest wait a call had, minutes (see :meth:`Capacity.max_wait`).
+    max_wait_minutes: float
+
+    @property
+    def reached(self) -> int:
+        return self.pool.reached
+
+    @property
+    def fallbacks(self) -> int:
+        return self.pool.fallbacks_total
+
+    def to_dict(self) -> dict[str, Any]:
+        pool = self.pool
+        utilisation = pool.utilisation()
+        return {
+            "teams": self.teams,
+            "team_calls": self.team_calls,
+            "reached": pool.reached,
+            "fallbacks": self.fallbacks,
+            # The dispatch stage's release reasons; every one is a no_team_free miss.
+            "fallbacks_by_reason": {r: pool.fallbacks[r] for r in RELEASE_REASONS},
+            "max_wait_minutes": self.max_wait_minutes,
+            "wait_minutes": {
+                "p50": _round(pool.wait_p50, 2),
+                "p90": _round(pool.wait_p90, 2),
+                "mean": _round(pool.wait_mean, 2),
+                "waited": pool.waited,
+            },
+            "team_hours": {
+                "on_calls": _round(sum(pool.busy or ()) / 60, 1),
+                "on_shift": _round(sum(pool.on_shift or ()) / 60, 1),
+                "past_shift_end": _round(sum(pool.overrun or ()) / 60, 1),
+            },
+            "utilisation_by_hour_of_week": (
+                None if utilisation is None else [_round(u, 3) for u in utilisation]
+            ),
+        }
+
+
 @dataclass
 class PolicyFigures:
     """Every figure of one policy over the calls."""
@@ -284,6 +403,8 @@ class PolicyFigures:
     #: The months the calls cover, in this policy's zone.
     months: list[MonthCoverage] = field(default_factory=list)
     timezone: str = "UTC"
+    #: Team pilot -> its figures with capacity modelled; empty when it is not.
+    capacity: dict[str, CapacityFigures] = field(default_factory=dict)
 
     @property
     def response_team_hours(self) -> float:
@@ -295,7 +416,7 @@ class PolicyFigures:
         return sum(self.hours[p].staffed_team_hours for p in TEAM_ROUTES if p in self.hours)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "label": self.label,
             "policy_version": self.policy_version,
             "title": self.title,
@@ -311,6 +432,9 @@ class PolicyFigures:
                 "by_pilot": {name: h.to_dict() for name, h in self.hours.items()},
             },
         }
+        if self.capacity:
+            out["capacity"] = {name: c.to_dict() for name, c in self.capacity.items()}
+        return out
 
 
 @dataclass
@@ -324,27 +448,184 @@ class WhatIf:
     policies: list[PolicyFigures]
     #: Whether each call's ``needs_in_person`` is known (see :func:`compare`).
     in_person_known: bool = True
+    #: How teams were staffed, when capacity is modelled.
+    capacity: Capacity | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        assumptions: dict[str, Any] = {
+            "travel_minutes": self.effort.travel_minutes,
+            "on_scene_minutes": self.effort.on_scene_minutes,
+            "teams": {pilot: self.effort.teams_of(pilot) for pilot in PILOTS},
+            "note": (
+                "Capacity is not modelled: reached = the policy routes the call to the "
+                "pilot, as if a team were free. Response team-hours = team calls x "
+                "(travel + on scene); staffed team-hours = the windows' open hours over "
+                "the calls' calendar days x teams on shift; demand in team-equivalents = "
+                "response team-hours / open hours, not teams busy."
+            ),
+        }
+        capacity = self.capacity
+        if capacity is not None:
+            assumptions["note"] = (
+                "Capacity is modelled: CRT and CoR reached = a team was assigned in a "
+                "simulation of the teams on shift; a call that found no free team waited "
+                "up to the maximum wait, then fell back to police (missed, no_team_free)."
+            )
+            assumptions["capacity"] = {
+                "teams_from": capacity.roster.version_id if capacity.roster else "teams",
+                "time_on_call": (
+                    capacity.time_on_call.to_dict()
+                    if isinstance(capacity.time_on_call, TimeOnCall)
+                    else capacity.describe_time()
+                ),
+                "max_wait_minutes": capacity.max_wait_minutes,
+                "seed": capacity.seed,
+            }
         return {
             "calls": self.calls,
             "first_call": self.first_call.isoformat() if self.first_call else None,
             "last_call": self.last_call.isoformat() if self.last_call else None,
             "needs_in_person_known": self.in_person_known,
-            "assumptions": {
-                "travel_minutes": self.effort.travel_minutes,
-                "on_scene_minutes": self.effort.on_scene_minutes,
-                "teams": {pilot: self.effort.teams_of(pilot) for pilot in PILOTS},
-                "note": (
-                    "Capacity is not modelled: reached = the policy routes the call to the "
-                    "pilot, as if a team were free. Response team-hours = team calls x "
-                    "(travel + on scene); staffed team-hours = the windows' open hours over "
-                    "the calls' calendar days x teams on shift; demand in team-equivalents = "
-                    "response team-hours / open hours, not teams busy."
-                ),
-            },
+            "assumptions": assumptions,
             "policies": [p.to_dict() for p in self.policies],
         }
+
+
+# --- deciding every call --------------------------------------------------------------
+
+#: The call fields a decision depends on, besides its local weekday and minute.
+_DECIDING = attrgetter(*DECISION_FIELDS)
+
+
+@dataclass
+class Demand:
+    """One policy's decisions over the calls, before capacity: what it routes where."""
+
+    label: str
+    policy: Policy
+    figures: PolicyFigures
+    #: Team pilot -> the calls routed to its teams, in time order.
+    team_calls: dict[str, list[TeamCall]]
+    #: Responding pilot -> eligible calls per hour of the week (Monday 00-01 first).
+    eligible_by_hour: dict[str, list[int]]
+
+
+@dataclass
+class Decided:
+    """Every policy's :class:`Demand` over the same calls."""
+
+    calls: int
+    first_call: datetime | None
+    last_call: datetime | None
+    demands: list[Demand]
+
+
+def decide_all(
+    calls: Iterable[CallReceived],
+    policies: Sequence[tuple[str, Policy]],
+    *,
+    in_person_known: bool = True,
+    progress: Progress | None = None,
+    total: int | None = None,
+) -> Decided:
+    """Decide every call under every ``(label, policy)`` in one pass, in any order.
+
+    Only the figures and the team calls are kept, never the calls, so ``calls`` may be a
+    generator of any length. ``total`` (calls) sizes the progress reports.
+
+    A decision depends on the call's :data:`DECISION_FIELDS` and, of its time, only on
+    which pilots are open then (:meth:`~heart.policy.model.PilotRule.open_at`), so each
+    policy decides each such combination once and the calls alike share it.
+    """
+    zones: list[ZoneInfo] = []
+    for _, policy in policies:
+        if policy.zone not in zones:
+            zones.append(policy.zone)
+    which = [zones.index(policy.zone) for _, policy in policies]
+    opens = [_open_by_minute_of_week(policy) for _, policy in policies]
+    # Per zone: (fields, local minute of the week) -> calls.
+    counts: list[dict[tuple[Any, int], int]] = [{} for _ in zones]
+    memos: list[dict[tuple[Any, int], tuple[str, TriageDecision]]] = [{} for _ in policies]
+    team_calls: list[dict[str, list[TeamCall]]] = [
+        {pilot: [] for pilot in TEAM_ROUTES} for _ in policies
+    ]
+    minutes = [0] * len(zones)
+    first: datetime | None = None
+    last: datetime | None = None
+    seen = 0
+    for call in calls:
+        moment = call.occurred_at
+        if first is None or moment < first:
+            first = moment
+        if last is None or moment > last:
+            last = moment
+        fields = _DECIDING(call)
+        for z, zone in enumerate(zones):
+            local = moment.astimezone(zone)
+            minute = local.weekday() * 1440 + local.hour * 60 + local.minute
+            minutes[z] = minute
+            tally = counts[z]
+            key = (fields, minute)
+            tally[key] = tally.get(key, 0) + 1
+        for p, (_, policy) in enumerate(policies):
+            key = (fields, opens[p][minutes[which[p]]])
+            memo = memos[p]
+            known = memo.get(key)
+            if known is None:
+                # A fixed event id: the decision is thrown away, and generating a random
+                # one per call is a measurable share of the time.
+                decision = decide(call, policy, event_id="whatif")
+                known = memo[key] = (decision.route, decision)
+            route = known[0]
+            if route == "crt" or route == "cor":
+                team_calls[p][route].append(
+                    TeamCall(
+                        to_us(moment),
+                        call.call_id,
+                        call.priority,
+                        call.beat,
+                        call.district,
+                        call.language,
+                    )
+                )
+        seen += 1
+        if progress is not None and seen % PROGRESS_EVERY == 0:
+            progress(seen * len(policies), (total or seen) * len(policies))
+    if progress is not None:
+        progress(seen * len(policies), seen * len(policies))
+
+    demands = []
+    for p, (label, policy) in enumerate(policies):
+        figures = PolicyFigures(
+            label, policy.version_id, policy.title, calls=seen, timezone=policy.timezone
+        )
+        figures.pilots = {pilot: PilotFigures(pilot) for pilot in RESPONDERS}
+        figures.pilots["ccd"].measured = in_person_known
+        by_hour = {pilot: [0] * HOURS_OF_WEEK for pilot in RESPONDERS}
+        memo, open_at = memos[p], opens[p]
+        for (fields, minute), count in counts[which[p]].items():
+            decision = memo[(fields, open_at[minute])][1]
+            _tally(figures, decision, count)
+            hour = minute // 60
+            for entry in decision.eligibility:
+                if entry.eligible or set(entry.reasons) <= COVERAGE_REASONS:
+                    by_hour[entry.pilot][hour] += count
+        for pilot_calls in team_calls[p].values():
+            pilot_calls.sort(key=lambda c: (c.at, c.call_id))
+        demands.append(Demand(label, policy, figures, team_calls[p], by_hour))
+    return Decided(seen, first, last, demands)
+
+
+def _open_by_minute_of_week(policy: Policy) -> list[int]:
+    """Per local minute of the week (Monday 00:00 first), which responding pilots are open,
+    as a bit per pilot rule: what a decision reads of the time."""
+    out = [0] * (7 * 1440)
+    for bit, rule in enumerate(policy.rules):
+        for day, windows in enumerate(rule.week):
+            for start, end in windows:
+                for minute in range(day * 1440 + start, day * 1440 + end):
+                    out[minute] |= 1 << bit
+    return out
 
 
 def compare(
@@ -354,82 +635,198 @@ def compare(
     *,
     in_person_known: bool = True,
     progress: Progress | None = None,
+    capacity: Capacity | None = None,
 ) -> WhatIf:
     """Decide every call under every ``(label, policy)`` and tally the figures.
 
     ``in_person_known`` says whether the calls' ``needs_in_person`` is a fact (live calls,
     or an export whose mapping reads it from a disposition) or a default: only with facts
-    can CCD's reached be told from the calls that needed someone in person.
+    can CCD's reached be told from the calls that needed someone in person. With
+    ``capacity``, CRT's and CoR's reached are the calls a simulated team took (see
+    :class:`Capacity`).
     """
     effort = effort or Effort()
-    ordered = sorted(calls, key=lambda call: call.occurred_at)
-    total = len(ordered) * len(policies)
-    done = 0
+    listed = calls if isinstance(calls, Sequence) else list(calls)
+    decided = decide_all(
+        listed, policies, in_person_known=in_person_known, progress=progress, total=len(listed)
+    )
     results = []
-    for label, policy in policies:
-        figures = PolicyFigures(
-            label, policy.version_id, policy.title, calls=len(ordered), timezone=policy.timezone
-        )
-        figures.pilots = {pilot: PilotFigures(pilot) for pilot in RESPONDERS}
-        figures.pilots["ccd"].measured = in_person_known
-        starts: dict[str, list[datetime]] = {pilot: [] for pilot in TEAM_ROUTES}
-        for call in ordered:
-            # A fixed event id: the decision is thrown away, and generating a random one
-            # per call is a measurable share of the time.
-            decision = decide(call, policy, event_id="whatif")
-            _tally(figures, decision)
-            if decision.route in starts:
-                starts[decision.route].append(call.occurred_at)
-            done += 1
-            if progress is not None and done % PROGRESS_EVERY == 0:
-                progress(done, total)
-        figures.hours = _hours(policy, ordered, starts, effort)
-        if ordered:
-            figures.months = months_covered(
-                ordered[0].occurred_at, ordered[-1].occurred_at, policy.zone
-            )
+    for demand in decided.demands:
+        figures = demand.figures
+        policy = demand.policy
+        starts = {
+            pilot: [_moment(c.at) for c in pilot_calls]
+            for pilot, pilot_calls in demand.team_calls.items()
+        }
+        days = period_days(policy, decided.first_call, decided.last_call)
+        figures.hours = _hours(policy, days, starts, effort)
+        if decided.first_call is not None and decided.last_call is not None:
+            figures.months = months_covered(decided.first_call, decided.last_call, policy.zone)
+        if capacity is not None and days:
+            figures.capacity = staff(demand, capacity, effort, days)
+            for pilot, modelled in figures.capacity.items():
+                pilot_figures = figures.pilots[pilot]
+                # Every team call is a reached call of the uncapacitated what-if; with
+                # capacity it is reached or missed, so eligible still adds up.
+                assert modelled.team_calls == pilot_figures.reached
+                pilot_figures.reached = modelled.reached
+                pilot_figures.missed["no_team_free"] += modelled.fallbacks
         results.append(figures)
-    if progress is not None:
-        progress(total, total)
     return WhatIf(
-        calls=len(ordered),
-        first_call=ordered[0].occurred_at if ordered else None,
-        last_call=ordered[-1].occurred_at if ordered else None,
+        calls=decided.calls,
+        first_call=decided.first_call,
+        last_call=decided.last_call,
         effort=effort,
         policies=results,
         in_person_known=in_person_known,
+        capacity=capacity,
     )
 
 
-def _tally(figures: PolicyFigures, decision: TriageDecision) -> None:
+def _moment(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
+def _tally(figures: PolicyFigures, decision: TriageDecision, count: int = 1) -> None:
     route = decision.route
-    figures.routes[route] += 1
+    figures.routes[route] += count
     if "cn" in decision.pilots:
-        figures.followups += 1
+        figures.followups += count
     for entry in decision.eligibility:
         pilot = figures.pilots[entry.pilot]
-        pilot.matched += 1
+        pilot.matched += count
         if entry.eligible:
-            pilot.eligible += 1
+            pilot.eligible += count
             if route == entry.pilot:
-                pilot.reached += 1
+                pilot.reached += count
             else:
-                pilot.other[route] += 1
+                pilot.other[route] += count
         elif set(entry.reasons) <= COVERAGE_REASONS:
-            pilot.eligible += 1  # and missed, tallied below with the triage stage's rule
+            pilot.eligible += count  # and missed, tallied below with the triage stage's rule
         else:
-            pilot.kept_off += 1
+            pilot.kept_off += count
     for pilot, reason in missed(decision):
-        figures.pilots[pilot].missed[reason] += 1
+        figures.pilots[pilot].missed[reason] += count
+
+
+# --- capacity ---------------------------------------------------------------------------
+
+
+def staff(
+    demand: Demand, capacity: Capacity, effort: Effort, days: Sequence[date]
+) -> dict[str, CapacityFigures]:
+    """Run each team pilot's calls against its teams (see :class:`Capacity`)."""
+    policy = demand.policy
+    zone = policy.zone
+    grid = HourGrid.for_days(zone, days[0], days[-1])
+    # Shifts are laid out past the last day: a call near the end may wait into the next.
+    first_day, last_day = days[0] - timedelta(days=1), days[-1] + timedelta(days=2)
+    span = (first_day, last_day)
+    max_wait = capacity.max_wait(policy)
+    out = {}
+    for pilot in TEAM_ROUTES:
+        calls = demand.team_calls[pilot]
+        durations = _durations(capacity, calls, pilot)
+        if capacity.roster is None:
+            count = effort.teams_of(pilot)
+            spec = getattr(policy.pilots, pilot)
+            week = next(rule.week for rule in policy.rules if rule.pilot == pilot)
+            shift = intervals(week, zone, first_day, last_day) if spec.enabled else []
+            pool = simulate(
+                calls,
+                [PoolTeam(f"{pilot}-{n + 1}", pilot) for n in range(count)],
+                [shift] * count,
+                kind=pilot,
+                max_wait=round(max_wait * MINUTE_US),
+                stale_after=policy.dispatch.stale_call_minutes * MINUTE_US,
+                durations=durations,
+                choose="any",
+                grid=grid,
+            )
+        else:
+            count = sum(1 for team in capacity.roster.teams if team.kind == pilot)
+            pool = _roster_pools(
+                capacity.roster, pilot, calls, durations, policy, max_wait, grid, span
+            )
+        out[pilot] = CapacityFigures(pilot, count, len(calls), pool, max_wait)
+    return out
+
+
+def _durations(
+    capacity: Capacity, calls: Sequence[TeamCall], pilot: str
+) -> Sequence[int] | Duration:
+    model = capacity.time_on_call
+    if isinstance(model, TimeOnCall):
+        # Keyed by the pilot, not the policy: a call keeps its time under every policy.
+        return model.durations([c.call_id for c in calls], capacity.seed, pilot)
+    return model
+
+
+def _roster_pools(
+    roster: Roster,
+    kind: str,
+    calls: Sequence[TeamCall],
+    durations: Sequence[int] | Duration,
+    policy: Policy,
+    max_wait: float,
+    grid: HourGrid,
+    span: tuple[date, date],
+) -> PoolFigures:
+    """One pool per service area of the roster, merged into one set of figures."""
+    by_area: dict[str | None, list[tuple[TeamCall, int]]] = {}
+    for index, call in enumerate(calls):
+        area = roster.area_for(call.beat, call.district)
+        if area is not None and call.district is None:
+            call = replace(call, district=roster.district_of(area, call.beat))
+        by_area.setdefault(area, []).append((call, index))
+    merged = PoolFigures()
+    for area in sorted(by_area, key=lambda a: (a is None, a or "")):
+        pairs = by_area[area]
+        teams = [t for t in roster.teams_in(area) if t.kind == kind] if area else []
+        area_calls = [c for c, _ in pairs]
+        area_durations = durations if callable(durations) else [durations[i] for _, i in pairs]
+        pool = simulate(
+            area_calls,
+            teams,
+            [intervals(t.week, policy.zone, *span) for t in teams],
+            kind=kind,
+            max_wait=round(max_wait * MINUTE_US),
+            stale_after=policy.dispatch.stale_call_minutes * MINUTE_US,
+            durations=area_durations,
+            choose="preference",
+            home_district=roster.home_district,
+            grid=grid,
+            keep_waits=True,
+        )
+        _merge(merged, pool)
+    summarise_waits(merged, merged.nonzero_waits or [])
+    return merged
+
+
+def _merge(into: PoolFigures, pool: PoolFigures) -> None:
+    into.calls += pool.calls
+    into.reached += pool.reached
+    into.fallbacks.update(pool.fallbacks)
+    into.nonzero_waits = (into.nonzero_waits or []) + (pool.nonzero_waits or [])
+    for name in ("busy", "on_shift", "overrun"):
+        mine, theirs = getattr(into, name), getattr(pool, name)
+        if theirs is not None:
+            summed = theirs if mine is None else [a + b for a, b in zip(mine, theirs, strict=True)]
+            setattr(into, name, summed)
+
+
+# --- team-hours ---------------------------------------------------------------------------
 
 
 def _hours(
     policy: Policy,
-    calls: Sequence[CallReceived],
+    days: Sequence[date],
     starts: Mapping[str, Sequence[datetime]],
     effort: Effort,
 ) -> dict[str, HoursFigures]:
-    days = _period(policy, calls)
     per_call = effort.minutes_per_call
     out = {}
     for pilot in PILOTS:
@@ -448,13 +845,13 @@ def _hours(
     return out
 
 
-def _period(policy: Policy, calls: Sequence[CallReceived]) -> list[date]:
+def period_days(policy: Policy, first: datetime | None, last: datetime | None) -> list[date]:
     """The calendar days from the first call to the last, in the policy's zone."""
-    if not calls:
+    if first is None or last is None:
         return []
-    first = calls[0].occurred_at.astimezone(policy.zone).date()
-    last = calls[-1].occurred_at.astimezone(policy.zone).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    start = first.astimezone(policy.zone).date()
+    end = last.astimezone(policy.zone).date()
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
 def weekly_minutes(windows: Iterable[Window]) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import tomllib
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -503,3 +504,133 @@ def test_whatif_reports_a_bad_mapping_with_file_and_field(tmp_path: Path) -> Non
     )
     assert status == 2
     assert f"mapping file {bad}: time.timezone: unknown time zone 'Mars/Base'" in err.getvalue()
+
+
+# --- one decision per kind of call --------------------------------------------------------
+
+
+SHIPPED = [
+    (
+        "milwaukee-2018-05-calls.csv",
+        "milwaukee-2018",
+        ["milwaukee-demo-policy", "milwaukee-demo-7x12", "milwaukee-demo-24x7", "durham-24x7"],
+    ),
+    ("sanjose-2024-calls-sample.csv", "sanjose-2024", ["sanjose-demo-policy", "durham"]),
+]
+
+
+@pytest.mark.parametrize(("export", "mapping_name", "names"), SHIPPED)
+def test_calls_alike_share_a_decision_and_it_is_decides(
+    export: str, mapping_name: str, names: list[str]
+) -> None:
+    from heart.agents.triage.decide import decide, missed
+    from heart.agents.triage.whatif import decide_all
+    from heart.cad.importer import import_rows
+    from heart.cad.mapping import load_mapping
+
+    calls = import_rows(shared_file(export), load_mapping(mapping_name)).events
+    policies = [(n, load_policy(resolve_policy_path(n))) for n in names]
+    decided = decide_all(calls, policies)
+    for demand, (_, policy) in zip(decided.demands, policies, strict=True):
+        # Each call decided on its own, as the triage stage decides it.
+        routes: Counter[str] = Counter()
+        misses: Counter[tuple[str, str]] = Counter()
+        team_ids: dict[str, list[str]] = {"crt": [], "cor": []}
+        for one in calls:
+            decision = decide(one, policy)
+            routes[decision.route] += 1
+            misses.update(missed(decision))
+            if decision.route in team_ids:
+                team_ids[decision.route].append(one.call_id)
+        figures = demand.figures
+        assert dict(figures.routes) == {r: n for r, n in routes.items() if n}
+        assert {
+            (p, r): n for p, f in figures.pilots.items() for r, n in f.missed.items() if n
+        } == dict(misses)
+        for pilot, ids in team_ids.items():
+            assert sorted(c.call_id for c in demand.team_calls[pilot]) == sorted(ids)
+        for pilot, f in figures.pilots.items():
+            assert sum(demand.eligible_by_hour[pilot]) == f.eligible
+
+
+# --- capacity ------------------------------------------------------------------------------
+
+
+def test_capacity_on_a_hand_made_history(always: Policy) -> None:
+    from heart.agents.capacity.timing import Distribution, TimeOnCall
+    from heart.agents.triage.whatif import Capacity
+
+    # Three CRT calls a minute apart; one team, 30 minutes a call, up to 10 minutes' wait.
+    history = [call(f"k{n}", 0, 10, WELFARE, "1") for n in range(3)]
+    history = [
+        c.model_copy(update={"occurred_at": c.occurred_at + timedelta(minutes=n)})
+        for n, c in enumerate(history)
+    ]
+    thirty = TimeOnCall(Distribution.fixed(10), Distribution.fixed(20))
+    result = compare(
+        history, [("always", always)], Effort(teams={"crt": 1}), capacity=Capacity(thirty)
+    )
+    crt = result.policies[0].pilots["crt"]
+    modelled = result.policies[0].capacity["crt"]
+    assert (crt.eligible, crt.reached, crt.missed_total, crt.other_total) == (3, 1, 2, 0)
+    assert crt.missed == {"no_team_free": 2}
+    assert modelled.pool.fallbacks == {"no_team_free": 2}
+    assert modelled.team_calls == 3 and modelled.teams == 1
+    data = result.to_dict()
+    capacity = data["policies"][0]["capacity"]["crt"]
+    assert capacity["fallbacks_by_reason"] == {
+        "no_team_free": 2,
+        "no_team_on_shift": 0,
+        "no_team_of_kind": 0,
+    }
+    assert capacity["wait_minutes"]["p90"] == 0.0
+    # The team worked 30 minutes, of a day of 24 x 1 team-hours on shift.
+    assert capacity["team_hours"] == {"on_calls": 0.5, "on_shift": 24.0, "past_shift_end": 0.0}
+    assert "no_team_free" in data["assumptions"]["note"]
+    # With two minutes of slack the second call waits for the team instead.
+    longer = TimeOnCall(Distribution.fixed(0), Distribution.fixed(1.5))
+    result = compare(history, [("always", always)], capacity=Capacity(longer))
+    modelled = result.policies[0].capacity["crt"]
+    assert modelled.reached == 3 and modelled.pool.waited == 2
+
+
+def test_capacity_with_a_roster(always: Policy, tmp_path: Path) -> None:
+    from heart.agents.capacity.timing import Distribution, TimeOnCall
+    from heart.agents.dispatch.roster import load_roster
+    from heart.agents.triage.whatif import Capacity
+
+    roster_file = tmp_path / "roster.toml"
+    roster_file.write_text(
+        """
+name = "one"
+version = "1"
+[areas.city.districts]
+D1 = ["1", "2", "3"]
+[[teams]]
+id = "CRT-1"
+kind = "crt"
+area = "city"
+roles = ["clinician", "peer_support", "emt"]
+languages = ["en"]
+home_beat = "1"
+shift = [{ days = ["mon"], start = "09:00", end = "12:00" }]
+""",
+        encoding="utf-8",
+    )
+    thirty = TimeOnCall(Distribution.fixed(10), Distribution.fixed(20))
+    # c1, c2, c4 (Saturday), c9 (Tuesday, no beat): one team on Monday mornings only, no
+    # CoR pair at all.
+    result = compare(
+        CALLS,
+        [("always", always)],
+        capacity=Capacity(thirty, roster=load_roster(roster_file)),
+    )
+    modelled = result.policies[0].capacity
+    assert modelled["crt"].teams == 1 and modelled["cor"].teams == 0
+    crt = modelled["crt"].pool
+    assert crt.reached == 1  # c1 at 10:00; c2 at 10:00 found the team busy
+    assert crt.fallbacks == {"no_team_free": 1, "no_team_on_shift": 3}
+    assert modelled["cor"].pool.fallbacks == {"no_team_of_kind": 1}  # c7
+    figures = result.policies[0].pilots["crt"]
+    assert figures.reached == 1 and figures.missed["no_team_free"] == 4
+    assert figures.eligible == figures.reached + figures.missed_total + figures.other_total
