@@ -14,6 +14,7 @@ with the file it came from (see :class:`PolicyError`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -40,6 +41,7 @@ from pydantic import (
 
 from heart.policy.file_problems import FileProblem, Loc, Problems, problems_from, toml_type
 from heart.policy.toml_file import read_toml
+from heart.schemas.ccd import RESOURCE_ID_PATTERN, URGENCIES
 from heart.schemas.triage import Pilot, Route
 
 #: Pilot ids, in the order decisions list them; taken from the wire schema so the two agree.
@@ -383,6 +385,68 @@ class Organisation(_Strict):
         return self
 
 
+def _resource_id(value: str) -> str:
+    if not re.fullmatch(RESOURCE_ID_PATTERN, value) or len(value) > 64:
+        raise Problems.one(
+            "is not a resource id (use up to 64 lower-case letters, digits, _ and -, "
+            'e.g. "mobile_crisis")'
+        )
+    return value
+
+
+ResourceKey = Annotated[str, AfterValidator(_resource_id)]
+
+#: The resources a clinician refers to when the file names none: the department's text
+#: names 988; the others are the kinds of care its clinicians connect people to.
+DEFAULT_REFERRAL_RESOURCES: dict[str, str] = {
+    "988": "988 Suicide & Crisis Lifeline",
+    "mobile_crisis": "Mobile crisis team",
+    "outpatient": "Outpatient mental health care",
+    "substance_use": "Substance use treatment",
+    "shelter": "Shelter or housing services",
+}
+
+
+class ConsultTargets(_Strict):
+    """Minutes a consult may wait unanswered, per urgency, before it is overdue."""
+
+    urgent: int = Field(2, gt=0, le=1440)
+    soon: int = Field(10, gt=0, le=1440)
+    routine: int = Field(30, gt=0, le=1440)
+
+    @model_validator(mode="after")
+    def _check(self) -> ConsultTargets:
+        # A more urgent consult must not be allowed to wait longer than a less urgent one.
+        for more, less in itertools.pairwise(URGENCIES):
+            if getattr(self, more) > getattr(self, less):
+                raise Problems(
+                    [
+                        (
+                            (more,),
+                            f"{more} target {getattr(self, more)} is longer than the "
+                            f"{less} target {getattr(self, less)}",
+                        )
+                    ]
+                )
+        return self
+
+    def minutes(self, urgency: str) -> int:
+        return int(getattr(self, urgency))
+
+
+class CcdWork(_Strict):
+    """What CCD clinicians do on a call beyond the route: the optional ``[ccd]`` table."""
+
+    #: Resource id -> the name reports show; a referral to any other id is refused.
+    referral_resources: dict[ResourceKey, Name] = Field(
+        default_factory=lambda: dict(DEFAULT_REFERRAL_RESOURCES), min_length=1
+    )
+    consult_targets: ConsultTargets = Field(default_factory=ConsultTargets)
+    #: A shorter follow-up deadline after a ``high`` C-SSRS screening; None: the same as
+    #: everyone's (``pilots.cn.followup_within_hours``).
+    high_risk_followup_within_hours: int | None = Field(None, gt=0)
+
+
 @dataclass(frozen=True, slots=True)
 class PilotRule:
     """One responding pilot's rules, precomputed for per-event decisions."""
@@ -433,6 +497,8 @@ class Policy(_Strict):
     risk: Risk
     dispatch: Dispatch
     pilots: Pilots
+    #: Clinicians' referral resources, consult targets, high-risk follow-up; None: defaults.
+    ccd: CcdWork | None = None
 
     _zone: ZoneInfo = PrivateAttr()
     _version_id: str = PrivateAttr()
@@ -445,6 +511,7 @@ class Policy(_Strict):
         problems = self._category_problems()
         problems += self._call_type_problems()
         problems += self._beat_problems()
+        problems += self._ccd_problems()
         if problems:
             raise Problems(problems)
         self._precompute()
@@ -513,6 +580,19 @@ class Policy(_Strict):
                     )
         return problems
 
+    def _ccd_problems(self) -> list[tuple[Loc, str]]:
+        hours = self.ccd.high_risk_followup_within_hours if self.ccd else None
+        limit = self.pilots.cn.followup_within_hours
+        if hours is not None and hours > limit:
+            return [
+                (
+                    ("ccd", "high_risk_followup_within_hours"),
+                    f"{hours} is longer than everyone's deadline, "
+                    f"pilots.cn.followup_within_hours = {limit} (it may only shorten it)",
+                )
+            ]
+        return []
+
     def _precompute(self) -> None:
         self._zone = ZoneInfo(self.timezone)
         aliases: dict[str, str] = {}
@@ -541,7 +621,12 @@ class Policy(_Strict):
         self._rules = tuple(rules)
         # Hash the validated content, not the file bytes: comments and layout do not
         # change what the policy decides, so they must not change the version either.
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        content = self.model_dump(mode="json")
+        if self.ccd is None:
+            # A file without the optional [ccd] table keeps the version id it had before
+            # the table existed: the defaults it stands for are part of this code.
+            del content["ccd"]
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
         self._version_id = f"{self.name}@{self.version}+{digest}"
 
@@ -567,6 +652,19 @@ class Policy(_Strict):
         return self._known_beats
 
     @property
+    def ccd_work(self) -> CcdWork:
+        """The ``[ccd]`` table, or its defaults when the file has none."""
+        return self.ccd if self.ccd is not None else _DEFAULT_CCD_WORK
+
+    def followup_within_hours(self, risk_level: str | None = None) -> int:
+        """Care Navigation's deadline after a contact, shorter after a ``high`` screening
+        when the policy sets ``ccd.high_risk_followup_within_hours``."""
+        shorter = self.ccd_work.high_risk_followup_within_hours
+        if risk_level == "high" and shorter is not None:
+            return shorter
+        return self.pilots.cn.followup_within_hours
+
+    @property
     def followed_by_cn(self) -> frozenset[str]:
         """Routes after which Care Navigation follows up (empty when CN is disabled)."""
         cn = self.pilots.cn
@@ -586,6 +684,9 @@ class Policy(_Strict):
             if rule.pilot == pilot:
                 return rule
         raise KeyError(pilot)
+
+
+_DEFAULT_CCD_WORK = CcdWork()
 
 
 # --- loading ------------------------------------------------------------------------------

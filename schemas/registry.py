@@ -12,6 +12,17 @@ from pydantic import Field, TypeAdapter
 
 from heart.schemas.base import SCHEMA_VERSION, Event
 from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
+from heart.schemas.ccd import (
+    CcdDisposition,
+    CcdEngaged,
+    CcdReferral,
+    CcdSafetyPlan,
+    CcdScreened,
+    ConsultAnswered,
+    ConsultClosed,
+    ConsultOverdue,
+    ConsultRequested,
+)
 from heart.schemas.deadletter import DeadLetter
 from heart.schemas.dispatch import DispatchEvent, UnitAudit, UnitStatusReport
 from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
@@ -30,6 +41,15 @@ MODELS: tuple[type[Event], ...] = (
     FollowupDue,
     FollowupOutcome,
     FollowupOverdue,
+    CcdEngaged,
+    CcdScreened,
+    CcdSafetyPlan,
+    CcdReferral,
+    CcdDisposition,
+    ConsultRequested,
+    ConsultAnswered,
+    ConsultClosed,
+    ConsultOverdue,
     DeadLetter,
 )
 

@@ -45,6 +45,12 @@ class TriageDecision(Event):
     event_type: Literal["triage.decision"] = "triage.decision"
     call_id: str = Field(min_length=1, max_length=64)
     route: Route
+    rules_route: Route | None = Field(
+        None,
+        description="The route the policy's rules chose, when a clinician's disposition "
+        "decided this revision (route is then the route in force, the clinician's). None "
+        "when the rules decided it: route is the rules' route.",
+    )
     pilots: list[Pilot] = Field(default_factory=list, description="Pilots involved in the call.")
     reasons: list[str] = Field(default_factory=list, description="Machine-readable reasons.")
     eligibility: list[PilotEligibility] = Field(

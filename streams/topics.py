@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from heart.schemas.ccd import CcdAssessmentEvent, ConsultEvent
 from heart.schemas.commands import DispatchCommand, NavigationCommand
 from heart.schemas.deadletter import DeadLetter
 from heart.schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
@@ -126,6 +127,24 @@ FOLLOWUP_OUTCOMES = TopicSpec(
     description="Outcomes care navigators report.",
     config=_retention(90),
 )
+CCD_ASSESSMENTS = TopicSpec(
+    "ccd.assessments",
+    key="call_id",
+    value=CcdAssessmentEvent,
+    partitions=6,
+    description="A CCD clinician's work on a call: ccd.engaged, ccd.screened (C-SSRS), "
+    "ccd.safety_plan (Stanley-Brown steps), ccd.referral, ccd.disposition. No narrative.",
+    config=_retention(90),
+)
+CCD_CONSULTS = TopicSpec(
+    "ccd.consults",
+    key="consult_id",
+    value=ConsultEvent,
+    partitions=6,
+    description="Consults asked of CCD clinicians by dispatchers and responders: "
+    "consult.requested, consult.answered, consult.closed, consult.overdue.",
+    config=_retention(90),
+)
 DEADLETTER = TopicSpec(
     "heart.deadletter",
     key="original key",
@@ -182,6 +201,8 @@ CATALOG: dict[str, TopicSpec] = {
         FOLLOWUP_TIMERS,
         FOLLOWUP_TASKS,
         FOLLOWUP_OUTCOMES,
+        CCD_ASSESSMENTS,
+        CCD_CONSULTS,
         DEADLETTER,
         DISPATCH_COMMANDS,
         NAVIGATION_COMMANDS,

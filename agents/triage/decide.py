@@ -119,7 +119,7 @@ def _view(policy: Policy) -> _PolicyView:
     return view
 
 
-def _ineligible(
+def ineligible_reasons(
     rule: PilotRule,
     known: frozenset[str] | None,
     local: datetime,
@@ -201,7 +201,7 @@ def decide(
     for rule in view.rules:
         if not _matches(rule, category, call, risky):
             continue
-        missed = _ineligible(rule, view.known_beats, local, beat, weapon, violence)
+        missed = ineligible_reasons(rule, view.known_beats, local, beat, weapon, violence)
         if stale and not missed:
             missed = ["stale"]
         eligibility.append(PilotEligibility(pilot=rule.pilot, eligible=not missed, reasons=missed))

@@ -8,7 +8,14 @@ import pytest
 from heart.schemas import CallReceived
 from heart.schemas.registry import ANY_EVENT, EVENT_TYPES, MODELS, export_json_schemas
 from heart.streams.codec import DecodeError, decode, encode
-from tests.factories import call_received, every_event
+from tests.factories import call_received
+from tests.factories import every_event as _core_events
+from tests.schemas.ccd_events import ccd_events
+
+
+def every_event() -> list[object]:
+    # tests.factories predates the CCD events; its every_event() can absorb ccd_events().
+    return [*_core_events(), *ccd_events()]
 
 
 @pytest.mark.parametrize("event", every_event(), ids=lambda e: e.event_type)
