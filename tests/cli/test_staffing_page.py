@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from heart.cli.staffing import run_staffing
 from heart.schemas.glossary import GLOSSARY
 from tests.cad import shared_file
-from tests.cli.test_whatif_page import CHROMIUM, CHROMIUM_ARGS, WIDTH
+from tests.cli.test_whatif_page import WIDTH
 
 POLICIES = ["milwaukee-demo-policy", "milwaukee-demo-7x12", "milwaukee-demo-24x7"]
 
@@ -47,19 +47,15 @@ def report(report_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def page(report_dir: Path) -> Iterator[Page]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        opened = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        requests: list[str] = []
-        opened.on("request", lambda request: requests.append(request.url))
-        opened.goto((report_dir / "staffing.html").as_uri())
-        assert requests == [(report_dir / "staffing.html").as_uri()], "self-contained"
-        opened.screenshot(path=str(report_dir / "staffing.png"), full_page=True)
-        yield opened
-        browser.close()
+def page(report_dir: Path, browser: Browser) -> Iterator[Page]:
+    opened = browser.new_page(viewport={"width": WIDTH, "height": 900})
+    requests: list[str] = []
+    opened.on("request", lambda request: requests.append(request.url))
+    opened.goto((report_dir / "staffing.html").as_uri())
+    assert requests == [(report_dir / "staffing.html").as_uri()], "self-contained"
+    opened.screenshot(path=str(report_dir / "staffing.png"), full_page=True)
+    yield opened
+    opened.close()
 
 
 def test_heading_and_period(page: Page) -> None:

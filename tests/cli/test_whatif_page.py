@@ -14,23 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from heart.cli.whatif import run_whatif
 from heart.schemas.glossary import GLOSSARY
 from tests.cad import shared_file
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POLICIES = ["milwaukee-demo-policy", "milwaukee-demo-7x12"]
 WIDTH = 1280
 
@@ -56,16 +45,6 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def report(report_dir: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((report_dir / "whatif.json").read_text(encoding="utf-8"))
     return data
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
