@@ -42,12 +42,11 @@ from heart.agents.triage.whatif import (
 )
 from heart.cad.importer import ImportResult
 from heart.cad.mapping import CadMapping
-from heart.cli.import_calls import load_or_report, read_export
 from heart.cli.progress import ProgressBar
 from heart.cli.whatif import (
     REASON_LABELS,
     import_figures,
-    load_policies,
+    load_calls,
     months_text_of,
     percent,
     read_timings,
@@ -119,18 +118,12 @@ def run_staffing(
     except OSError as exc:
         print(f"heart staffing: cannot read timings file {timings}: {exc.strerror}", file=err)
         return 2
-    loaded_mapping = load_or_report(mapping, err, "staffing")
-    if loaded_mapping is None:
-        return 2
-    loaded = load_policies(policies, loaded_mapping, err, "staffing")
-    if loaded is None:
-        return 2
-    imported = read_export(
-        file, loaded_mapping, err, "staffing", live=progress, max_reject_rate=max_reject_rate
+    inputs = load_calls(
+        file, mapping, policies, err, "staffing", progress=progress, max_reject_rate=max_reject_rate
     )
-    if isinstance(imported, int):
-        return imported
-    print(imported.summary(top=5), file=err)
+    if isinstance(inputs, int):
+        return inputs
+    loaded_mapping, loaded, imported = inputs
 
     bar = ProgressBar(f"decide x{len(loaded)} policies", err, live=progress)
     decided = decide_all(

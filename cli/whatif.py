@@ -109,6 +109,33 @@ def resolve_policy_path(name_or_path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def load_calls(
+    file: str | os.PathLike[str],
+    mapping: str | os.PathLike[str],
+    policies: Sequence[str | os.PathLike[str]],
+    err: IO[str],
+    command: str,
+    *,
+    progress: bool | None,
+    max_reject_rate: float | None,
+) -> tuple[CadMapping, list[tuple[str, Policy]], ImportResult] | int:
+    """The mapping, the policies and the imported export, with the import's account on
+    ``err``; or an exit status after printing why one of them cannot be used."""
+    loaded_mapping = load_or_report(mapping, err, command)
+    if loaded_mapping is None:
+        return 2
+    loaded = load_policies(policies, loaded_mapping, err, command)
+    if loaded is None:
+        return 2
+    imported = read_export(
+        file, loaded_mapping, err, command, live=progress, max_reject_rate=max_reject_rate
+    )
+    if isinstance(imported, int):
+        return imported
+    print(imported.summary(top=5), file=err)
+    return loaded_mapping, loaded, imported
+
+
 def load_policies(
     names: Sequence[str | os.PathLike[str]],
     mapping: CadMapping,
@@ -201,18 +228,12 @@ def run_whatif(
     except (ValueError, RosterError, OSError) as exc:
         print(f"heart whatif: {exc}", file=err)
         return 2
-    loaded_mapping = load_or_report(mapping, err, "whatif")
-    if loaded_mapping is None:
-        return 2
-    loaded = load_policies(policies, loaded_mapping, err)
-    if loaded is None:
-        return 2
-    imported = read_export(
-        file, loaded_mapping, err, "whatif", live=progress, max_reject_rate=max_reject_rate
+    inputs = load_calls(
+        file, mapping, policies, err, "whatif", progress=progress, max_reject_rate=max_reject_rate
     )
-    if isinstance(imported, int):
-        return imported
-    print(imported.summary(top=5), file=err)
+    if isinstance(inputs, int):
+        return inputs
+    loaded_mapping, loaded, imported = inputs
 
     bar = ProgressBar(f"decide x{len(loaded)} policies", err, live=progress)
     result = compare(

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from heart.cli.staffing import run_staffing
 from heart.cli.whatif import run_whatif
 from tests.cad import shared_file
-from tests.cli.test_whatif_page import CHROMIUM, CHROMIUM_ARGS, WIDTH
+from tests.cli.test_whatif_page import WIDTH
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = ["milwaukee-demo-policy", "milwaukee-demo-7x12"]
@@ -143,17 +143,11 @@ def test_teams_and_a_roster_together_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(report_dir: Path) -> Iterator[Page]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package")
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        opened = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        opened.goto((report_dir / "whatif.html").as_uri())
-        yield opened
-        browser.close()
+def page(report_dir: Path, browser: Browser) -> Iterator[Page]:
+    opened = browser.new_page(viewport={"width": WIDTH, "height": 900})
+    opened.goto((report_dir / "whatif.html").as_uri())
+    yield opened
+    opened.close()
 
 
 def test_the_page_shows_each_pools_calls_and_utilisation(
