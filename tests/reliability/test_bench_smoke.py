@@ -20,6 +20,7 @@ pytestmark = pytest.mark.broker
 
 
 async def test_quick_load_run_reports_lag_memory_and_latency(background: Background) -> None:
+    background.start_bench()
     bench, out = background.bench, background.bench_json
     assert bench is not None and out is not None
     deadline = time.monotonic() + 240
