@@ -46,6 +46,7 @@ from heart.cli.whatif_page import (
     _legend_steps,
     _text,
     heatmap_svg,
+    partial_notice,
 )
 from heart.policy import Policy
 from heart.schemas.glossary import GLOSSARY
@@ -99,7 +100,7 @@ def render_html(
         f"<code>{_esc(report['mapping'])}</code></p>",
         "</div></header>",
         '<main><div class="wrap">',
-        _partial_notice(months),
+        partial_notice(months),
         _recommendation_card(result, policies),
         _curves_card(result),
         _demand_card(result, policies),
@@ -115,22 +116,6 @@ def _months(result: Staffing, policies: Sequence[tuple[str, Policy]]) -> list[An
     if result.first_call is None or result.last_call is None or not policies:
         return []
     return months_covered(result.first_call, result.last_call, policies[0][1].zone)
-
-
-def _partial_notice(months: Sequence[Any]) -> str:
-    partial = [m for m in months if m.partial]
-    if not partial:
-        return ""
-    items = "".join(
-        f'<li class="partial-month"><b>{_esc(m.name)}</b>: the calls cover {_esc(m.span())} '
-        "only.</li>"
-        for m in partial
-    )
-    return (
-        '<section class="card notice" id="partial-month"><h2>Partial month</h2>'
-        f'<ul class="notes">{items}</ul><p class="lede">{_esc(GLOSSARY["partial month"])}</p>'
-        "</section>"
-    )
 
 
 # --- the recommendation ---------------------------------------------------------------

@@ -171,7 +171,7 @@ def render_html(result: WhatIf, report: Mapping[str, Any]) -> str:
         f"mapping <code>{_esc(report['mapping'])}</code></p>",
         "</div></header>",
         '<main><div class="wrap">',
-        _partial_notice(result),
+        partial_notice(partial_months(result)),
         _ccd_notice(result, report),
         _pilots_card(result),
         _capacity_card(result),
@@ -190,8 +190,9 @@ def render_html(result: WhatIf, report: Mapping[str, Any]) -> str:
 # --- notices --------------------------------------------------------------------------
 
 
-def _partial_notice(result: WhatIf) -> str:
-    partial = partial_months(result)
+def partial_notice(months: Sequence[Any]) -> str:
+    """The page's partial-month notice for the partial ones of ``months``, or nothing."""
+    partial = [m for m in months if m.partial]
     if not partial:
         return ""
     items = "".join(

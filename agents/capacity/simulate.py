@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from heart.agents.capacity.shifts import HourGrid, Interval, new_bins
+from heart.agents.capacity.timing import MINUTE_US
 from heart.agents.dispatch.queue_rule import (
     Candidate,
     is_stale,
@@ -462,3 +463,29 @@ def _percentile(nonzero: Sequence[int], zeros: int, q: float) -> float:
 
     exact = value(low) + (value(high) - value(low)) * (pos - low)
     return exact / 60_000_000
+
+
+def simulate_identical_teams(
+    calls: Sequence[TeamCall],
+    pilot: str,
+    count: int,
+    shift: Sequence[Interval],
+    *,
+    max_wait_minutes: float,
+    stale_call_minutes: float,
+    durations: Sequence[int] | Duration,
+    grid: HourGrid | None = None,
+) -> PoolFigures:
+    """``count`` interchangeable teams of ``pilot``, all on ``shift``: the pool the what-if's
+    ``--teams`` and the staffing search try, with the policy's waits in minutes."""
+    return simulate(
+        calls,
+        [PoolTeam(f"{pilot}-{n + 1}", pilot) for n in range(count)],
+        [shift] * count,
+        kind=pilot,
+        max_wait=round(max_wait_minutes * MINUTE_US),
+        stale_after=round(stale_call_minutes * MINUTE_US),
+        durations=durations,
+        choose="any",
+        grid=grid,
+    )

@@ -29,8 +29,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from heart.agents.capacity.shifts import HOURS_OF_WEEK, HourGrid, intervals
-from heart.agents.capacity.simulate import PoolFigures, PoolTeam, simulate
-from heart.agents.capacity.timing import MINUTE_US, TimeOnCall
+from heart.agents.capacity.simulate import PoolFigures, simulate_identical_teams
+from heart.agents.capacity.timing import TimeOnCall
 from heart.agents.dispatch.queue_rule import RELEASE_REASONS
 from heart.agents.triage.whatif import TEAM_ROUTES, Decided, Demand, period_days
 from heart.policy.model import Policy
@@ -271,15 +271,14 @@ def _pilot(
     simulated = 0
 
     def run(teams: int, grid: HourGrid | None = None) -> PoolFigures:
-        return simulate(
+        return simulate_identical_teams(
             calls,
-            [PoolTeam(f"{pilot}-{n + 1}", pilot) for n in range(teams)],
-            [shift] * teams,
-            kind=pilot,
-            max_wait=round(max_wait * MINUTE_US),
-            stale_after=policy.dispatch.stale_call_minutes * MINUTE_US,
+            pilot,
+            teams,
+            shift,
+            max_wait_minutes=max_wait,
+            stale_call_minutes=policy.dispatch.stale_call_minutes,
             durations=durations,
-            choose="any",
             grid=grid,
         )
 

@@ -53,9 +53,9 @@ from heart.agents.capacity.shifts import HOURS_OF_WEEK, HourGrid, intervals, to_
 from heart.agents.capacity.simulate import (
     Duration,
     PoolFigures,
-    PoolTeam,
     TeamCall,
     simulate,
+    simulate_identical_teams,
     summarise_waits,
 )
 from heart.agents.capacity.timing import MINUTE_US, TimeOnCall
@@ -735,15 +735,14 @@ def staff(
             spec = getattr(policy.pilots, pilot)
             week = next(rule.week for rule in policy.rules if rule.pilot == pilot)
             shift = intervals(week, zone, first_day, last_day) if spec.enabled else []
-            pool = simulate(
+            pool = simulate_identical_teams(
                 calls,
-                [PoolTeam(f"{pilot}-{n + 1}", pilot) for n in range(count)],
-                [shift] * count,
-                kind=pilot,
-                max_wait=round(max_wait * MINUTE_US),
-                stale_after=policy.dispatch.stale_call_minutes * MINUTE_US,
+                pilot,
+                count,
+                shift,
+                max_wait_minutes=max_wait,
+                stale_call_minutes=policy.dispatch.stale_call_minutes,
                 durations=durations,
-                choose="any",
                 grid=grid,
             )
         else:
