@@ -85,6 +85,13 @@ DECISIONS_SUPERSEDED = Counter(
     ["from_route", "to_route"],
 )
 
+CCD_OVERRIDES = Counter(
+    "heart_ccd_overrides_total",
+    "Clinician dispositions whose route differs from the route the rules chose, by both "
+    "routes (triage.decisions: rules_route, route).",
+    ["rules_route", "route"],
+)
+
 
 class MetricsPortError(OSError):
     """The metrics endpoint could not be bound."""
@@ -171,6 +178,71 @@ FOLLOWUPS_OVERDUE = Counter(
 )
 FOLLOWUPS_OPEN = Gauge("heart_followups_open", "Open follow-up cases on this worker.")
 
+# Crisis Call Diversion: the clinicians' work (the ccd stage). Labels are the events' closed
+# sets (risk levels, dispositions, requesters, urgencies) and the policy's resource ids.
+CCD_CALLS_ENGAGED = Counter(
+    "heart_ccd_calls_engaged_total",
+    "Calls a CCD clinician joined (ccd.engaged), once per call however many clinicians join.",
+)
+CCD_SCREENINGS = Counter(
+    "heart_ccd_screenings_total",
+    "C-SSRS screenings scored (ccd.screened), by the screener's risk level "
+    "(none, low, moderate, high); incomplete or inconsistent ones are dead-lettered.",
+    ["risk_level"],
+)
+CCD_SAFETY_PLANS = Counter(
+    "heart_ccd_safety_plans_total",
+    "Safety plans recorded (ccd.safety_plan), by how many of the six Stanley-Brown steps "
+    "were completed (0 to 6; 6: all six).",
+    ["steps_completed"],
+)
+CCD_REFERRALS = Counter(
+    "heart_ccd_referrals_total",
+    "Referrals (ccd.referral) to a resource of the policy's [ccd.referral_resources], by "
+    "resource id and whether the clinician made a warm handoff.",
+    ["resource", "warm_handoff"],
+)
+CCD_DISPOSITIONS = Counter(
+    "heart_ccd_dispositions_total",
+    "Clinician dispositions received (ccd.disposition), by disposition. Triage applies "
+    "them and dead-letters one for a call it never had.",
+    ["disposition"],
+)
+CCD_ON_LINE_SECONDS = Histogram(
+    "heart_ccd_on_line_seconds",
+    "Time a clinician stayed on the line of a call responders attend: from the first "
+    "ccd.engaged to the first dispatch.on_scene of the call, once per call.",
+    buckets=(30, 60, 120, 300, 450, 600, 900, 1200, 1800, 3600),
+)
+CCD_CONSULTS_REQUESTED = Counter(
+    "heart_ccd_consults_requested_total",
+    "Consults asked of CCD clinicians (consult.requested), by requester and urgency.",
+    ["requested_by", "urgency"],
+)
+CCD_CONSULTS_ANSWERED = Counter(
+    "heart_ccd_consults_answered_total",
+    "Consults answered (consult.answered), by requester, urgency and whether within the "
+    "urgency's target (policy [ccd.consult_targets]).",
+    ["requested_by", "urgency", "within_target"],
+)
+CCD_CONSULT_WAIT_SECONDS = Histogram(
+    "heart_ccd_consult_wait_seconds",
+    "From consult.requested to consult.answered, by urgency.",
+    ["urgency"],
+    buckets=(15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+)
+CCD_CONSULTS_OVERDUE = Counter(
+    "heart_ccd_consults_overdue_total",
+    "consult.overdue notices sent: consults unanswered past their urgency's target, once "
+    "per consult.",
+    ["requested_by", "urgency"],
+)
+CCD_CONSULTS_WAITING = Gauge(
+    "heart_ccd_consults_waiting",
+    "Consults unanswered and open on this worker's partitions, by urgency.",
+    ["urgency"],
+)
+
 # Reliability.
 CIRCUIT_OPEN = Gauge(
     "heart_circuit_open",
@@ -224,7 +296,14 @@ SHARED: tuple[MetricWrapperBase, ...] = (
 )
 STAGE_FAMILIES: dict[str, tuple[MetricWrapperBase, ...]] = {
     # Both count missed eligible calls: triage by coverage, dispatch for want of a team.
-    "triage": (CALLS, PILOT_CALLS, ELIGIBLE_MISSED, DECISIONS_SUPERSEDED, STALE_CALLS),
+    "triage": (
+        CALLS,
+        PILOT_CALLS,
+        ELIGIBLE_MISSED,
+        DECISIONS_SUPERSEDED,
+        STALE_CALLS,
+        CCD_OVERRIDES,
+    ),
     "dispatch": (
         ELIGIBLE_MISSED,
         DECISION_TO_ASSIGNMENT_SECONDS,
@@ -247,6 +326,19 @@ STAGE_FAMILIES: dict[str, tuple[MetricWrapperBase, ...]] = {
         FOLLOWUPS_COMPLETED,
         FOLLOWUPS_OVERDUE,
         FOLLOWUPS_OPEN,
+    ),
+    "ccd": (
+        CCD_CALLS_ENGAGED,
+        CCD_SCREENINGS,
+        CCD_SAFETY_PLANS,
+        CCD_REFERRALS,
+        CCD_DISPOSITIONS,
+        CCD_ON_LINE_SECONDS,
+        CCD_CONSULTS_REQUESTED,
+        CCD_CONSULTS_ANSWERED,
+        CCD_CONSULT_WAIT_SECONDS,
+        CCD_CONSULTS_OVERDUE,
+        CCD_CONSULTS_WAITING,
     ),
     "eido": (),
     "reporting": (REPORT_SNAPSHOTS, REPORT_RECORDS_FORGOTTEN, REPORT_PARTS_SETTLED),

@@ -127,6 +127,13 @@ class HeartSettings(BaseModel):
     # Triage forgets a call this long after its last event, closed or not: a CAD that
     # never sends call.closed must not grow the stage without bound.
     triage_call_retention_h: float = Field(12.0, gt=0)
+    # Triage keeps what it needs of a closed call this long, so that a clinician's
+    # disposition documented after the CAD's close is recognised, not refused.
+    triage_closed_retention_h: float = Field(2.0, gt=0)
+    # A clinician's disposition that arrives before its call (the CCD desk and the CAD
+    # are separate producers) is held this long for the call, then dead-lettered as
+    # unknown_call. Producers' skew is seconds; two minutes covers a CAD hiccup.
+    ccd_disposition_hold_s: float = Field(120.0, gt=0)
     # Care Navigation keeps a finished case this long after its last event, so that a
     # late or repeated outcome is told apart from one for a case it never had.
     navigation_closed_retention_h: float = Field(168.0, gt=0)

@@ -9,10 +9,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from heart.agents.ccd.disposition import redecide
 from heart.agents.ids import uuid5_hex
 from heart.agents.triage.decide import apply_update, decide, is_stale, needs_redecision
 from heart.policy import Policy
 from heart.schemas.calls import CallClosed, CallReceived, CallUpdated
+from heart.schemas.ccd import CcdDisposition
+from heart.schemas.commands import SourceRef
 from heart.schemas.triage import TriageClosure, TriageDecision
 
 #: Event ids remembered per call; a CAD redelivers recent events, not ancient ones.
@@ -42,6 +45,43 @@ class CallState(BaseModel):
     #: was stale: with ``decided_at``, what :func:`resent` needs to make it again.
     source_at: datetime | None = None
     stale: bool = False
+    #: The clinician's disposition in force, and the decision in force when a disposition
+    #: made or shaped it: kept whole, since the call alone cannot make it again. A later
+    #: CAD update is decided by the rules and the disposition applied on top of it.
+    disposition: CcdDisposition | None = None
+    decision: TriageDecision | None = None
+    #: A ``triage.closed`` went out for this call (a ``resolved_by_phone`` disposition):
+    #: Care Navigation starts once, so the CAD's close sends no second one.
+    closure_sent: bool = False
+
+
+class ClosedCall(BaseModel):
+    """What triage keeps of a call the CAD closed, for a while: enough to tell a late
+    disposition (a clinician documenting after the close) and a redelivered CAD event
+    from ones for a call never received."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    route: str
+    revision: int
+    decision_id: str
+    closure_sent: bool
+    seen: list[str] = Field(default_factory=list)
+
+
+class HeldDisposition(BaseModel):
+    """A disposition that arrived before its call (the CCD desk and the CAD are separate
+    producers), with its source record so that it can be dead-lettered exactly."""
+
+    disposition: CcdDisposition
+    source: SourceRef
+
+
+class Held(BaseModel):
+    """Dispositions waiting for their call, since the first of them arrived."""
+
+    items: list[HeldDisposition]
+    since: datetime
 
 
 @dataclass(frozen=True)
@@ -51,6 +91,8 @@ class Step:
     decision: TriageDecision | None = None
     superseded_route: str | None = None
     closure: TriageClosure | None = None
+    #: When the CAD closes the call: what triage keeps of it.
+    closed: ClosedCall | None = None
 
 
 class Lateness:
@@ -85,8 +127,9 @@ def decision_id(source_event_id: str, call_id: str = "") -> str:
 
 def closure(state: CallState, event: CallClosed) -> TriageClosure | None:
     """The end of a CCD contact when the CAD closes a call triage routed to ccd; None for
-    any other route (its contact, if any, ends elsewhere)."""
-    if state.route != "ccd":
+    any other route (its contact, if any, ends elsewhere), and None when a clinician's
+    ``resolved_by_phone`` already ended it: Care Navigation starts once."""
+    if state.route != "ccd" or state.closure_sent:
         return None
     return TriageClosure(
         event_id=uuid5_hex(_CLOSURE_NS, f"{event.call_id}|{event.event_id}"),
@@ -110,6 +153,10 @@ def resent(state: CallState, event_id: str, policy: Policy) -> TriageDecision | 
     never delivered, and the CAD's redelivery would then be suppressed as a duplicate.
     Sending it again costs a repeat with the same ``event_id``, which consumers drop.
     """
+    if state.decision is not None:
+        # A decision a disposition shaped cannot be made from the call alone: it is kept.
+        made_by_this = state.decision.event_id == decision_id(event_id, state.call.call_id)
+        return state.decision if made_by_this else None
     if state.decided_at is None or decision_id(event_id, state.call.call_id) != state.decision_id:
         return None
     return decide(
@@ -148,7 +195,15 @@ def step(
     if isinstance(event, CallClosed):
         if state is None:
             return Step("unknown_call", None)
-        return Step("closed", None, closure=closure(state, event))
+        ended = closure(state, event)
+        kept = ClosedCall(
+            route=state.route,
+            revision=state.revision,
+            decision_id=state.decision_id,
+            closure_sent=state.closure_sent or ended is not None,
+            seen=_remember(state.seen, event.event_id),
+        )
+        return Step("closed", None, closure=ended, closed=kept)
 
     if isinstance(event, CallReceived):
         call = event.model_copy(update={"caller": None})
@@ -206,6 +261,9 @@ def step(
         source_occurred_at=event.occurred_at,
         stale=stale,
     )
+    if state.disposition is not None:
+        # The clinician's judgement outlives a CAD correction: applied on top of the rules.
+        decision = overlay(decision, state.disposition, policy, now=now, stale=stale)
     new_state = CallState(
         call=merged,
         decision_id=decision.event_id,
@@ -216,5 +274,36 @@ def step(
         supersedes=decision.supersedes,
         source_at=event.occurred_at,
         stale=stale,
+        disposition=state.disposition,
+        decision=decision if state.disposition is not None else None,
+        closure_sent=state.closure_sent,
     )
     return Step("redecided", new_state, decision, superseded_route=state.route)
+
+
+def overlay(
+    rules: TriageDecision,
+    disposition: CcdDisposition,
+    policy: Policy,
+    *,
+    now: datetime,
+    stale: bool,
+) -> TriageDecision:
+    """``rules`` (a decision the rules just made) with the clinician's ``disposition``
+    applied: the same revision, id, cause and supersession as ``rules``, the route the
+    disposition sets, and ``rules_route`` the route the rules chose."""
+    made = redecide(
+        rules.model_copy(update={"revision": rules.revision - 1}),
+        disposition,
+        policy,
+        now=now,
+        stale=stale,
+        event_id=rules.event_id,
+    ).decision
+    return made.model_copy(
+        update={
+            "supersedes": rules.supersedes,
+            "source_event_id": rules.source_event_id,
+            "source_occurred_at": rules.source_occurred_at,
+        }
+    )
