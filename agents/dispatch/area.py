@@ -29,9 +29,8 @@ Release (``dispatch.fallback``, route = the pilot whose team was wanted)
       the decision (the seed's "eligible, missed: no team free");
     - ``no_team_on_shift``: no team of that kind is on shift now, so waiting cannot help;
     - ``no_team_of_kind``: the roster has no team of that kind in the area;
-    - ``superseded``: a newer decision routes a queued call elsewhere (ccd or police). The
-      wire has no ``dispatch.cancelled`` yet; the fallback is the queued call's terminal
-      event.
+    - ``superseded``: a newer decision routes a queued call elsewhere (ccd or police):
+      ``dispatch.cancelled`` is the queued call's terminal event.
     - ``stale``: the decision arrived more than ``policy.dispatch.stale_call_minutes``
       after the CAD event behind it (its ``source_occurred_at``, else its own time), say
       after dispatch was paused or down: the CAD's standard response has taken over, so
@@ -45,8 +44,10 @@ Exactly one assignment per call
     Each call's record keeps the latest decision's id and revision. A redelivered decision,
     or an older one arriving late, is a duplicate. A newer decision for a queued call
     updates it in place (kind, priority, place, notes) and keeps its age; for an assigned
-    call it never brings a second team: the assigned team stays on and reports. A call
-    released to police stays released.
+    call it never brings a second team: the assigned team stays on and reports, unless
+    the newer decision is ``ccd`` (a clinician resolved the call by phone) and the team
+    is not on scene yet: then the team is stood down (``dispatch.cancelled``, reason
+    ``superseded:ccd``, the team freed). A call released to police stays released.
 
 Open and finished calls are kept apart
     The area value holds only teams, the queue and open calls (queued or assigned), so its
@@ -539,6 +540,17 @@ def _supersede(step: _Step, record: CallRecord, decision: TriageDecision) -> Out
     # should carry the updated safety notes).
     for name, value in _details(decision).items():
         setattr(record, name, value)
+    if record.status == "assigned" and decision.route == "ccd" and record.on_scene_at is None:
+        # A clinician resolved the call by phone before the team got there: stand the
+        # team down, free for the next call. A team on scene stays and clears as usual.
+        team_id = record.team_id
+        record.status = "released"
+        record.reason = "superseded"
+        record.finished_at = step.now
+        _emit(step, "dispatch.cancelled", record, team_id=team_id, reason="superseded:ccd")
+        if team_id is not None and step.team(team_id).call_id == record.call_id:
+            _set_status(step, team_id, "available", step.now, "freed")
+        return "applied"
     if record.status == "assigned":
         # Never a second team: the assigned team stays on and reports. But it must hear
         # what changed (a weapon now reported) before it arrives unprepared.

@@ -368,6 +368,35 @@ def test_superseding_decision_for_an_assigned_call_keeps_the_one_team(desk: Any)
     assert backup.events[0].safety_notes == "update 4"
 
 
+def test_a_call_resolved_by_phone_stands_down_its_team_before_it_arrives(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(decision("C-2", at=T0 + minutes(1)), at=T0 + minutes(1))
+    assert d.status("A") == ("dispatched", "C-1") and d.state.queue == ["C-2"]
+    result = d.send(
+        decision("C-1", "ccd", revision=2, supersedes="decision-C-1-1"), at=T0 + minutes(4)
+    )
+    # Stood down and freed: the queue's head takes the team at once.
+    assert [(e.event_type, e.call_id, e.team_id, e.reason) for e in result.events] == [
+        ("dispatch.cancelled", "C-1", "A", "superseded:ccd"),
+        ("dispatch.assigned", "C-2", "A", None),
+    ]
+    assert d.status("A") == ("dispatched", "C-2")
+
+
+def test_a_team_on_scene_stays_when_the_call_is_resolved_by_phone(desk: Any) -> None:
+    d = desk(team("A", beat="111"))
+    d.send(decision("C-1"))
+    d.send(report("A", "on_scene", T0 + minutes(3)), at=T0 + minutes(3))
+    result = d.send(
+        decision("C-1", "ccd", revision=2, supersedes="decision-C-1-1"), at=T0 + minutes(4)
+    )
+    assert [(e.event_type, e.team_id, e.reason) for e in result.events] == [
+        ("dispatch.updated", "A", "redecided:ccd")
+    ]
+    assert d.status("A") == ("on_scene", "C-1")
+
+
 def test_an_older_decision_arriving_late_is_a_duplicate(desk: Any) -> None:
     d = desk(team("A", beat="111"))
     d.send(decision("C-0"))
