@@ -13,6 +13,7 @@ from heart.streams.stage import Stage, create_stage
 #: Stage name -> module exposing ``register(stage: Stage) -> None``.
 STAGES: dict[str, str] = {
     "triage": "heart.agents.triage.agent",
+    "ccd": "heart.agents.ccd.agent",
     "dispatch": "heart.agents.dispatch.agent",
     "navigation": "heart.agents.navigation.agent",
     "eido": "heart.agents.eido.agent",

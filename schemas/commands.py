@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from heart.schemas.base import WireModel
+from heart.schemas.ccd import CcdAssessmentEvent, ConsultEvent
 from heart.schemas.dispatch import DispatchEvent, UnitStatusReport
 from heart.schemas.followup import FollowupOutcome
 from heart.schemas.triage import TriageClosure, TriageDecision
@@ -37,5 +38,22 @@ class NavigationCommand(WireModel):
     closed: TriageClosure | None = None
     cleared: DispatchEvent | None = None
     outcome: FollowupOutcome | None = None
+    tick_at: AwareDatetime | None = None
+    source: SourceRef | None = None
+
+
+class CcdCommand(WireModel):
+    """What the ccd stage's internal commands topic carries: an input sent on to the
+    partition that owns its call or consult (a ``dispatch.on_scene`` keyed by team, or an
+    event an outside producer put on another partition), or a per-partition tick.
+
+    ``source`` is the original record, so
+    that a refusal dead-letters it unchanged.
+    """
+
+    kind: Literal["assessment", "consult", "on_scene", "tick"]
+    assessment: CcdAssessmentEvent | None = None
+    consult: ConsultEvent | None = None
+    on_scene: DispatchEvent | None = None
     tick_at: AwareDatetime | None = None
     source: SourceRef | None = None

@@ -134,6 +134,12 @@ class HeartSettings(BaseModel):
     # are separate producers) is held this long for the call, then dead-lettered as
     # unknown_call. Producers' skew is seconds; two minutes covers a CAD hiccup.
     ccd_disposition_hold_s: float = Field(120.0, gt=0)
+    # The ccd stage forgets a call's record this long after its last event: no clinician
+    # stays on the line half a day, and a redelivery comes long before.
+    ccd_call_retention_h: float = Field(12.0, gt=0)
+    # ... and a consult no longer pending (answered, closed or reported overdue) this long
+    # after its last event: longer than any target (the policy allows a day at most).
+    ccd_consult_retention_h: float = Field(48.0, gt=0)
     # Care Navigation keeps a finished case this long after its last event, so that a
     # late or repeated outcome is told apart from one for a case it never had.
     navigation_closed_retention_h: float = Field(168.0, gt=0)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from heart.schemas.ccd import CcdAssessmentEvent, ConsultEvent
-from heart.schemas.commands import DispatchCommand, NavigationCommand
+from heart.schemas.commands import CcdCommand, DispatchCommand, NavigationCommand
 from heart.schemas.deadletter import DeadLetter
 from heart.schemas.dispatch import DispatchCleared, DispatchEvent, UnitAudit, UnitStatusReport
 from heart.schemas.followup import FollowupDue, FollowupOutcome, FollowupOverdue, FollowupScheduled
@@ -170,6 +170,16 @@ NAVIGATION_COMMANDS = TopicSpec(
     description="Internal: contacts, outcomes and per-partition ticks for Care Navigation.",
     config=_retention(7),
 )
+
+
+CCD_COMMANDS = TopicSpec(
+    "heart.ccd.commands",
+    key="call_id or consult_id; ticks carry no key and name their partition",
+    value=CcdCommand,
+    partitions=6,
+    description="Internal: CCD inputs re-keyed by call or consult, and per-partition ticks.",
+    config=_retention(7),
+)
 REPORTS_MONTHLY = TopicSpec(
     "reports.monthly",
     key="month (YYYY-MM, policy time zone)",
@@ -206,6 +216,7 @@ CATALOG: dict[str, TopicSpec] = {
         DEADLETTER,
         DISPATCH_COMMANDS,
         NAVIGATION_COMMANDS,
+        CCD_COMMANDS,
         REPORTS_MONTHLY,
         REPORTS_COMMANDS,
     )
@@ -276,6 +287,21 @@ NAVIGATION_CASES = TableSpec(
     partitions=NAVIGATION_COMMANDS.partitions,
     help="One follow-up case per contact, with its timers.",
 )
+CCD_CALLS = TableSpec(
+    "ccd",
+    "calls",
+    partitions=CCD_COMMANDS.partitions,
+    help=(
+        "Per call a clinician engaged on or responders reached: when the clinician joined, "
+        "when responders arrived, and recent event ids, for de-duplication."
+    ),
+)
+CCD_CONSULT_STATES = TableSpec(
+    "ccd",
+    "consults",
+    partitions=CCD_COMMANDS.partitions,
+    help="Each consult's state (requested, answered, closed, overdue sent) and its due time.",
+)
 EIDO_INCIDENTS = TableSpec(
     "eido",
     "incidents",
@@ -300,6 +326,8 @@ TABLES: tuple[TableSpec, ...] = (
     TRIAGE_CALLS,
     DISPATCH_AREAS,
     NAVIGATION_CASES,
+    CCD_CALLS,
+    CCD_CONSULT_STATES,
     EIDO_INCIDENTS,
     REPORT_RECORDS,
     REPORT_PARTS,

@@ -59,5 +59,6 @@ def test_the_wheel_holds_only_the_heart_namespace(tmp_path: Path) -> None:
     assert {t for t in tops if not t.endswith(".dist-info")} == {"heart"}
     # Data the stages load at run time travels with the code.
     assert "heart/policy/durham.toml" in names
+    assert "heart/simulator/clinicians.toml" in names
     assert "heart/cad/mappings/milwaukee-2018.toml" in names
     assert "heart/cli/__main__.py" in names

@@ -40,6 +40,17 @@ ANSWERED_TWICE = "consult_answered_twice"
 CLOSED_TWICE = "consult_closed_twice"
 ANSWERED_AFTER_CLOSE = "consult_answered_after_close"
 
+#: What each refusal means, for the dead letter: fields only, never a value of the event.
+DETAILS = {
+    UNKNOWN_CONSULT: "consult_id: no consult.requested opened this consult (or it was "
+    "forgotten after the retention); send the request first",
+    REQUESTED_TWICE: "consult_id: another consult.requested already opened this consult; "
+    "a new question needs a new consult_id",
+    ANSWERED_TWICE: "consult_id: another consult.answered already answered this consult",
+    CLOSED_TWICE: "consult_id: another consult.closed already closed this consult",
+    ANSWERED_AFTER_CLOSE: "consult_id: this consult was closed unanswered before this answer",
+}
+
 _RANK = {urgency: index for index, urgency in enumerate(URGENCIES)}
 _OVERDUE_NS = uuid.UUID("5e0b9f43-2c7a-4d18-b6e5-1f9a3c8d7e24")
 
@@ -71,6 +82,18 @@ class Consult(BaseModel):
 
     def due_at(self, targets: ConsultTargets) -> datetime:
         return self.requested_at + timedelta(minutes=targets.minutes(self.urgency))
+
+    def pending_at(self, targets: ConsultTargets) -> datetime | None:
+        """When this consult's overdue notice comes due; None once nothing is pending (it
+        was answered, closed or already reported)."""
+        return None if self.overdue_sent or not self.waiting else self.due_at(targets)
+
+    def wait(self, targets: ConsultTargets) -> tuple[float, bool] | None:
+        """An answered consult's wait in seconds, and whether it was within the target."""
+        if self.answered_at is None:
+            return None
+        seconds = (self.answered_at - self.requested_at).total_seconds()
+        return seconds, self.answered_at <= self.due_at(targets)
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ def test_up_names_the_taken_metrics_port_and_its_stage(
         taken.listen()
         assert main(["up", "--metrics-port", str(first), "--duration", "1"]) == 2
     err = capsys.readouterr().err
-    assert f"--metrics-port {first}: the stages need ports {first}-{first + 4}" in err
+    assert f"--metrics-port {first}: the stages need ports {first}-{first + len(STAGES) - 1}" in err
     assert f"but {first + 2} ({stages[2]}) is in use; choose another first port" in err
 
 

@@ -136,7 +136,25 @@ async def test_triage_and_dispatch_metrics_after_known_events(
 
 #: Families only one stage has: no other stage may serve them, not even as zeros.
 OWN_FAMILIES = {
-    "triage": {"heart_calls", "heart_pilot_calls", "heart_decisions_superseded"},
+    "triage": {
+        "heart_calls",
+        "heart_pilot_calls",
+        "heart_decisions_superseded",
+        "heart_ccd_overrides",
+    },
+    "ccd": {
+        "heart_ccd_calls_engaged",
+        "heart_ccd_screenings",
+        "heart_ccd_safety_plans",
+        "heart_ccd_referrals",
+        "heart_ccd_dispositions",
+        "heart_ccd_on_line_seconds",
+        "heart_ccd_consults_requested",
+        "heart_ccd_consults_answered",
+        "heart_ccd_consult_wait_seconds",
+        "heart_ccd_consults_overdue",
+        "heart_ccd_consults_waiting",
+    },
     "dispatch": {
         "heart_dispatch_events",
         "heart_decision_to_assignment_seconds",

@@ -11,6 +11,7 @@ from heart.agents.ccd.consults import (
     ANSWERED_AFTER_CLOSE,
     ANSWERED_TWICE,
     CLOSED_TWICE,
+    DETAILS,
     REQUESTED_TWICE,
     UNKNOWN_CONSULT,
     Consult,
@@ -172,3 +173,46 @@ def test_consult_state_survives_serialisation() -> None:
     state = step(opened("1", "urgent"), answered("1")).state
     assert state is not None
     assert Consult.model_validate_json(state.model_dump_json()) == state
+
+
+# What the stage's timers and metrics read off a consult.
+# (urgency, answered after minutes or None, closed, overdue sent) -> pending_at in minutes.
+PENDING = [
+    ("urgent", None, False, False, 2),
+    ("routine", None, False, False, 30),
+    ("urgent", 1.0, False, False, None),
+    ("urgent", None, True, False, None),
+    ("urgent", None, False, True, None),
+]
+
+
+@pytest.mark.parametrize(("urgency", "answer", "close", "sent", "pending"), PENDING)
+def test_pending_at_is_the_target_while_a_notice_may_still_be_due(
+    urgency: Urgency, answer: float | None, close: bool, sent: bool, pending: float | None
+) -> None:
+    state = opened("1", urgency)
+    if answer is not None:
+        state = step(state, answered("1", minute=answer)).state  # type: ignore[assignment]
+    if close:
+        state = step(state, closed("1")).state  # type: ignore[assignment]
+    if sent:
+        state = state.model_copy(update={"overdue_sent": True})
+    expected = None if pending is None else T0 + timedelta(minutes=pending)
+    assert state.pending_at(TARGETS) == expected
+
+
+@pytest.mark.parametrize(
+    ("urgency", "minute", "within"),
+    [("urgent", 1.5, True), ("urgent", 2, True), ("urgent", 2.5, False), ("soon", 9, True)],
+)
+def test_wait_and_whether_within_target(urgency: Urgency, minute: float, within: bool) -> None:
+    state = step(opened("1", urgency), answered("1", minute=minute)).state
+    assert state is not None
+    assert state.wait(TARGETS) == (minute * 60, within)
+    assert opened("2", urgency).wait(TARGETS) is None
+
+
+def test_every_refusal_has_a_detail_naming_the_field() -> None:
+    reasons = {UNKNOWN_CONSULT, REQUESTED_TWICE, ANSWERED_TWICE, CLOSED_TWICE, ANSWERED_AFTER_CLOSE}
+    assert set(DETAILS) == reasons
+    assert all(detail.startswith("consult_id: ") for detail in DETAILS.values())
