@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from heart.agents.registry import STAGES
@@ -34,6 +35,9 @@ from heart.streams.settings import (
     remove_up_state,
     write_up_state,
 )
+
+if TYPE_CHECKING:
+    from heart.simulator.clinicians import Clinicians
 
 log = logging.getLogger(__name__)
 ZONE = ZoneInfo("America/New_York")
@@ -90,15 +94,35 @@ def _elapsed(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{secs:02}"
 
 
+def _clinicians(settings: HeartSettings, seed: int) -> Clinicians | str:
+    """The city's clinicians, from the shipped clinicians file and the stages' policy (its
+    referral resources, consult targets and CCD hours); or what is wrong with either file."""
+    from heart.policy import PolicyError, load_policy
+    from heart.simulator.city import DECLINE_FOLLOWUP_SHARE
+    from heart.simulator.clinician_config import ClinicianConfigError, load_clinician_config
+    from heart.simulator.clinicians import Clinicians
+
+    try:
+        config = load_clinician_config()
+        policy = load_policy(settings.policy)
+    except (ClinicianConfigError, PolicyError) as exc:
+        return str(exc)
+    return Clinicians(config, policy, seed=seed, decline_followup_share=DECLINE_FOLLOWUP_SHARE)
+
+
 async def run_simulation(
     settings: HeartSettings, *, speed: float, duration: float | None, status_every: float, seed: int
 ) -> int:
     """``heart simulate``: only the city, against stages running elsewhere (compose)."""
     from heart.simulator.city import City
 
+    clinicians = _clinicians(settings, seed)
+    if isinstance(clinicians, str):
+        print(f"heart simulate: {clinicians}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     _stop_on_signals(stop)
-    city = City(settings, default_start(), speed, seed)
+    city = City(settings, default_start(), speed, seed, clinicians)
     task = asyncio.create_task(city.run(stop))
     print(
         f"simulating Durham from {city.start.astimezone(ZONE):%a %Y-%m-%d %H:%M} at {speed:g}x "
@@ -171,6 +195,10 @@ async def run_up(
     if problem is not None:
         print(f"heart up: {problem}", file=sys.stderr)
         return 2
+    clinicians = _clinicians(settings, seed) if simulate else None
+    if isinstance(clinicians, str):
+        print(f"heart up: {clinicians}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     _stop_on_signals(stop)
     logs = log_dir or Path(tempfile.mkdtemp(prefix="heart-up-"))
@@ -224,7 +252,7 @@ async def run_up(
                 flush=True,
             )
         tasks: list[asyncio.Task[None]] = []
-        city = City(settings, default_start(), speed, seed)
+        city = City(settings, default_start(), speed, seed, clinicians)
         if simulate:
             print(
                 f"simulating Durham from {city.start.astimezone(ZONE):%a %Y-%m-%d %H:%M} "

@@ -2,7 +2,10 @@
 
 Responders and navigators react to what the stages publish, as real apps would: they read
 ``dispatch.events`` and ``followup.tasks`` and answer on ``units.status`` and
-``followup.outcomes``. The CAD closes phone-resolved (``ccd``) calls on ``cad.calls``.
+``followup.outcomes``. Crisis Call Diversion clinicians (:mod:`heart.simulator.clinicians`)
+work the calls triage decides, answer consults on ``ccd.assessments`` and ``ccd.consults``,
+and the CAD closes the calls they end by phone on ``cad.calls``. Without clinicians, the CAD
+closes every ``ccd`` call as resolved by phone.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ from pydantic import BaseModel
 from heart.schemas.calls import CallClosed
 from heart.schemas.dispatch import UnitStatusReport
 from heart.schemas.followup import FollowupOutcome
+from heart.schemas.triage import TriageDecision
 from heart.simulator.cad_feed import CadFeed
+from heart.simulator.clinicians import Clinicians
 from heart.streams.codec import encode
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
     CAD_CALLS,
+    CCD_ASSESSMENTS,
+    CCD_CONSULTS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
@@ -93,6 +100,8 @@ class Status:
     queued: set[str] = field(default_factory=set)
     followups_due: int = 0
     outcomes: int = 0
+    engaged: int = 0
+    consults: int = 0
 
     def line(self, sim_now: datetime, zone: ZoneInfo) -> str:
         """One line, for logs and pipes."""
@@ -102,7 +111,8 @@ class Status:
             f"decisions: {routes} | teams busy={len(self.busy)} queue={len(self.queued)} "
             f"fallbacks={self.dispatch['dispatch.fallback']} "
             f"backup={self.dispatch['dispatch.backup_requested']} | "
-            f"followups due={self.followups_due} outcomes={self.outcomes}"
+            f"followups due={self.followups_due} outcomes={self.outcomes} | "
+            f"clinicians engaged={self.engaged} consults={self.consults}"
         )
 
     def lines(self, sim_now: datetime, zone: ZoneInfo) -> list[str]:
@@ -115,14 +125,21 @@ class Status:
             f"{self.dispatch['dispatch.fallback']:,} released to police, "
             f"{self.dispatch['dispatch.backup_requested']:,} backup",
             f"follow-ups      {self.followups_due:,} released, {self.outcomes:,} outcomes",
+            f"clinicians      {self.engaged:,} calls engaged, {self.consults:,} consults asked",
         ]
 
 
 class City:
     def __init__(
-        self, settings: HeartSettings, start: datetime, speed: float, seed: int = 2022
+        self,
+        settings: HeartSettings,
+        start: datetime,
+        speed: float,
+        seed: int = 2022,
+        clinicians: Clinicians | None = None,
     ) -> None:
         self.settings = settings
+        self.clinicians = clinicians
         self.start = start
         self.speed = speed
         self.rng = random.Random(seed + 1)
@@ -183,8 +200,7 @@ class City:
             while self._agenda and self._agenda[0][0] <= now:
                 _, _, spec, key, event = heapq.heappop(self._agenda)
                 await self._send(producer, spec, key, event)
-                if spec is FOLLOWUP_OUTCOMES:
-                    self.status.outcomes += 1
+                self._count_sent(spec, event)
             batch = await consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:
@@ -197,13 +213,26 @@ class City:
             spec.full_name(self.settings.topic_prefix), encode(event), key=key.encode()
         )
 
+    def _count_sent(self, spec: TopicSpec, event: BaseModel) -> None:
+        kind = getattr(event, "event_type", "")
+        if spec is FOLLOWUP_OUTCOMES:
+            self.status.outcomes += 1
+        elif spec is CCD_ASSESSMENTS and kind == "ccd.engaged":
+            self.status.engaged += 1
+        elif spec is CCD_CONSULTS and kind == "consult.requested":
+            self.status.consults += 1
+
     def _react(self, data: dict, now: datetime) -> None:
         kind = data.get("event_type", "")
         status = self.status
         if kind == "triage.decision":
             if data.get("revision") == 1:
                 status.routes[data["route"]] += 1
-            if data["route"] == "ccd":
+            if self.clinicians is not None:
+                decision = TriageDecision.model_validate(data)
+                for item in self.clinicians.on_decision(decision, now):
+                    self._later(item.at, item.topic, item.key, item.event)
+            elif data["route"] == "ccd":
                 self._close_by_phone(data["call_id"], now)
             return
         if kind.startswith("dispatch."):
@@ -213,6 +242,9 @@ class City:
                 status.busy.add(team)
                 status.queued.discard(call)
                 self._respond(team, call, now)
+                if self.clinicians is not None:
+                    for item in self.clinicians.on_assigned(call, team, data["route"], now):
+                        self._later(item.at, item.topic, item.key, item.event)
             elif kind == "dispatch.cleared" and team:
                 status.busy.discard(team)
             elif kind == "dispatch.queued":
