@@ -20,6 +20,7 @@ from heart.agents.reporting.aggregate import ReportInput, apply, is_month, new_s
 from heart.agents.reporting.render import render_html, render_json
 from heart.agents.reporting.wording import (
     capitalised,
+    ccd_figures,
     followup_reconciliation,
     heading,
     partial_label,
@@ -150,7 +151,8 @@ def _minutes(seconds: float) -> str:
 
 def summary(snapshot: MonthReport) -> str:
     """A few lines for the terminal, in the page's terms: who, which month (partial or
-    not), and each pilot's eligible calls as the sum of their parts. The page has the rest."""
+    not), each pilot's eligible calls as the sum of their parts, and the clinicians' work
+    (or that the month has no clinician events). The page has the rest."""
     share = f"{snapshot.phone_share:.0%}" if snapshot.phone_share is not None else "n/a"
     zone = ZoneInfo(snapshot.timezone)
     through = ""
@@ -188,6 +190,11 @@ def summary(snapshot: MonthReport) -> str:
     reconciliation = followup_reconciliation(snapshot)
     if reconciliation is not None:
         lines.append(f"    ({reconciliation})")
+    lines.append("  Crisis Call Diversion, the clinicians' work:")
+    ccd = ccd_figures(snapshot)
+    if not ccd:
+        lines.append(f"    {snapshot.ccd_work.note}")
+    lines += [f"    {label.lower()}: {text}" for label, text in ccd]
     return "\n".join(lines)
 
 

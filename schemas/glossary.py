@@ -40,6 +40,34 @@ GLOSSARY: dict[str, str] = {
         "A follow-up that reached the person (reached, connected to care or declined), "
         "counted in the month the follow-up was scheduled."
     ),
+    "engaged": (
+        "Calls a CCD clinician joined (a ccd.engaged event), on a ccd route or on the line "
+        "of another route; each call once, in the month the call came in."
+    ),
+    "risk level": (
+        "The C-SSRS screener's triage level of a screening: high (Q4 or Q5 yes, or "
+        "suicidal behaviour within the past 3 months), moderate (Q3 yes, or behaviour "
+        "longer ago), low (only Q1 and/or Q2 yes), none (all no). A screening missing an "
+        "answer the screener requires has no level and is not counted."
+    ),
+    "warm handoff": (
+        "A referral in which the clinician connected the person to the resource "
+        "themselves, rather than giving its details."
+    ),
+    "override": (
+        "A call a clinician's disposition put on another route than the policy's rules "
+        "chose, counted by direction (rules route\u2192route in force), as last decided."
+    ),
+    "answered within target": (
+        "Consults a clinician answered no later than the policy's target for their "
+        "urgency after the request; its share is of the consults requested, counted in the "
+        "month requested."
+    ),
+    "on the line": (
+        "A clinician's time on an engaged call before the responders arrived: from the "
+        "first ccd.engaged to the first on-scene report, for calls that got one after the "
+        "clinician joined."
+    ),
     "partial month": (
         "A month the data covers only in part: its figures are for the days shown, not the "
         "whole month."

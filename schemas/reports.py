@@ -14,6 +14,7 @@ from typing import Literal, get_args
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from heart.schemas.base import WireModel
+from heart.schemas.ccd import Disposition, Requester, RiskLevel
 from heart.schemas.followup import ContactPilot
 from heart.schemas.glossary import GLOSSARY
 from heart.schemas.triage import Pilot, Route
@@ -21,7 +22,23 @@ from heart.schemas.triage import Pilot, Route
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 FactKind = Literal[
-    "decision", "assigned", "on_scene", "fallback", "backup", "scheduled", "overdue", "outcome"
+    "decision",
+    "assigned",
+    "on_scene",
+    "fallback",
+    "backup",
+    "scheduled",
+    "overdue",
+    "outcome",
+    # A CCD clinician's work on a call (ccd.assessments).
+    "engaged",
+    "screened",
+    "safety_plan",
+    "referral",
+    "disposition",
+    # A consult (ccd.consults), keyed by CONSULT_KEY_PREFIX + its consult id.
+    "consult_requested",
+    "consult_answered",
 ]
 FollowupFlag = Literal[
     "scheduled", "at_risk", "completed", "within_48h", "connected_to_care", "overdue"
@@ -38,6 +55,19 @@ OtherPart = Literal[
     "no_followup_scheduled",
 ]
 OTHER_PARTS: tuple[OtherPart, ...] = get_args(OtherPart)
+DISPOSITIONS: tuple[Disposition, ...] = get_args(Disposition)
+REQUESTERS: tuple[Requester, ...] = get_args(Requester)
+ConsultFlag = Literal["answered", "within_target"]
+#: A consult's record key: the prefix keeps a consult id from ever naming a call's record.
+CONSULT_KEY_PREFIX = "consult:"
+#: Longest record key: a call or case id (64), or a consult id (64) with its prefix.
+KEY_MAX = 64 + len(CONSULT_KEY_PREFIX)
+#: What the Crisis Call Diversion section says for a month without clinician events.
+NO_CLINICIAN_EVENTS = (
+    "No clinician events: a CAD export records none; these figures come only from the "
+    "clinicians' own events (ccd.assessments, ccd.consults), so none are shown rather "
+    "than zeros."
+)
 #: Each part as pages and terminal summaries name it.
 OTHER_PART_LABELS: dict[str, str] = {
     # CCD: the call taker judged someone must go, or a weapon or violence was reported.
@@ -60,7 +90,7 @@ class Fact(WireModel):
 
     event_id: str = Field(min_length=1, max_length=128)
     kind: FactKind
-    key: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=KEY_MAX)
     month: str = Field(pattern=MONTH_PATTERN.pattern)
     at: AwareDatetime
     pilot: Pilot | None = None
@@ -76,6 +106,19 @@ class Fact(WireModel):
     outcome: str | None = None
     #: A dispatch fallback's missed reason (no_team_free or stale).
     reason: str | None = None
+    #: A decision's rules route, when a clinician's disposition decided it.
+    rules_route: Route | None = None
+    #: ccd.screened: the C-SSRS risk level.
+    risk_level: RiskLevel | None = None
+    #: ccd.safety_plan: the Stanley-Brown steps completed, by field name.
+    steps: list[str] = Field(default_factory=list)
+    #: ccd.referral: the resource id and whether it was a warm handoff.
+    resource: str | None = None
+    warm_handoff: bool = False
+    #: ccd.disposition: the clinician's outcome.
+    disposition: Disposition | None = None
+    #: consult.requested: who asked.
+    requested_by: Requester | None = None
 
 
 class Part(BaseModel):
@@ -103,6 +146,24 @@ class Part(BaseModel):
     #: The follow-up is scheduled in this month but is not one of this month's Care
     #: Navigation reached calls (a call of another month, or one CN was not eligible for).
     followup_elsewhere: bool = False
+    # Crisis Call Diversion, in the call's month: the clinicians' work on the call.
+    #: Any clinician work counted for the call (an assessment event or an override).
+    ccd_work: bool = False
+    engaged: bool = False
+    #: One risk level per screening, sorted.
+    screenings: list[RiskLevel] = Field(default_factory=list)
+    #: Steps of the call's safety plan completed (0-6); None: no safety plan.
+    plan_steps: int | None = None
+    #: Resource id -> a warm handoff to it.
+    referrals: dict[str, bool] = Field(default_factory=dict)
+    disposition: Disposition | None = None
+    #: The rules' route, when a clinician's disposition put the call on another.
+    override_from: Route | None = None
+    #: Seconds from the first ccd.engaged to the responders' first on-scene report.
+    on_line_s: float | None = None
+    # A consult, in the month it was requested.
+    consult_by: Requester | None = None
+    consult: list[ConsultFlag] = Field(default_factory=list)
     first_at: AwareDatetime | None = None
     last_at: AwareDatetime | None = None
 
@@ -171,6 +232,104 @@ class PilotReport(WireModel):
         return self.reached + self.missed + sum(self.other.values())
 
 
+class ScreeningFigures(WireModel):
+    """C-SSRS screenings scored in the month: ``total = sum(by_risk_level)``."""
+
+    total: int
+    by_risk_level: dict[RiskLevel, int] = Field(description=GLOSSARY["risk level"])
+
+
+class SafetyPlanFigures(WireModel):
+    """Calls with a Stanley-Brown safety plan: ``plans = all_six_steps + fewer_steps``."""
+
+    plans: int
+    all_six_steps: int
+    fewer_steps: int
+
+
+class ResourceReferrals(WireModel):
+    resource: str = Field(description="The resource's id in the policy's [ccd.referral_resources].")
+    name: str
+    referrals: int
+    warm_handoffs: int = Field(description=GLOSSARY["warm handoff"])
+
+
+class ReferralFigures(WireModel):
+    """Referrals, each resource once per call: ``total = sum(by_resource.referrals)``."""
+
+    total: int
+    warm_handoffs: int = Field(description=GLOSSARY["warm handoff"])
+    by_resource: list[ResourceReferrals]
+
+
+class DispositionFigures(WireModel):
+    """Calls with a clinician disposition, each as last disposed: ``calls = sum(by_value)``."""
+
+    calls: int
+    by_value: dict[Disposition, int]
+
+
+class OverrideDirection(WireModel):
+    rules_route: Route
+    route: Route
+    calls: int
+
+
+class OverrideFigures(WireModel):
+    """``calls = sum(by_direction.calls)``."""
+
+    calls: int = Field(description=GLOSSARY["override"])
+    by_direction: list[OverrideDirection]
+
+
+class RequesterConsults(WireModel):
+    requested_by: Requester
+    requested: int
+    answered: int
+    answered_within_target: int = Field(description=GLOSSARY["answered within target"])
+    share_within_target: float | None = Field(
+        description="answered_within_target / requested; None when none was requested."
+    )
+
+
+class ConsultFigures(WireModel):
+    """Consults requested in the month, by requester (each figure sums over requesters)."""
+
+    requested: int
+    answered: int
+    answered_within_target: int = Field(description=GLOSSARY["answered within target"])
+    share_within_target: float | None
+    by_requester: list[RequesterConsults]
+
+
+class TimeOnLine(WireModel):
+    """From a clinician's first ``ccd.engaged`` to the responders' first on-scene report,
+    in seconds, over the calls timed (the median and p90 are None when none was)."""
+
+    calls: int
+    median_s: float | None
+    p90_s: float | None
+
+
+class CcdWorkReport(WireModel):
+    """The Crisis Call Diversion section: what the clinicians did in the month, counted in
+    the month each call came in (consults in the month they were requested).
+
+    ``clinician_events`` False (a CAD export's replay, a month before clinicians reported
+    their work): ``note`` says so and every figure is None, not zero."""
+
+    clinician_events: bool = False
+    note: str | None = NO_CLINICIAN_EVENTS
+    calls_engaged: int | None = Field(None, description=GLOSSARY["engaged"])
+    screenings: ScreeningFigures | None = None
+    safety_plans: SafetyPlanFigures | None = None
+    referrals: ReferralFigures | None = None
+    dispositions: DispositionFigures | None = None
+    overrides: OverrideFigures | None = None
+    consults: ConsultFigures | None = None
+    time_on_line: TimeOnLine | None = Field(None, description=GLOSSARY["on the line"])
+
+
 class Organisation(WireModel):
     """Who runs the pilots, as the policy names them; a report is headed with these."""
 
@@ -200,6 +359,9 @@ class MonthReport(WireModel):
     phone_share: float | None = None
     followups: FollowupFigures = Field(default_factory=FollowupFigures)
     pilots: list[PilotReport] = Field(default_factory=list)
+    ccd_work: CcdWorkReport = Field(
+        default_factory=CcdWorkReport, description="The Crisis Call Diversion section."
+    )
 
     def pilot(self, pilot: str) -> PilotReport:
         return next(p for p in self.pilots if p.pilot == pilot)
@@ -208,14 +370,14 @@ class MonthReport(WireModel):
 class Settled(BaseModel):
     """A forgotten record's part of a month, up to the record's last sequence number."""
 
-    key: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=KEY_MAX)
     seq: int = Field(ge=0)
 
 
 class KeyedPart(BaseModel):
-    """A call's (or case's) part of a month."""
+    """A call's (or case's, or consult's) part of a month."""
 
-    key: str = Field(min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=KEY_MAX)
     part: Part
 
 

@@ -1,5 +1,6 @@
-"""The reporting stage: every decision, dispatch and follow-up event, summed by month and
-pilot, published as one snapshot per month on ``reports.monthly``.
+"""The reporting stage: every decision, dispatch, follow-up, clinician (``ccd.assessments``)
+and consult (``ccd.consults``) event, summed by month and pilot, published as one snapshot
+per month on ``reports.monthly``.
 
 Two hops over one internal topic, ``heart.reports.commands``:
 
@@ -8,12 +9,13 @@ Two hops over one internal topic, ``heart.reports.commands``:
    owning that id keeps the call's :class:`Record` in the ``report-records`` table, so
    duplicates, superseding decisions and joins across topics (an outcome needs its
    case's deadline) are settled per call, in one place, in any arrival order. An input
-   that arrived on that partition already (the stages key decisions by call and
-   follow-up events by case, and every input topic has the commands topic's partition
-   count) is applied where it is: its worker owns the partition on both topics, since
-   Faust assigns topics of one partition count together. Only the rest (dispatch events,
-   keyed by team; an outside producer's own partitioning) go through the topic as a
-   ``fact`` command.
+   that arrived on that partition already (the stages key decisions and clinicians'
+   events by call and follow-up events by case, and every input topic has the commands
+   topic's partition count) is applied where it is: its worker owns the partition on both
+   topics, since Faust assigns topics of one partition count together. Only the rest
+   (dispatch events, keyed by team; consults, whose record key is prefixed so that no
+   consult id can name a call; an outside producer's own partitioning) go through the
+   topic as a ``fact`` command.
 2. Each record's changed :class:`Part` of a month is held (:class:`PartOutbox`) and goes
    out with the partition's other parts of that month, keyed by month, on the next tick
    (or once enough are held). The partition owning the month stores each in
@@ -64,12 +66,15 @@ from heart.agents.reporting.aggregate import (
     report_from_totals,
 )
 from heart.policy import load_policy
+from heart.policy.model import CcdWork
 from heart.schemas.reports import Fact, KeyedPart, Part, ReportCommand
 from heart.streams import expiry, metrics
 from heart.streams.clock import WallClock
 from heart.streams.codec import encode
 from heart.streams.stage import Stage
 from heart.streams.topics import (
+    CCD_ASSESSMENTS,
+    CCD_CONSULTS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
@@ -102,6 +107,8 @@ INPUTS: tuple[TopicSpec, ...] = (
     FOLLOWUP_TIMERS,
     FOLLOWUP_TASKS,
     FOLLOWUP_OUTCOMES,
+    CCD_ASSESSMENTS,
+    CCD_CONSULTS,
 )
 
 
@@ -199,6 +206,7 @@ class PartOutbox:
 def register(stage: Stage) -> None:
     policy = load_policy(stage.settings.policy)
     zone = policy.zone
+    ccd = policy.ccd_work
     organisation = organisation_of(policy)
     records = stage.table(REPORT_RECORDS)
     parts = stage.table(REPORT_PARTS)
@@ -224,7 +232,7 @@ def register(stage: Stage) -> None:
         return True
 
     for spec in INPUTS:
-        _intake(stage, spec, zone, apply_here)
+        _intake(stage, spec, zone, ccd, apply_here)
 
     async def flush(partition: int) -> None:
         """Send the parts this call partition holds, one command per month and chunk."""
@@ -316,7 +324,13 @@ def register(stage: Stage) -> None:
 
     async def publish(partition: int) -> None:
         for month in sorted(m for m in cache.dirty if cache.partition_of.get(m) == partition):
-            snapshot = report_from_totals(cache.totals[month], month, policy.timezone, organisation)
+            snapshot = report_from_totals(
+                cache.totals[month],
+                month,
+                policy.timezone,
+                organisation,
+                ccd.referral_resources,
+            )
             await stage.send(REPORTS_MONTHLY, month, snapshot)
             metrics.REPORT_SNAPSHOTS.inc()
             cache.dirty.discard(month)
@@ -363,6 +377,7 @@ def _intake(
     stage: Stage,
     spec: TopicSpec,
     zone: ZoneInfo,
+    ccd: CcdWork,
     apply_here: Callable[[Fact, int], Awaitable[bool]],
 ) -> None:
     # A topic of another partition count is not co-assigned with the commands topic.
@@ -372,7 +387,7 @@ def _intake(
     @stage.app.agent(stage.topic(spec), name=f"reporting-{spec.name}")
     async def intake(stream: StreamT) -> None:
         async for event, raw in stage.read(stream, spec):
-            fact = fact_of(event, zone)
+            fact = fact_of(event, zone, ccd)
             if fact is None:
                 continue
             started = time.perf_counter()

@@ -1,8 +1,9 @@
 """The monthly pilot report as pure aggregation: events in, per-month per-pilot figures out.
 
 No Faust, no I/O, no clock. The same functions serve the live stage, replays and tests:
-:func:`apply` folds any mix of triage, dispatch and follow-up events (in any order,
-redelivered or not) into an :class:`AggregateState`; :func:`report` reads one month.
+:func:`apply` folds any mix of triage, dispatch, follow-up, clinician and consult events
+(in any order, redelivered or not) into an :class:`AggregateState`; :func:`report` reads
+one month.
 
 Three layers, so that the stage can split them across partitions (see ``agent.py``):
 
@@ -56,6 +57,27 @@ Figures, per pilot, in the terms of :data:`heart.schemas.glossary.GLOSSARY`:
 A call whose decision is not in the data (an export's dispatch rows without the call)
 is in no call figure: only its response time, backup requests and follow-up count.
 
+Crisis Call Diversion (the clinicians' work, ``ccd.assessments`` and ``ccd.consults``), in
+the month the call was received, for calls whose decision is in the data:
+
+- engaged: calls with a ``ccd.engaged``; screenings: one per C-SSRS screening the CCD stage
+  scores (:func:`~heart.agents.ccd.screening.risk_level`), by risk level; a screening it
+  refuses counts nowhere, as does a referral to a resource not in the policy's list.
+- safety plans: calls with a ``ccd.safety_plan``, their steps the union over the call's
+  plan events, and of them those with all six steps.
+- referrals: each resource once per call, a warm handoff if any of them was.
+- dispositions: the call's last (by event time), so they add up to calls with one.
+- overrides: the effective decision's ``rules_route`` when it differs from its route, by
+  direction.
+- time on the line: from the call's first ``ccd.engaged`` to its first
+  ``dispatch.on_scene`` (any route) at or after it; counted with the call, not in the
+  month the responders arrived, so that its calls are among the month's calls engaged.
+- consults: in the month requested, by requester; answered within target when the first
+  answer came by the request time plus the policy's target for its urgency.
+
+A month with none of these has no clinician events, and the section says so (every
+figure None) rather than show zeros: a CAD export's replay has none.
+
 Month-wide: calls decided by route; HEART handled (calls reached by ccd, crt or cor, each
 once); resolved by phone (ccd reached) and its share of HEART handled; the first and last
 event time counted, and whether they leave part of the month out (a partial month).
@@ -67,16 +89,32 @@ import calendar
 import hashlib
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from math import ceil
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from heart.agents.ccd.screening import risk_level, screening_problem
 from heart.policy import Policy, load_policy
+from heart.policy.model import CcdWork
+from heart.schemas.ccd import (
+    RISK_LEVELS,
+    CcdDisposition,
+    CcdEngaged,
+    CcdReferral,
+    CcdSafetyPlan,
+    CcdScreened,
+    ConsultAnswered,
+    ConsultClosed,
+    ConsultOverdue,
+    ConsultRequested,
+    RiskLevel,
+    SafetyPlanSteps,
+)
 from heart.schemas.dispatch import DispatchEvent
 from heart.schemas.followup import (
     ContactPilot,
@@ -86,18 +124,32 @@ from heart.schemas.followup import (
     FollowupScheduled,
 )
 from heart.schemas.reports import (
+    CONSULT_KEY_PREFIX,
+    DISPOSITIONS,
     FOLLOWUP_FLAGS,
     MONTH_PATTERN,
     OTHER_PARTS,
+    REQUESTERS,
     CallTypeCount,
+    CcdWorkReport,
+    ConsultFigures,
+    DispositionFigures,
     Fact,
     FactKind,
     FollowupFigures,
     MonthReport,
     Organisation,
+    OverrideDirection,
+    OverrideFigures,
     Part,
     PilotReport,
+    ReferralFigures,
+    RequesterConsults,
+    ResourceReferrals,
     ResponseTimes,
+    SafetyPlanFigures,
+    ScreeningFigures,
+    TimeOnLine,
 )
 from heart.schemas.triage import MISS_REASONS, Pilot, Route, TriageDecision
 
@@ -157,7 +209,18 @@ ReportInput = (
     | FollowupDue
     | FollowupOverdue
     | FollowupOutcome
+    | CcdEngaged
+    | CcdScreened
+    | CcdSafetyPlan
+    | CcdReferral
+    | CcdDisposition
+    | ConsultRequested
+    | ConsultAnswered
+    | ConsultClosed
+    | ConsultOverdue
 )
+#: The ``[ccd]`` table of a policy file without one.
+DEFAULT_CCD_WORK = CcdWork()
 
 
 def _label(category: str | None, call_type: str | None) -> str | None:
@@ -200,6 +263,7 @@ def _decision_fact(decision: TriageDecision, zone: ZoneInfo) -> Fact:
         missed=missed,
         label=_label(decision.category, decision.call_type),
         policy_version=decision.policy_version,
+        rules_route=decision.rules_route,
     )
 
 
@@ -211,19 +275,88 @@ _DISPATCH_KINDS: dict[str, FactKind] = {
 }
 
 
-def fact_of(event: ReportInput, zone: ZoneInfo) -> Fact | None:
-    """What ``event`` contributes to a report, or None when no figure uses it."""
+def _steps_done(steps: SafetyPlanSteps) -> list[str]:
+    return [name for name in SafetyPlanSteps.model_fields if getattr(steps, name)]
+
+
+AssessmentEvent = CcdEngaged | CcdScreened | CcdSafetyPlan | CcdReferral | CcdDisposition
+ConsultInput = ConsultRequested | ConsultAnswered | ConsultClosed | ConsultOverdue
+
+
+def _assessment_fact(event: AssessmentEvent, base: dict[str, Any], ccd: CcdWork) -> Fact | None:
+    """A clinician's event on a call, or None for one the CCD stage refuses (and
+    dead-letters): a screening without a level, a referral to a resource not in the
+    policy's list."""
+    if isinstance(event, CcdEngaged):
+        return Fact(**base, kind="engaged", key=event.call_id)
+    if isinstance(event, CcdScreened):
+        if screening_problem(event.answers) is not None:
+            return None
+        return Fact(
+            **base, kind="screened", key=event.call_id, risk_level=risk_level(event.answers)
+        )
+    if isinstance(event, CcdSafetyPlan):
+        steps = _steps_done(event.steps)
+        return Fact(**base, kind="safety_plan", key=event.call_id, steps=steps)
+    if isinstance(event, CcdReferral):
+        if event.resource not in ccd.referral_resources:
+            return None
+        return Fact(
+            **base,
+            kind="referral",
+            key=event.call_id,
+            resource=event.resource,
+            warm_handoff=event.warm_handoff,
+        )
+    return Fact(**base, kind="disposition", key=event.call_id, disposition=event.disposition)
+
+
+def _consult_fact(event: ConsultInput, base: dict[str, Any], ccd: CcdWork) -> Fact | None:
+    key = CONSULT_KEY_PREFIX + event.consult_id
+    if isinstance(event, ConsultRequested):
+        due = event.occurred_at + timedelta(minutes=ccd.consult_targets.minutes(event.urgency))
+        return Fact(
+            **base,
+            kind="consult_requested",
+            key=key,
+            requested_by=event.requested_by,
+            deadline=due,
+        )
+    if isinstance(event, ConsultAnswered):
+        return Fact(**base, kind="consult_answered", key=key)
+    # consult.closed and consult.overdue: "answered within target" needs neither.
+    return None
+
+
+def fact_of(event: ReportInput, zone: ZoneInfo, ccd: CcdWork | None = None) -> Fact | None:
+    """What ``event`` contributes to a report, or None when no figure uses it. ``ccd``:
+    the policy's ``[ccd]`` table (referral resources, consult targets); its defaults when
+    None."""
     if isinstance(event, TriageDecision):
         return _decision_fact(event, zone)
     month = month_of(event.occurred_at, zone)
     base = {"event_id": event.event_id, "month": month, "at": event.occurred_at}
+    if isinstance(event, AssessmentEvent):
+        return _assessment_fact(event, base, ccd or DEFAULT_CCD_WORK)
+    if isinstance(event, ConsultInput):
+        return _consult_fact(event, base, ccd or DEFAULT_CCD_WORK)
     if isinstance(event, DispatchEvent):
         kind = _DISPATCH_KINDS.get(event.event_type)
+        if kind == "on_scene":
+            # Any responders' arrival ends a clinician's time on the line; only a team
+            # pilot's, with its assignment time, is also a response time.
+            timed = event.route in TEAM_PILOTS and event.assignment_to_on_scene_s is not None
+            return Fact(
+                **base,
+                kind="on_scene",
+                key=event.call_id,
+                pilot=event.route if timed else None,
+                label=_label(event.category, event.call_type),
+                seconds=event.assignment_to_on_scene_s if timed else None,
+            )
         if kind is None or event.route not in TEAM_PILOTS:
             return None
         if kind == "fallback" and event.reason not in FALLBACK_REASONS:
-            return None
-        if kind == "on_scene" and event.assignment_to_on_scene_s is None:
             return None
         return Fact(
             **base,
@@ -231,7 +364,6 @@ def fact_of(event: ReportInput, zone: ZoneInfo) -> Fact | None:
             key=event.call_id,
             pilot=event.route,
             label=_label(event.category, event.call_type),
-            seconds=event.assignment_to_on_scene_s if kind == "on_scene" else None,
             reason=FALLBACK_REASONS[event.reason] if kind == "fallback" else None,
         )
     if isinstance(event, FollowupScheduled):
@@ -272,6 +404,13 @@ def _earliest(current: Mark | None, new: Mark) -> Mark:
     return current
 
 
+def _latest(current: Mark | None, new: Mark) -> Mark:
+    # Latest wins (the clinician's last word), ties by value: independent of arrival order.
+    if current is None or (new.at, str(new.value)) > (current.at, str(current.value)):
+        return new
+    return current
+
+
 class Record(BaseModel):
     """What the report keeps of one call (or follow-up case). Table value; JSON round-trip."""
 
@@ -299,6 +438,23 @@ class Record(BaseModel):
     at_risk: bool = False
     overdue: Mark | None = None
     closed: Mark | None = None
+    # The effective decision's rules route (set when a clinician's disposition decided it).
+    rules_route: Route | None = None
+    # Dispatch: the responders' first on-scene report, any route (ends time on the line).
+    arrived: Mark | None = None
+    # The clinicians' work on the call (ccd.assessments).
+    engaged: Mark | None = None
+    #: Event-id digest -> risk level, so that a screening counts once however often sent.
+    screenings: dict[str, RiskLevel] = Field(default_factory=dict)
+    #: The safety plan's completed steps, over all its events; None: no safety plan.
+    plan_steps: list[str] | None = None
+    #: Resource id -> whether any referral of the call to it was a warm handoff.
+    referrals: dict[str, bool] = Field(default_factory=dict)
+    disposition: Mark | None = None
+    # A consult (ccd.consults): the request (value: who asked), its target time, the answer.
+    consult_requested: Mark | None = None
+    consult_due: AwareDatetime | None = None
+    consult_answered: Mark | None = None
     #: Earliest and latest fact time per month, for "data from" and "data through".
     first: dict[str, AwareDatetime] = Field(default_factory=dict)
     last: dict[str, AwareDatetime] = Field(default_factory=dict)
@@ -327,7 +483,10 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
             "missed": fact.missed,
             "label": fact.label,
             "policy_version": fact.policy_version,
+            "rules_route": fact.rules_route,
         }
+    elif fact.kind == "on_scene" and fact.pilot is None:
+        update = {"arrived": _earliest(current.arrived, Mark(month=fact.month, at=fact.at))}
     elif fact.kind in ("assigned", "on_scene", "fallback", "backup"):
         assert fact.pilot is not None
         marks = dict(getattr(current, fact.kind))
@@ -338,6 +497,8 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
         update[fact.kind] = marks
         if fact.kind == "assigned" and current.dispatch_label is None:
             update["dispatch_label"] = fact.label
+        if fact.kind == "on_scene":
+            update["arrived"] = _earliest(current.arrived, Mark(month=fact.month, at=fact.at))
     elif fact.kind == "scheduled":
         mark = _earliest(current.scheduled, Mark(month=fact.month, at=fact.at))
         update = {"scheduled": mark}
@@ -348,6 +509,14 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
     elif fact.kind == "outcome":
         mark = Mark(month=fact.month, at=fact.at, value=fact.outcome)
         update = {"closed": _earliest(current.closed, mark)}
+    else:
+        update = _accept_ccd(current, fact, digest)
+    if fact.kind == "on_scene" and fact.pilot is None:
+        # An arrival only matters with a clinician on the line: it widens no month's
+        # data range and touches no month by itself.
+        return current.model_copy(
+            update={**update, "seq": current.seq + 1, "seen": [*current.seen, digest][-SEEN_LIMIT:]}
+        )
     first = current.first.get(fact.month)
     last = current.last.get(fact.month)
     return current.model_copy(
@@ -359,6 +528,35 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
             "last": {**current.last, fact.month: max(last, fact.at) if last else fact.at},
         }
     )
+
+
+def _accept_ccd(current: Record, fact: Fact, digest: str) -> dict[str, Any]:
+    """The update a clinician's or a consult's fact makes to a record."""
+    mark = Mark(month=fact.month, at=fact.at)
+    if fact.kind == "engaged":
+        return {"engaged": _earliest(current.engaged, mark)}
+    if fact.kind == "screened":
+        assert fact.risk_level is not None
+        return {"screenings": {**current.screenings, digest: fact.risk_level}}
+    if fact.kind == "safety_plan":
+        # Steps completed stay completed: the plan is the union of its events' steps.
+        steps = set(current.plan_steps or ()) | set(fact.steps)
+        return {"plan_steps": [s for s in SafetyPlanSteps.model_fields if s in steps]}
+    if fact.kind == "referral":
+        assert fact.resource is not None
+        warm = current.referrals.get(fact.resource, False) or fact.warm_handoff
+        return {"referrals": {**current.referrals, fact.resource: warm}}
+    if fact.kind == "disposition":
+        value = Mark(month=fact.month, at=fact.at, value=fact.disposition)
+        return {"disposition": _latest(current.disposition, value)}
+    if fact.kind == "consult_requested":
+        request = Mark(month=fact.month, at=fact.at, value=fact.requested_by)
+        earliest = _earliest(current.consult_requested, request)
+        if earliest is current.consult_requested:
+            return {}
+        return {"consult_requested": earliest, "consult_due": fact.deadline}
+    assert fact.kind == "consult_answered", fact.kind
+    return {"consult_answered": _earliest(current.consult_answered, mark)}
 
 
 # --- parts --------------------------------------------------------------------------------
@@ -398,6 +596,38 @@ def _reached_at(record: Record, pilot: Pilot) -> Mark | None:
     if pilot == "cn":
         return record.scheduled
     return record.assigned.get(pilot)
+
+
+def _on_line_s(record: Record) -> float | None:
+    """Seconds from the first ccd.engaged to the first on-scene report after it; None
+    when the responders were there first, or never reported."""
+    if record.engaged is None or record.arrived is None:
+        return None
+    seconds = (record.arrived.at - record.engaged.at).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def _ccd_part(record: Record) -> dict[str, Any]:
+    """The clinicians' work on the call, for the call's month (empty: none)."""
+    work: dict[str, Any] = {}
+    if record.engaged is not None:
+        work["engaged"] = True
+    if record.screenings:
+        work["screenings"] = sorted(record.screenings.values(), key=RISK_LEVELS.index)
+    if record.plan_steps is not None:
+        work["plan_steps"] = len(record.plan_steps)
+    if record.referrals:
+        work["referrals"] = dict(sorted(record.referrals.items()))
+    if record.disposition is not None:
+        work["disposition"] = record.disposition.value
+    if record.rules_route is not None and record.rules_route != record.route:
+        work["override_from"] = record.rules_route
+    if not work:
+        return {}
+    on_line = _on_line_s(record)
+    if on_line is not None:
+        work["on_line_s"] = on_line
+    return {"ccd_work": True, **work}
 
 
 def parts_of(record: Record) -> dict[str, Part]:
@@ -443,11 +673,22 @@ def parts_of(record: Record) -> dict[str, Part]:
                 p["other"][pilot] = what
         if p["reached"]:
             p["label"] = record.label or record.dispatch_label
+        p |= _ccd_part(record)
     for pilot, mark in record.on_scene.items():
         if isinstance(mark.value, int | float):
             part(mark.month)["response"][pilot] = float(mark.value)
     for pilot, mark in record.backup.items():
         part(mark.month)["backup"].append(pilot)
+    if record.consult_requested is not None:
+        # A consult counts in the month it was requested, answered or not; an answer to a
+        # consult whose request is not in the data counts nowhere.
+        p = part(record.consult_requested.month)
+        p["consult_by"] = record.consult_requested.value
+        answered = record.consult_answered
+        if answered is not None:
+            p["consult"] = ["answered"]
+            if record.consult_due is not None and answered.at <= record.consult_due:
+                p["consult"].append("within_target")
     if record.scheduled is not None:
         # Every follow-up figure counts in the month the follow-up was scheduled, so that
         # no month completes more than it scheduled. Overdue and outcomes count only for a
@@ -519,6 +760,32 @@ def _keys(part: Part) -> Iterator[tuple[Any, ...]]:
             yield ("followup", part.followup_pilot, flag)
     if part.followup_elsewhere:
         yield ("followup", "cn", "for_other_calls")
+    yield from _ccd_keys(part)
+
+
+def _ccd_keys(part: Part) -> Iterator[tuple[Any, ...]]:
+    if part.ccd_work:
+        yield ("ccd", "calls")
+    if part.engaged:
+        yield ("ccd", "engaged")
+    for level in part.screenings:
+        yield ("ccd_screening", level)
+    if part.plan_steps is not None:
+        yield ("ccd_plan", part.plan_steps)
+    for resource, warm in part.referrals.items():
+        yield ("ccd_referral", resource)
+        if warm:
+            yield ("ccd_warm", resource)
+    if part.disposition is not None:
+        yield ("ccd_disposition", part.disposition)
+    if part.override_from is not None and part.route is not None:
+        yield ("ccd_override", part.override_from, part.route)
+    if part.on_line_s is not None:
+        yield ("ccd_line", part.on_line_s)
+    if part.consult_by is not None:
+        yield ("consult", part.consult_by, "requested")
+        for flag in part.consult:
+            yield ("consult", part.consult_by, flag)
 
 
 @dataclass
@@ -677,9 +944,104 @@ def _pilot_report(
     )
 
 
+def _share_of(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _consults(counts: Counter[tuple[Any, ...]]) -> ConsultFigures:
+    rows = [
+        RequesterConsults(
+            requested_by=who,
+            requested=counts[("consult", who, "requested")],
+            answered=counts[("consult", who, "answered")],
+            answered_within_target=counts[("consult", who, "within_target")],
+            share_within_target=_share_of(
+                counts[("consult", who, "within_target")], counts[("consult", who, "requested")]
+            ),
+        )
+        for who in REQUESTERS
+    ]
+    requested = sum(r.requested for r in rows)
+    within = sum(r.answered_within_target for r in rows)
+    return ConsultFigures(
+        requested=requested,
+        answered=sum(r.answered for r in rows),
+        answered_within_target=within,
+        share_within_target=_share_of(within, requested),
+        by_requester=rows,
+    )
+
+
+def ccd_work_report(
+    by_kind: dict[str, list[tuple[tuple[Any, ...], int]]],
+    counts: Counter[tuple[Any, ...]],
+    resources: Mapping[str, str],
+) -> CcdWorkReport:
+    """The Crisis Call Diversion section; every figure None when the month has no
+    clinician event (a CAD export's replay has none: zeros would be no fact)."""
+    consults = _consults(counts)
+    if not counts[("ccd", "calls")] and not consults.requested:
+        return CcdWorkReport()
+    levels = {level: counts[("ccd_screening", level)] for level in RISK_LEVELS}
+    plans = sum(n for k, n in by_kind.get("ccd_plan", []))
+    all_six = counts[("ccd_plan", len(SafetyPlanSteps.model_fields))]
+    referred = {k[1] for k, _ in by_kind.get("ccd_referral", [])}
+    # The policy's resources in its order, then any it no longer lists.
+    ids = [r for r in resources if r in referred] + sorted(referred - set(resources))
+    by_resource = [
+        ResourceReferrals(
+            resource=r,
+            name=resources.get(r, r),
+            referrals=counts[("ccd_referral", r)],
+            warm_handoffs=counts[("ccd_warm", r)],
+        )
+        for r in ids
+    ]
+    dispositions = {d: counts[("ccd_disposition", d)] for d in DISPOSITIONS}
+    directions = sorted(
+        ((k[1], k[2], n) for k, n in by_kind.get("ccd_override", [])),
+        key=lambda d: (ROUTES.index(d[0]), ROUTES.index(d[1])),
+    )
+    line = [float(k[1]) for k, n in by_kind.get("ccd_line", []) for _ in range(n)]
+    return CcdWorkReport(
+        clinician_events=True,
+        note=None,
+        calls_engaged=counts[("ccd", "engaged")],
+        screenings=ScreeningFigures(total=sum(levels.values()), by_risk_level=levels),
+        safety_plans=SafetyPlanFigures(
+            plans=plans, all_six_steps=all_six, fewer_steps=plans - all_six
+        ),
+        referrals=ReferralFigures(
+            total=sum(r.referrals for r in by_resource),
+            warm_handoffs=sum(r.warm_handoffs for r in by_resource),
+            by_resource=by_resource,
+        ),
+        dispositions=DispositionFigures(calls=sum(dispositions.values()), by_value=dispositions),
+        overrides=OverrideFigures(
+            calls=sum(n for _, _, n in directions),
+            by_direction=[
+                OverrideDirection(rules_route=rules, route=route, calls=n)
+                for rules, route, n in directions
+            ],
+        ),
+        consults=consults,
+        time_on_line=TimeOnLine(
+            calls=len(line),
+            median_s=median(line) if line else None,
+            p90_s=p90(line) if line else None,
+        ),
+    )
+
+
 def report_from_totals(
-    totals: Totals, month: str, timezone: str, organisation: Organisation | None = None
+    totals: Totals,
+    month: str,
+    timezone: str,
+    organisation: Organisation | None = None,
+    resources: Mapping[str, str] | None = None,
 ) -> MonthReport:
+    """The month's report from its totals; ``resources``: the policy's referral resources
+    (id -> name), which name the referrals (the default ``[ccd]`` table's when None)."""
     counts = totals.counts
     by_kind: dict[str, list[tuple[tuple[Any, ...], int]]] = {}
     for key, n in counts.items():
@@ -701,6 +1063,11 @@ def report_from_totals(
         phone_share=phone / heart if heart else None,
         followups=_followups(counts, "cn"),
         pilots=[_pilot_report(pilot, by_kind, counts) for pilot in PILOTS],
+        ccd_work=ccd_work_report(
+            by_kind,
+            counts,
+            resources if resources is not None else DEFAULT_CCD_WORK.referral_resources,
+        ),
     )
 
 
@@ -720,6 +1087,7 @@ class AggregateState:
 
     timezone: str = "America/New_York"
     organisation: Organisation | None = None
+    ccd: CcdWork = field(default_factory=CcdWork)
     records: dict[str, Record] = field(default_factory=dict)
     parts: dict[str, dict[str, Part]] = field(default_factory=dict)
     totals: dict[str, Totals] = field(default_factory=dict)
@@ -731,7 +1099,9 @@ class AggregateState:
 def new_state(policy: Policy | None = None) -> AggregateState:
     """An empty state in the policy's time zone (the default policy's when None)."""
     policy = policy or load_policy()
-    return AggregateState(timezone=policy.timezone, organisation=organisation_of(policy))
+    return AggregateState(
+        timezone=policy.timezone, organisation=organisation_of(policy), ccd=policy.ccd_work
+    )
 
 
 def apply_fact(state: AggregateState, fact: Fact) -> AggregateState:
@@ -748,8 +1118,8 @@ def apply_fact(state: AggregateState, fact: Fact) -> AggregateState:
 
 
 def apply(state: AggregateState, event: ReportInput) -> AggregateState:
-    """Fold one decision, dispatch or follow-up event into ``state``."""
-    fact = fact_of(event, state.zone)
+    """Fold one decision, dispatch, follow-up, clinician or consult event into ``state``."""
+    fact = fact_of(event, state.zone, state.ccd)
     return apply_fact(state, fact) if fact is not None else state
 
 
@@ -758,5 +1128,9 @@ def report(state: AggregateState, month: str) -> MonthReport:
     if not is_month(month):
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
     return report_from_totals(
-        state.totals.get(month, Totals()), month, state.timezone, state.organisation
+        state.totals.get(month, Totals()),
+        month,
+        state.timezone,
+        state.organisation,
+        state.ccd.referral_resources,
     )

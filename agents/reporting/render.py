@@ -22,6 +22,7 @@ from heart.agents.reporting.aggregate import MISSED_REASONS, ROUTES, TEAM_PILOTS
 from heart.agents.reporting.wording import (
     REACHED_MEANS,
     capitalised,
+    ccd_figures,
     followup_reconciliation,
     heading,
     other_label,
@@ -135,6 +136,7 @@ thead th { background: #eef1f5; font-weight: 700; vertical-align: bottom; }
 thead th .sub { display: block; font-weight: 400; font-size: 12.5px; color: var(--muted); }
 tbody th { font-weight: 600; }
 td.text { font-size: 13px; line-height: 1.45; }
+table.ccd td, table.ccd th { text-align: left; } table.ccd td { font-size: 14px; }
 tbody tr:nth-child(even) td, tbody tr:nth-child(even) th { background: #fafbfc; }
 footer { color: var(--muted); font-size: 13px; padding: 6px 0 36px; }
 footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 14px; margin: 8px 0; }
@@ -483,6 +485,25 @@ def call_types_chart(report: MonthReport) -> str:
     return '<div class="grid2">' + "".join(_types_panel(p) for p in report.pilots) + "</div>"
 
 
+def ccd_work_section(report: MonthReport) -> str:
+    """The clinicians' work as a table of figures, each with its parts written as a sum;
+    a plain note instead when the month has no clinician events (no zeros as facts)."""
+    rows = ccd_figures(report)
+    if not rows:
+        return f'<p class="empty" role="note">{esc(report.ccd_work.note or "")}</p>'
+    body = "".join(
+        f'<tr><th scope="row">{esc(label)}</th><td class="text">{esc(text)}</td></tr>'
+        for label, text in rows
+    )
+    return (
+        '<table class="ccd"><caption>Counted in the month each call came in; consults in '
+        "the month they were requested. Where a figure has parts, they add up to it."
+        "</caption>"
+        '<thead><tr><th scope="col">Figure</th><th scope="col">This month</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
 # --- page ---------------------------------------------------------------------------------
 
 
@@ -670,6 +691,15 @@ COUNTING_RULES: tuple[tuple[str, str], ...] = (
         "Within 48 hours",
         "A completed follow-up whose outcome came by the case's deadline.",
     ),
+    (
+        "Crisis Call Diversion",
+        "The clinicians' work on a call counts in the month the call came in, for calls "
+        "whose triage decision is in the data: calls engaged, screenings (one per C-SSRS "
+        "screening with a risk level), safety plans (one per call, its steps over all its "
+        "events), referrals (each resource once per call), the call's last disposition, "
+        "overrides (as last decided) and time on the line. Consults count in the month "
+        "they were requested.",
+    ),
     ("Privacy", "Counts only: this page holds no call id, name, phone number or address."),
 )
 
@@ -729,6 +759,13 @@ def render_html(report: MonthReport) -> str:
             "Follow-ups scheduled this month after a contact, and how far they got, "
             "whenever that was.",
             followup_chart(report),
+        ),
+        (
+            "ccd-work",
+            "Crisis Call Diversion: the clinicians' work",
+            "What CCD clinicians did on the calls and consults of the month, from their own "
+            "events.",
+            ccd_work_section(report),
         ),
         (
             "types",

@@ -7,7 +7,14 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from heart.schemas.reports import OTHER_PART_LABELS, MonthReport, Organisation, PilotReport
+from heart.schemas.ccd import RISK_LEVELS
+from heart.schemas.reports import (
+    DISPOSITIONS,
+    OTHER_PART_LABELS,
+    MonthReport,
+    Organisation,
+    PilotReport,
+)
 
 #: The heading of a report whose policy names no organisation.
 NEUTRAL_HEADING = "Crisis response pilots"
@@ -100,3 +107,81 @@ def followup_reconciliation(report: MonthReport) -> str | None:
         f"\u2212 {cn.reached_in_other_month} of them scheduled in another month "
         f"+ {f.for_other_calls} for calls of another month or not eligible for CN"
     )
+
+
+# --- Crisis Call Diversion ----------------------------------------------------------------
+
+
+def _sum(total: str, terms: list[str]) -> str:
+    return f"{total} = " + " + ".join(terms) if terms else total
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _share(share: float | None) -> str:
+    return f"{share:.0%}" if share is not None else "n/a"
+
+
+def ccd_figures(report: MonthReport) -> list[tuple[str, str]]:
+    """The Crisis Call Diversion section as (figure, its sentence) pairs, shared by the page
+    and the terminal summary; parts are written as sums of the whole (zero parts left out).
+    Empty when the month has no clinician events: the report's ``ccd_work.note`` says so."""
+    w = report.ccd_work
+    if not w.clinician_events:
+        return []
+    s, plans, refs = w.screenings, w.safety_plans, w.referrals
+    disp, over, cons, line = w.dispositions, w.overrides, w.consults, w.time_on_line
+    assert s and plans and refs and disp and over and cons and line
+    # Highest risk first; the dicts are walked in their fixed order, not the order a JSON
+    # file (keys sorted) gives back.
+    levels = [
+        f"{level} {s.by_risk_level[level]}"
+        for level in reversed(RISK_LEVELS)
+        if s.by_risk_level.get(level)
+    ]
+    plan_parts = [f"{plans.all_six_steps} with all six steps"] if plans.all_six_steps else []
+    plan_parts += [f"{plans.fewer_steps} with fewer steps"] if plans.fewer_steps else []
+    referrals = [
+        f"{r.name} {r.referrals}"
+        + (f" ({_n(r.warm_handoffs, 'warm handoff')})" if r.warm_handoffs else "")
+        for r in refs.by_resource
+        if r.referrals
+    ]
+    dispositions = [f"{d} {disp.by_value[d]}" for d in DISPOSITIONS if disp.by_value.get(d)]
+    overrides = [f"{d.rules_route}\u2192{d.route} {d.calls}" for d in over.by_direction]
+    asked = [r for r in cons.by_requester if r.requested]
+    within = ", ".join(
+        f"{r.requested_by} {r.answered_within_target} of {r.requested}" for r in asked
+    )
+    consults = _sum(
+        f"{_n(cons.requested, 'consult')} requested",
+        [f"{r.requested_by} {r.requested}" for r in asked],
+    ) + (
+        f"; {cons.answered} answered, {cons.answered_within_target} within target "
+        f"({_share(cons.share_within_target)}" + (f": {within}" if within else "") + ")"
+    )
+    timed = (
+        f"median {_minutes(line.median_s)}, p90 {_minutes(line.p90_s)} ({_n(line.calls, 'call')})"
+        if line.median_s is not None and line.p90_s is not None
+        else "no call timed: no responders reported on scene after a clinician joined"
+    )
+    return [
+        ("Calls engaged", _n(w.calls_engaged or 0, "call")),
+        ("Screenings by risk level", _sum(_n(s.total, "screening"), levels)),
+        ("Safety plans", _sum(_n(plans.plans, "plan"), plan_parts)),
+        (
+            "Referrals by resource",
+            _sum(_n(refs.total, "referral"), referrals)
+            + f"; {_n(refs.warm_handoffs, 'warm handoff')} in all",
+        ),
+        ("Dispositions", _sum(f"{_n(disp.calls, 'call')} with a disposition", dispositions)),
+        ("Overrides of the rules", _sum(_n(over.calls, "call"), overrides)),
+        ("Consults by requester", consults),
+        ("Time on the line", timed),
+    ]

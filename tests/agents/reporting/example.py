@@ -27,7 +27,7 @@ PNG = DOCS / "report-example.png"
 MONTH = "2024-07"
 #: The screenshot's height: Chromium's --screenshot captures the window, not the page, so
 #: the window is made taller than the page (the page's own background fills the rest).
-PAGE_HEIGHT = 4550
+PAGE_HEIGHT = 5100
 
 
 def example_report() -> MonthReport:

@@ -1,6 +1,8 @@
 """The reporting stage as a real worker process on the embedded broker, on event time:
 a month of decisions, dispatch and follow-up events in, the month's snapshot on
-``reports.monthly`` out, the same figures after a SIGKILL, and ``heart report`` files."""
+``reports.monthly`` out, the same figures after a SIGKILL, and ``heart report`` files;
+and the clinicians' events (``ccd.assessments``, ``ccd.consults``) in the month's Crisis
+Call Diversion section."""
 
 from __future__ import annotations
 
@@ -25,11 +27,24 @@ from heart.schemas import (
     FollowupScheduled,
     TriageDecision,
 )
+from heart.schemas.ccd import (
+    CcdDisposition,
+    CcdEngaged,
+    CcdReferral,
+    CcdSafetyPlan,
+    CcdScreened,
+    ConsultAnswered,
+    ConsultClosed,
+    ConsultOverdue,
+    ConsultRequested,
+)
 from heart.schemas.reports import MonthReport
 from heart.streams.admin import create_topics
 from heart.streams.codec import decode
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
+    CCD_ASSESSMENTS,
+    CCD_CONSULTS,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
@@ -41,6 +56,7 @@ from heart.streams.topics import (
     TRIAGE_DECISIONS,
     TopicSpec,
 )
+from tests.agents.reporting.clinicians import CLINICIAN, busy_month, closed, on_scene
 from tests.agents.reporting.synthetic import PERSONAL, decision, july, local, redelivered
 from tests.kafka import Worker, key_partition, produce, produce_placed, read_topic
 
@@ -59,6 +75,10 @@ def route(event: Any) -> tuple[TopicSpec, str]:
         return FOLLOWUP_TIMERS, event.case_id
     if isinstance(event, FollowupDue | FollowupOverdue):
         return FOLLOWUP_TASKS, event.case_id
+    if isinstance(event, CcdEngaged | CcdScreened | CcdSafetyPlan | CcdReferral | CcdDisposition):
+        return CCD_ASSESSMENTS, event.call_id
+    if isinstance(event, ConsultRequested | ConsultAnswered | ConsultClosed | ConsultOverdue):
+        return CCD_CONSULTS, event.consult_id
     assert isinstance(event, FollowupOutcome)
     return FOLLOWUP_OUTCOMES, event.case_id
 
@@ -269,3 +289,45 @@ async def test_a_fact_is_applied_where_it_arrives_and_forwarded_from_elsewhere(
     commands = await read_topic(scoped, REPORTS_COMMANDS, until=lambda r: True, settle=2.0)
     facts = [c for c in commands if c.value and orjson.loads(c.value)["kind"] == "fact"]
     assert len(facts) == forwarded
+
+
+async def test_the_clinicians_work_reaches_the_months_crisis_call_diversion_section(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    # Three calls a clinician worked (two overridden, one timed on the line), two
+    # consults, and a police arrival on a call no clinician joined, through the real
+    # broker: decisions, clinicians' events, consults and dispatch on their own topics.
+    events = [
+        *busy_month(),
+        closed("K1", local(2024, 7, 10, 9, 20)),
+        on_scene("P1", local(2024, 7, 10, 9, 30), "police"),
+    ]
+    want = build_report_from_events(events, "2024-07", POLICY)
+    worker = Worker("reporting", scoped, tmp_path, HEART_CLOCK="event").start()
+    try:
+        await worker.wait_ready()
+        await publish(scoped, events)
+        got = await snapshots_matching(scoped, {"2024-07": figures(want)})
+    finally:
+        worker.kill(signal.SIGTERM)
+    work = got["2024-07"].ccd_work
+    assert work == want.ccd_work
+    assert work.clinician_events and work.calls_engaged == 3
+    assert work.screenings and work.screenings.by_risk_level["high"] == 1
+    assert work.dispositions and work.dispositions.by_value["resolved_by_phone"] == 2
+    assert work.overrides and [
+        (d.rules_route, d.route, d.calls) for d in work.overrides.by_direction
+    ] == [("ccd", "crt", 1), ("crt", "ccd", 1)]
+    assert work.consults and [
+        (r.requested_by, r.requested, r.answered_within_target)
+        for r in work.consults.by_requester
+        if r.requested
+    ] == [("dispatcher", 1, 1), ("crt", 1, 0)]
+    # A: engaged at 09:00, the CRT team on scene at 09:12.
+    assert work.time_on_line and work.time_on_line.model_dump() == {
+        "calls": 1,
+        "median_s": 720.0,
+        "p90_s": 720.0,
+    }
+    raw = got["2024-07"].model_dump_json()
+    assert CLINICIAN not in raw and "SECRET" not in raw
