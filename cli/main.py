@@ -223,7 +223,26 @@ def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
             seed=args.seed,
             log_dir=args.log_dir,
             metrics_port=args.metrics_port,
+            console=not args.no_console,
+            console_port=args.console_port,
         )
+    )
+
+
+def _cmd_console(args: argparse.Namespace, settings: HeartSettings) -> int:
+    if args.hash_password:
+        from heart.cli.console.users import read_password_hash
+
+        return read_password_hash(sys.stdin, sys.stdout, sys.stderr)
+    from heart.cli.console.server import run_console
+
+    return run_console(
+        settings,
+        host=args.host,
+        port=args.port,
+        users_path=args.users,
+        settings_path=args.settings,
+        secure_cookies=args.secure_cookies,
     )
 
 
@@ -423,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
     p.add_argument("--log-dir", type=Path, default=None, help="stage logs (default: a temp dir)")
     p.add_argument("--metrics-port", type=port, default=9101, help="first stage's metrics port")
+    p.add_argument(
+        "--console-port",
+        type=port,
+        default=None,
+        help="the web console's port (default 8600, or a free one when 8600 is taken)",
+    )
+    p.add_argument("--no-console", action="store_true", help="do not start the web console")
     _log_options(p)
     p.set_defaults(func=_cmd_up)
 
@@ -435,6 +461,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=2022, help="the simulated city's random seed")
     _log_options(p)
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "console", help="serve the live web console (board, teams, care navigation) from Kafka"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=port, default=8600, help="port to listen on")
+    p.add_argument(
+        "--users",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="users who may sign in (default: the demo users, see docs/console.md)",
+    )
+    p.add_argument(
+        "--settings",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="alert thresholds and refresh (default: the shipped console.toml)",
+    )
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="send the session cookie over HTTPS only (set it behind a TLS proxy)",
+    )
+    p.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password on stdin, print its hash for a users file, and exit",
+    )
+    p.set_defaults(func=_cmd_console)
 
     p = sub.add_parser("report", help="write the monthly pilot report (HTML + JSON) for a month")
     p.add_argument("--month", required=True, metavar="YYYY-MM", help="in the policy's time zone")

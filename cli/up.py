@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -177,6 +178,54 @@ def _check_metrics_ports(settings: HeartSettings, stages: list[str], first: int)
     return None
 
 
+DEFAULT_CONSOLE_PORT = 8600
+
+
+def _check_console_port(port: int, metrics_port: int, stages: int) -> str | None:
+    if metrics_port <= port < metrics_port + stages:
+        return (
+            f"--console-port {port}: the stages' metrics use ports {metrics_port}-"
+            f"{metrics_port + stages - 1}; choose a port outside them"
+        )
+    if not can_listen("127.0.0.1", port, reuse=True):
+        return f"--console-port {port}: the port is in use; choose another"
+    return None
+
+
+def _default_console_port(metrics_port: int, stages: int) -> tuple[int, str | None]:
+    """8600, or a free port with a notice when 8600 is taken (another heart up, say)."""
+    if _check_console_port(DEFAULT_CONSOLE_PORT, metrics_port, stages) is None:
+        return DEFAULT_CONSOLE_PORT, None
+    port = find_free_port()
+    return port, f"port {DEFAULT_CONSOLE_PORT} is taken: the console is on {port} instead"
+
+
+def _start_console(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[bytes]:
+    """The console as its own process, on the stages' broker, topics and clock (alerts
+    follow simulated time)."""
+    log = open(logs / "console.log", "ab")  # noqa: SIM115 - the child keeps it
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "heart.cli", "console", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def _stop_console(console: subprocess.Popen[bytes]) -> None:
+    if console.poll() is None:
+        console.send_signal(signal.SIGTERM)
+        try:
+            console.wait(10)
+        except subprocess.TimeoutExpired:
+            console.kill()
+            console.wait(5)
+
+
 async def run_up(
     settings: HeartSettings,
     *,
@@ -187,11 +236,19 @@ async def run_up(
     seed: int,
     log_dir: Path | None,
     metrics_port: int,
+    console: bool = True,
+    console_port: int | None = None,
 ) -> int:
     from heart.simulator.city import City
 
     stages = sorted(STAGES)
     problem = _check_metrics_ports(settings, stages, metrics_port)
+    console_note: str | None = None
+    if problem is None and console:
+        if console_port is None:
+            console_port, console_note = _default_console_port(metrics_port, len(stages))
+        else:
+            problem = _check_console_port(console_port, metrics_port, len(stages))
     if problem is not None:
         print(f"heart up: {problem}", file=sys.stderr)
         return 2
@@ -209,6 +266,7 @@ async def run_up(
     state = Path(tempfile.mkdtemp(prefix="up-", dir=data_dir))
     broker: EmbeddedBroker | None = None
     supervisor: Supervisor | None = None
+    console_process: subprocess.Popen[bytes] | None = None
     status = LiveStatus(sys.stdout, status_every)
     moved: str | None = None
     try:
@@ -251,6 +309,16 @@ async def run_up(
                 f"log {p.log_path}",
                 flush=True,
             )
+        if console and console_port is not None:
+            console_process = _start_console(env, logs, console_port)
+            from heart.cli.console.server import DEMO_SIGNIN
+
+            print(
+                f"console         http://127.0.0.1:{console_port} · {DEMO_SIGNIN}",
+                flush=True,
+            )
+            if console_note is not None:
+                print(console_note, flush=True)
         tasks: list[asyncio.Task[None]] = []
         city = City(settings, default_start(), speed, seed, clinicians)
         if simulate:
@@ -294,6 +362,8 @@ async def run_up(
         return 0
     finally:
         status.close()
+        if console_process is not None:
+            _stop_console(console_process)
         if supervisor is not None:
             supervisor.stop()
         if broker is not None:

@@ -15,6 +15,7 @@ PATCHED = {
     "faust-streaming": "heart.streams.kafka (consumer, transport, monitor) and heart.streams.app",
     "mode-streaming": "heart.streams.kafka.delivery and heart.streams.kafka.consumer",
     "aiokafka": "heart.streams.kafka.explicit_topics and heart.streams.embedded.fetch_wait",
+    "uvicorn": "heart.cli.console.server (Server.capture_signals)",
 }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -45,6 +47,7 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
     )
     lines: list[str] = []
     metrics_urls: list[str] = []
+    console_url: str | None = None
     decided = due = outcomes = 0
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
@@ -56,6 +59,8 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
             lines.append(line)
             if m := re.search(r"metrics (http://\S+/metrics)", line):
                 metrics_urls.append(m.group(1))
+            if m := re.search(r"^console\s+(http://\S+) · sign in as (\S+) / (\S+)", line):
+                console_url, user, password = m.groups()
             if m := re.search(r"decisions: ccd=(\d+) crt=(\d+) cor=(\d+) police=(\d+)", line):
                 decided = sum(int(x) for x in m.groups())
             if m := re.search(r"followups due=(\d+) outcomes=(\d+)", line):
@@ -72,6 +77,10 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
             except OSError as exc:
                 raise AssertionError(f"{url}: {exc}\n{''.join(lines[-30:])}") from exc
             assert "heart_events_consumed_total" in body
+        # The console runs, and the demo sign-in it printed lets a supervisor in.
+        assert console_url is not None, "".join(lines[-30:])
+        board = _sign_in(console_url, user, password)
+        assert "data-page='board'" in board, board[:500]
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         lines.append(rest)
@@ -83,3 +92,15 @@ def test_heart_up_runs_every_stage_and_ctrl_c_leaves_nothing(tmp_path: Path) -> 
     assert "stopped: no stage or broker process left running" in output
     assert " died (exit " not in output, output[-3000:]
     assert processes_with(marker) == [], "a stage or broker outlived heart up"
+
+
+def _sign_in(url: str, user: str, password: str) -> str:
+    """Sign in through the console's form, as a browser would; the page it lands on."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    form = opener.open(f"{url}/signin", timeout=5).read().decode()
+    m = re.search(r"name='csrf' value='([^']+)'", form)
+    assert m is not None, form[:500]
+    data = urllib.parse.urlencode({"csrf": m.group(1), "user": user, "password": password})
+    return opener.open(f"{url}/signin", data=data.encode(), timeout=5).read().decode()

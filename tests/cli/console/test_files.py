@@ -1,0 +1,81 @@
+"""The console's users and settings files: validated, each problem named with its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from heart.cli.console.console_settings import ConsoleSettingsError, load_console_settings
+from heart.cli.console.users import (
+    UsersFileError,
+    hash_password,
+    load_users,
+    verify_password,
+)
+
+HASH = hash_password("correct horse battery")
+
+USERS = [
+    ('id = "bob"\nname = "Bob"\nrole = "navigator"', "users[0].id: 'bob' is not an opaque id"),
+    ('id = "t-1"\nname = "T"\nrole = "team"', "users[0].team_id: a team user needs the team_id"),
+    (
+        'id = "n-1"\nname = "N"\nrole = "navigator"\nteam_id = "CRT-1"',
+        "users[0].team_id: only team users have a team_id (role is navigator)",
+    ),
+    ('id = "n-1"\nname = "N"\nrole = "pilot"', "users[0].role:"),
+]
+
+
+@pytest.mark.parametrize(("body", "problem"), USERS)
+def test_a_bad_users_file_names_the_field(tmp_path: Path, body: str, problem: str) -> None:
+    file = tmp_path / "users.toml"
+    password = "" if "password" in body else f'\npassword = "{HASH}"'
+    file.write_text(f"[[users]]\n{body}{password}\n")
+    with pytest.raises(UsersFileError) as caught:
+        load_users(file)
+    assert problem in str(caught.value)
+
+
+def test_a_plain_password_in_the_users_file_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "users.toml"
+    file.write_text('[[users]]\nid = "n-1"\nname = "N"\nrole = "navigator"\npassword = "hunter2"\n')
+    with pytest.raises(UsersFileError, match=r"users\[0\].password: not a password hash"):
+        load_users(file)
+
+
+def test_passwords_are_salted_scrypt_hashes() -> None:
+    assert HASH.startswith("scrypt$16384$8$1$")
+    assert hash_password("correct horse battery") != HASH  # a new salt each time
+    assert verify_password("correct horse battery", HASH)
+    assert not verify_password("correct horse batterY", HASH)
+    assert not verify_password("anything", "not-a-hash")
+
+
+def test_the_demo_users_cover_every_role_and_every_roster_team() -> None:
+    users = load_users().users
+    assert {u.role for u in users} == {"supervisor", "clinician", "team", "navigator", "analyst"}
+    assert {u.team_id for u in users if u.role == "team"} == {
+        "CRT-1",
+        "CRT-2",
+        "CRT-3",
+        "CRT-4",
+        "COR-1",
+        "COR-2",
+    }
+
+
+def test_console_settings_defaults_and_errors(tmp_path: Path) -> None:
+    defaults = load_console_settings()
+    assert defaults.team_status_minutes["dispatched"] == 10
+    assert defaults.queue.warn_before_fallback_minutes == 2
+    file = tmp_path / "console.toml"
+    file.write_text(
+        "clock_interval_s = 0\n[team_status_minutes]\non_scene = -5\n[board]\nsize = 3\n"
+    )
+    with pytest.raises(ConsoleSettingsError) as caught:
+        load_console_settings(file)
+    text = str(caught.value)
+    assert "clock_interval_s: Input should be greater than 0" in text
+    assert "team_status_minutes.on_scene: Input should be greater than 0" in text
+    assert "board.size" in text
