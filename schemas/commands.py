@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from heart.schemas.base import WireModel
-from heart.schemas.ccd import CcdAssessmentEvent, ConsultEvent
+from heart.schemas.ccd import CcdAssessmentEvent, CcdScreened, ConsultEvent
 from heart.schemas.dispatch import DispatchEvent, UnitStatusReport
 from heart.schemas.followup import FollowupOutcome
 from heart.schemas.triage import TriageClosure, TriageDecision
@@ -34,10 +34,12 @@ class DispatchCommand(WireModel):
 
 
 class NavigationCommand(WireModel):
-    kind: Literal["closed", "cleared", "outcome", "tick"]
+    kind: Literal["closed", "cleared", "outcome", "screened", "tick"]
     closed: TriageClosure | None = None
     cleared: DispatchEvent | None = None
     outcome: FollowupOutcome | None = None
+    #: A C-SSRS screening the stage can score: its risk level may shorten the deadline.
+    screened: CcdScreened | None = None
     tick_at: AwareDatetime | None = None
     source: SourceRef | None = None
 

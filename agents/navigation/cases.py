@@ -30,6 +30,13 @@ Rules chosen (the issue leaves them open):
   an outage waits in the navigators' queue, which is better than holding it back.
 - Event ids are uuid5 of the schedule's id (itself uuid5 of the source event id), so an
   event re-emitted after a crash carries the same id and consumers drop it.
+- A ``high`` C-SSRS screening on the call shortens the deadline to the policy's
+  ``ccd.high_risk_followup_within_hours`` when it is set (:meth:`Policy.followup_within_hours`).
+  A screening before the contact is kept with the call and applied when the case is
+  scheduled; one after it moves the deadline of a case still waiting for its first task
+  (:func:`on_screening`), announced by a revised ``followup.scheduled`` for the same case.
+  A follow-up already released, retried, overdue or closed keeps the deadline the
+  navigators were given.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from heart.agents.navigation.staffed import (
     staffed_minutes_between,
 )
 from heart.policy import Policy
+from heart.schemas.ccd import RiskLevel
 from heart.schemas.dispatch import DispatchEvent
 from heart.schemas.followup import (
     ContactPilot,
@@ -147,6 +155,8 @@ class Case(BaseModel):
     fired_timer_ids: tuple[str, ...] = ()
     #: Outcome event ids applied; a redelivered outcome is ignored.
     outcome_event_ids: tuple[str, ...] = ()
+    #: The C-SSRS risk level that set the deadline, when a screening did.
+    risk_level: RiskLevel | None = None
 
     @property
     def timer_id(self) -> str:
@@ -194,19 +204,25 @@ def skip_reason(
 
 
 def schedule(
-    contact: Contact, policy: Policy, now: datetime, existing: Case | None = None
+    contact: Contact,
+    policy: Policy,
+    now: datetime,
+    existing: Case | None = None,
+    risk_level: RiskLevel | None = None,
 ) -> tuple[Case | None, FollowupScheduled | None]:
     """A new case and its ``followup.scheduled`` event, or ``(None, None)`` (see skip_reason).
 
     ``existing`` is the table's case for ``contact.call_id``: a contact reported twice
     (redelivery, or both ``call.closed`` and ``dispatch.cleared``) schedules once.
-    The first task is not released here; :func:`advance` or the next sweep does that.
+    ``risk_level`` is the call's screening seen before the contact, if any: ``high`` may
+    shorten the deadline. The first task is not released here; :func:`advance` or the
+    next sweep does that.
     """
     if skip_reason(contact, policy, existing) is not None:
         return None, None
     cn = policy.pilots.cn
     ended = _utc(contact.ended_at)
-    deadline = ended + timedelta(hours=cn.followup_within_hours)
+    deadline = ended + timedelta(hours=policy.followup_within_hours(risk_level))
     release_at = _utc(next_staffed_moment(ended, policy))
     staffed = staffed_minutes_between(release_at, deadline, policy)
     at_risk = staffed < cn.at_risk_below_staffed_minutes
@@ -224,20 +240,60 @@ def schedule(
         at_risk=at_risk,
         staffed_minutes_to_deadline=staffed,
         next_due_at=release_at,
+        risk_level=risk_level,
     )
-    event = FollowupScheduled(
-        event_id=schedule_id,
+    return case, _scheduled(case, schedule_id, now)
+
+
+def _scheduled(case: Case, event_id: str, now: datetime) -> FollowupScheduled:
+    return FollowupScheduled(
+        event_id=event_id,
         occurred_at=now,
         case_id=case.case_id,
         call_id=case.call_id,
         pilot=case.pilot,
-        contact_ended_at=ended,
-        deadline=deadline,
-        release_at=release_at,
-        at_risk=at_risk,
-        staffed_minutes_to_deadline=staffed,
+        contact_ended_at=case.contact_ended_at,
+        deadline=case.deadline,
+        release_at=case.release_at,
+        at_risk=case.at_risk,
+        staffed_minutes_to_deadline=case.staffed_minutes_to_deadline,
     )
-    return case, event
+
+
+def on_screening(
+    case: Case, risk_level: RiskLevel, policy: Policy, now: datetime
+) -> tuple[Case, FollowupScheduled | None]:
+    """Apply a screening that arrived after the contact: a ``high`` one moves the deadline
+    of a case still waiting for its first task earlier, with a revised
+    ``followup.scheduled`` (same case, its own event id; later task and overdue ids still
+    derive from the first schedule). Anything else returns the case unchanged and no event.
+
+    A case whose first task was released, that was retried, is overdue or closed keeps its
+    deadline: the navigators already work to it.
+    """
+    if risk_level != "high":
+        return case, None
+    waiting = (
+        case.status == "scheduled"
+        and case.attempt == 1
+        and not case.fired_timer_ids
+        and not case.overdue
+    )
+    deadline = case.contact_ended_at + timedelta(hours=policy.followup_within_hours(risk_level))
+    if not waiting or deadline >= case.deadline:
+        return case, None
+    cn = policy.pilots.cn
+    staffed = staffed_minutes_between(case.release_at, deadline, policy)
+    shortened = case.model_copy(
+        update={
+            "deadline": deadline,
+            "staffed_minutes_to_deadline": staffed,
+            "at_risk": staffed < cn.at_risk_below_staffed_minutes,
+            "risk_level": risk_level,
+        }
+    )
+    revised = _event_id("followup.scheduled", case.schedule_event_id, "risk", risk_level)
+    return shortened, _scheduled(shortened, revised, now)
 
 
 def outcome_rejection(case: Case | None, outcome: FollowupOutcome) -> RejectReason | None:

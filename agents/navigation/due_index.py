@@ -24,15 +24,21 @@ Stored = Mapping[str, Any]
 class DueIndex:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[str, str]]] = {}
-        self._assignment: frozenset[int] | None = None
+        self._assignment: tuple[frozenset[int], int] | None = None
 
-    def invalidate(self, assignment: frozenset[int] | None = None) -> None:
+    def invalidate(self, assignment: frozenset[int] | None = None, generation: int = 0) -> None:
         """Forget everything when the table may hold entries the index never saw: pass
-        the partitions this worker owns now; None means "unknown" (a rebalance or a
-        recovery under way), which also forgets."""
-        if assignment is None or assignment != self._assignment:
+        the partitions this worker owns now and how many rebalances it has been through;
+        None means "unknown" (a rebalance or a recovery under way), which also forgets.
+
+        The generation matters on its own: a partition can leave and come back between
+        two lookups (owned {1, 3, 5}, then {0, 2, 4}, then {1, 3, 5} again) while another
+        worker writes cases in it, and the same set of partitions would keep a heap that
+        never saw them."""
+        current = None if assignment is None else (assignment, generation)
+        if current is None or current != self._assignment:
             self._heaps.clear()
-        self._assignment = assignment
+        self._assignment = current
 
     def note(self, partition: int, key: str, pending_at: str | None) -> None:
         """The stage wrote ``key`` in ``partition`` with this ``pending_at``."""

@@ -90,6 +90,42 @@ class TopicWatch:
             f"{self.spec.name}: {what} not seen in {timeout:.0f}s ({len(self.records)} records)"
         )
 
+    async def wait_progress(
+        self,
+        condition: Callable[[TopicWatch], bool],
+        progress: Callable[[TopicWatch], int],
+        *,
+        stall: float,
+        what: str,
+        limit: float = 600.0,
+        missing: Callable[[TopicWatch], str] = lambda _: "",
+    ) -> None:
+        """Wait for ``condition`` for as long as ``progress`` keeps growing: fail when it
+        has not grown for ``stall`` seconds (or after ``limit`` in all). On a loaded
+        machine the work is slower but keeps moving; a stage that stopped does not.
+
+        The error gives the progress over time and what ``missing`` describes."""
+        started = last_growth = time.monotonic()
+        best = progress(self)
+        samples = [(0.0, best)]
+        while True:
+            self.check_alive()
+            if condition(self):
+                return
+            now = time.monotonic()
+            value = progress(self)
+            if value > best:
+                best, last_growth = value, now
+                samples.append((now - started, value))
+            if now - last_growth > stall or now - started > limit:
+                timeline = ", ".join(f"{v} at {t:.0f}s" for t, v in samples[-12:])
+                why = f"no progress for {stall:.0f}s" if now - started <= limit else "too slow"
+                raise TimeoutError(
+                    f"{self.spec.name}: {what} not seen after {now - started:.0f}s, {why} "
+                    f"({len(self.records)} records; progress {timeline}); {missing(self)}"
+                )
+            await asyncio.sleep(0.1)
+
     async def quiet(self, seconds: float, timeout: float = 60.0) -> None:
         """Wait until no new record has arrived for ``seconds``: late duplicates show up."""
         deadline = time.monotonic() + timeout

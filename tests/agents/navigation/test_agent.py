@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from heart.policy import default_policy_path
 from heart.schemas import (
     DeadLetter,
     DispatchEvent,
@@ -18,16 +19,19 @@ from heart.schemas import (
     FollowupScheduled,
     TriageClosure,
 )
+from heart.schemas.ccd import CcdEngaged, CcdScreened, CssrsAnswers
 from heart.schemas.registry import ANY_EVENT
 from heart.streams.admin import create_topics
 from heart.streams.codec import decode
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
+    CCD_ASSESSMENTS,
     DEADLETTER,
     DISPATCH_CLEARED,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
     FOLLOWUP_TIMERS,
+    NAVIGATION_CASES,
     NAVIGATION_COMMANDS,
     TRIAGE_CLOSURES,
 )
@@ -291,3 +295,94 @@ async def test_a_contact_is_handled_where_it_arrives_and_forwarded_from_elsewher
         "invalid_event",
         DISPATCH_CLEARED.full_name(scoped.topic_prefix),
     )
+
+
+def screened(call_id: str, at: datetime, *, high: bool = True, **answers: object) -> CcdScreened:
+    """A C-SSRS screening: high (Q4 yes) or low (only Q1 yes)."""
+    base = (
+        {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
+        if high
+        else {"q1": True, "q2": False, "q6": False}
+    )
+    return CcdScreened(
+        call_id=call_id,
+        occurred_at=at,
+        clinician_id="clin-7",
+        answers=CssrsAnswers.model_validate({**base, **answers}),
+        event_id=f"screened-{call_id}",
+    )
+
+
+async def test_a_high_screening_shortens_the_deadline_before_or_after_the_contact(
+    scoped: HeartSettings, tmp_path: Path
+) -> None:
+    policy = tmp_path / "policy-high-risk-24h.toml"
+    policy.write_text(
+        default_policy_path().read_text(encoding="utf-8")
+        + "\n[ccd]\nhigh_risk_followup_within_hours = 24\n",
+        encoding="utf-8",
+    )
+    worker = Worker("navigation", scoped, tmp_path, HEART_POLICY=str(policy), **EVENT_CLOCK).start()
+    try:
+        await worker.wait_ready()
+        # Before the contact: H-1 screened high, L-1 low. An incomplete screening and a
+        # ccd.engaged event are the ccd stage's to judge: navigation skips them.
+        incomplete = screened("H-bad", THURSDAY_10).model_copy(
+            update={"answers": CssrsAnswers(q1=True, q2=True, q6=False)}
+        )
+        engaged = CcdEngaged(call_id="H-1", occurred_at=THURSDAY_10, clinician_id="clin-7")
+        await produce(
+            scoped,
+            CCD_ASSESSMENTS,
+            [
+                ("H-1", screened("H-1", THURSDAY_10)),
+                ("L-1", screened("L-1", THURSDAY_10, high=False)),
+                ("H-bad", incomplete),
+                ("H-1", engaged),
+            ],
+        )
+        # The screening is kept with the call (contacts come on another topic, in no
+        # set order with it): wait until the table has it.
+        await read_topic(
+            scoped,
+            NAVIGATION_CASES.changelog,
+            until=lambda r: any(b"H-1" in rec.key and b"risk_level" in rec.value for rec in r),
+        )
+        ended = THURSDAY_10 + timedelta(minutes=30)
+        again = closure("H-1", ended + timedelta(minutes=5)).model_copy(
+            update={"source_event_id": "disposition-H-1", "event_id": "closure-H-1-again"}
+        )
+        # The CCD closure of H-1, then another contact for it with another event id (a
+        # clinician's resolved_by_phone, then the CAD's close): one follow-up.
+        await produce(
+            scoped,
+            TRIAGE_CLOSURES,
+            [
+                ("H-1", closure("H-1", ended, event_id="closure-H-1")),
+                ("H-1", again),
+                ("L-1", closure("L-1", ended)),
+                # After the contact: H-2 waits for Monday 08:30, then is screened high.
+                ("H-2", closure("H-2", SATURDAY_22)),
+            ],
+        )
+        first = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 3, settle=1.0)
+        await produce(
+            scoped,
+            CCD_ASSESSMENTS,
+            [("H-2", screened("H-2", SATURDAY_22 + timedelta(minutes=20)))],
+        )
+        timers = await read_topic(scoped, FOLLOWUP_TIMERS, until=lambda r: len(r) >= 4, settle=2.0)
+        dead = await read_topic(scoped, DEADLETTER, until=lambda r: True, settle=1.0)
+    finally:
+        worker.kill(signal.SIGTERM)
+    assert sorted(e.case_id for e in events(first)) == ["H-1", "H-2", "L-1"]
+    deadlines: dict[str, list[datetime]] = {}
+    for e in events(timers):
+        deadlines.setdefault(e.case_id, []).append(e.deadline)
+    assert deadlines == {
+        "H-1": [ended + timedelta(hours=24)],
+        "L-1": [ended + timedelta(hours=48)],
+        # Scheduled with everyone's 48 hours, then revised by the screening.
+        "H-2": [SATURDAY_22 + timedelta(hours=48), SATURDAY_22 + timedelta(hours=24)],
+    }
+    assert dead == [], "navigation dead-letters nothing from ccd.assessments"

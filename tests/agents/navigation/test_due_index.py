@@ -64,3 +64,20 @@ def test_a_changed_assignment_or_a_recovery_rebuilds_from_the_table() -> None:
     table["again"] = entry(0, "2024-07-19T08:00:00+00:00")
     index.invalidate(frozenset({0, 2}))  # another partition came in
     assert lookup(index, table, 0, now) == ["again", "recovered", "a"]
+
+
+def test_a_partition_that_left_and_came_back_is_rebuilt_even_with_the_same_assignment() -> None:
+    table = {"a": entry(1, "2024-07-19T10:00:00+00:00")}
+    index = DueIndex()
+    index.invalidate(frozenset({1, 3}), generation=4)
+    now = "2024-07-20T00:00:00+00:00"
+    assert lookup(index, table, 1, now) == ["a"]
+    # Two rebalances passed without a lookup here: partition 1 went to another worker,
+    # which wrote a case in it, and came back. The set of partitions is the same.
+    table["written-elsewhere"] = entry(1, "2024-07-19T09:00:00+00:00")
+    index.invalidate(frozenset({1, 3}), generation=6)
+    assert lookup(index, table, 1, now) == ["written-elsewhere", "a"]
+    # Same partitions, same generation: the index is kept (no rebuild per tick).
+    table["unseen"] = entry(1, "2024-07-19T08:00:00+00:00")
+    index.invalidate(frozenset({1, 3}), generation=6)
+    assert lookup(index, table, 1, now) == ["written-elsewhere", "a"]
