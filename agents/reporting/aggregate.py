@@ -503,7 +503,13 @@ def accept(record: Record | None, fact: Fact) -> Record | None:
         mark = _earliest(current.scheduled, Mark(month=fact.month, at=fact.at))
         update = {"scheduled": mark}
         if mark is not current.scheduled:
-            update |= {"case_pilot": fact.pilot, "deadline": fact.deadline, "at_risk": fact.at_risk}
+            update |= {"case_pilot": fact.pilot, "at_risk": fact.at_risk}
+        # A revised schedule (after a high screening) only brings the deadline forward, so
+        # the earliest deadline is the one in force, whatever order the two arrive in.
+        if fact.deadline is not None and (
+            current.deadline is None or fact.deadline < current.deadline
+        ):
+            update["deadline"] = fact.deadline
     elif fact.kind == "overdue":
         update = {"overdue": _earliest(current.overdue, Mark(month=fact.month, at=fact.at))}
     elif fact.kind == "outcome":

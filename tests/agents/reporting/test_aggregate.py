@@ -378,6 +378,22 @@ def test_a_follow_up_completed_next_month_counts_in_the_month_it_was_scheduled()
         assert august.data_through == local(2024, 8, 1, 1)
 
 
+def test_a_deadline_revised_after_a_high_screening_is_the_one_a_completion_is_judged_by() -> None:
+    call = decision(
+        "F2", "ccd", local(2024, 7, 10, 10), "Mental Health Crisis",
+        eligibility={"ccd": []}, pilots=["ccd", "cn"],
+    )  # fmt: skip
+    first = scheduled("F2", local(2024, 7, 10, 11), "ccd")
+    revised = first.model_copy(
+        update={"event_id": "sched-F2-revised", "deadline": local(2024, 7, 11, 11)}
+    )
+    # Completed 30 hours after the contact: within 48 hours, not within the revised 24.
+    done = outcome("F2", local(2024, 7, 11, 17), "reached")
+    for order in ([call, first, revised, done], [done, revised, call, first]):
+        figures_ = report(fold(order), "2024-07").followups
+        assert (figures_.scheduled, figures_.completed, figures_.within_48h) == (1, 1, 0)
+
+
 def test_a_follow_up_scheduled_after_midnight_reconciles_with_its_calls_month() -> None:
     call = decision(
         "F2", "crt", local(2024, 7, 31, 23, 10), "Welfare Check",
