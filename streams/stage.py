@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -107,6 +107,18 @@ class Stage:
         )
         delivery.add_done_callback(_log_failed_delivery)
         produced.inc()
+
+    @staticmethod
+    def require_copartitioned(inputs: Iterable[TopicSpec], commands: TopicSpec) -> None:
+        """Raise unless every input has ``commands``' partition count. Faust assigns topics
+        of one partition count together: only then does the partition an input arrives on
+        hold the record of its key, and the commands topic reach the same worker."""
+        for spec in inputs:
+            if spec.partitions != commands.partitions:
+                raise ValueError(
+                    f"{spec.name} has {spec.partitions} partitions; inputs re-keyed onto "
+                    f"{commands.name} need its {commands.partitions}"
+                )
 
     def partition_of(self, spec: TopicSpec, key: str) -> int:
         """The partition of ``spec`` that :meth:`send` puts ``key`` on: the producer's own

@@ -92,14 +92,7 @@ def register(stage: Stage) -> None:
     call_retention = timedelta(hours=stage.settings.ccd_call_retention_h)
     consult_retention = timedelta(hours=stage.settings.ccd_consult_retention_h)
     sweeper = _ConsultSweeper(stage, consults, targets, consult_retention)
-    for spec in INPUTS:
-        if spec.partitions != CCD_COMMANDS.partitions:
-            # Faust assigns topics of one partition count together: only then does the
-            # partition an input arrives on hold its call's or consult's record.
-            raise ValueError(
-                f"{spec.name} has {spec.partitions} partitions; the ccd stage's inputs need "
-                f"{CCD_COMMANDS.name}'s {CCD_COMMANDS.partitions}"
-            )
+    stage.require_copartitioned(INPUTS, CCD_COMMANDS)
 
     async def route(key: str, command: CcdCommand, event: EventT) -> None:
         """Handle ``command`` where it arrived if that partition owns ``key``, else send it,

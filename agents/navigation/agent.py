@@ -116,14 +116,7 @@ def register(stage: Stage) -> None:
     latency = metrics.PROCESSING_SECONDS.labels(stage.name)
     retention = timedelta(hours=stage.settings.navigation_closed_retention_h)
     sweeper = _Sweeper(stage, cases, policy, retention)
-    for spec in INPUTS:
-        if spec.partitions != NAVIGATION_COMMANDS.partitions:
-            # Faust assigns topics of one partition count together: only then does the
-            # partition an input arrives on hold the case's record.
-            raise ValueError(
-                f"{spec.name} has {spec.partitions} partitions; navigation's inputs need "
-                f"{NAVIGATION_COMMANDS.name}'s {NAVIGATION_COMMANDS.partitions}"
-            )
+    stage.require_copartitioned(INPUTS, NAVIGATION_COMMANDS)
 
     async def route(key: str, command: NavigationCommand, event: EventT) -> None:
         """Handle ``command`` where it arrived if that partition owns ``key``, else send it
