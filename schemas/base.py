@@ -32,3 +32,9 @@ class Event(WireModel):
         description="RFC 3339 timestamp with an offset. Naive timestamps are rejected."
     )
     schema_version: int = Field(SCHEMA_VERSION, ge=1)
+
+
+#: An opaque staff id (a clinician, a team member, a navigator): letters, digits and
+#: ``. _ : -``, with at least one digit, so that a name ("Jane Smith", "jsmith") never
+#: passes for one.
+STAFF_ID_PATTERN = r"^[A-Za-z0-9._:-]*[0-9][A-Za-z0-9._:-]*$"

@@ -15,11 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
-from heart.schemas.base import Event, WireModel
+from heart.schemas.base import STAFF_ID_PATTERN, Event, WireModel
 
-#: An opaque staff id: letters, digits and ``. _ : -``, with at least one digit, so that a
-#: name ("Jane Smith", "jsmith") never passes for one.
-CLINICIAN_ID_PATTERN = r"^[A-Za-z0-9._:-]*[0-9][A-Za-z0-9._:-]*$"
+#: A clinician's id is an opaque staff id.
+CLINICIAN_ID_PATTERN = STAFF_ID_PATTERN
 #: A referral resource's id, as the policy's ``[ccd.referral_resources]`` table keys it.
 RESOURCE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 #: A pointer into the clinical record system: no whitespace, so no sentence fits in it.

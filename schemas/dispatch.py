@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from heart.schemas.base import Event
+from heart.schemas.base import STAFF_ID_PATTERN, Event
 from heart.schemas.calls import Location
 from heart.schemas.triage import Route
 
@@ -44,6 +44,13 @@ class UnitStatusReport(Event):
     backup_requested: bool = False
     followup_declined: bool = Field(
         False, description="On cleared: the person declined a follow-up."
+    )
+    actor_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=STAFF_ID_PATTERN,
+        description="Opaque id of the person who reported it (e.g. signed in to the console).",
     )
 
 
