@@ -42,6 +42,7 @@ from pydantic import (
 from heart.policy.file_problems import FileProblem, Loc, Problems, problems_from, toml_type
 from heart.policy.toml_file import read_toml
 from heart.schemas.ccd import RESOURCE_ID_PATTERN, URGENCIES
+from heart.schemas.dispatch import UnitStatus
 from heart.schemas.triage import Pilot, Route
 
 #: Pilot ids, in the order decisions list them; taken from the wire schema so the two agree.
@@ -351,6 +352,27 @@ class Dispatch(_Strict):
     #: triage decides it ``stale`` (police) and dispatch sends no team. The CAD's standard
     #: response has taken over by then. Default: the queue's usual maximum wait.
     stale_call_minutes: int = Field(10, gt=0, le=1440)
+    #: A team in one of these statuses this many minutes is flagged to the 911 center (the
+    #: console's alerts); a status left out never is. None: the file has no table, and
+    #: :data:`DEFAULT_STATUS_ALERT_MINUTES` applies.
+    status_alert_minutes: dict[UnitStatus, Annotated[float, Field(gt=0, le=1440)]] | None = None
+
+    @property
+    def status_alerts(self) -> Mapping[str, float]:
+        """The status alert thresholds in force, in minutes."""
+        table = self.status_alert_minutes
+        return types.MappingProxyType(DEFAULT_STATUS_ALERT_MINUTES if table is None else table)
+
+
+#: The thresholds a policy without ``[dispatch.status_alert_minutes]`` gets: a team not yet
+#: moving after 10 minutes, en route 30, on scene 90, transporting 60, out of service 120.
+DEFAULT_STATUS_ALERT_MINUTES: dict[str, float] = {
+    "dispatched": 10.0,
+    "en_route": 30.0,
+    "on_scene": 90.0,
+    "transporting": 60.0,
+    "out_of_service": 120.0,
+}
 
 
 NAME_MAX = 120
@@ -626,6 +648,9 @@ class Policy(_Strict):
             # A file without the optional [ccd] table keeps the version id it had before
             # the table existed: the defaults it stands for are part of this code.
             del content["ccd"]
+        if self.dispatch.status_alert_minutes is None:
+            # Likewise a file without [dispatch.status_alert_minutes].
+            del content["dispatch"]["status_alert_minutes"]
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
         self._version_id = f"{self.name}@{self.version}+{digest}"

@@ -49,7 +49,7 @@ def alerts(board: Board, now: datetime, policy: Policy, settings: ConsoleSetting
     """Every alert that holds at ``now``, most severe first, then oldest first."""
     found: list[Alert] = []
     for team in board.teams.values():
-        limit = settings.team_status_minutes.get(team.status)
+        limit = policy.dispatch.status_alerts.get(team.status)
         if limit is None or team.since is None:
             continue
         passed = team.since + timedelta(minutes=limit)

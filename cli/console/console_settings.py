@@ -1,21 +1,22 @@
 """The console's own settings file: alert thresholds and refresh, validated like a policy.
 
-The thresholds are the console's, not the triage policy's: they decide when a person is
-told to look, never where a call goes. The shipped ``console.toml`` holds the defaults;
-``heart console --settings FILE`` replaces any of them.
+How long a team may stay in a status is the policy's (``[dispatch.status_alert_minutes]``):
+the department decides it, as it decides the queue's longest wait. This file holds how the
+console shows it: how often alerts are re-evaluated, how early a queued call is flagged,
+and what the board lists. The shipped ``console.toml`` holds the defaults; ``heart console
+--settings FILE`` replaces any of them.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heart.policy.file_problems import FileProblem, problems_from
 from heart.policy.toml_file import read_toml
-from heart.schemas.dispatch import UnitStatus
 
 DEFAULT_SETTINGS_PATH = Path(__file__).with_name("console.toml")
 
@@ -39,16 +40,6 @@ class BoardSettings(_Strict):
 
 class ConsoleSettings(_Strict):
     clock_interval_s: float = Field(2.0, gt=0, le=60)
-    #: Status -> minutes in it before an alert; a status not listed never alerts.
-    team_status_minutes: dict[UnitStatus, Annotated[float, Field(gt=0)]] = Field(
-        default_factory=lambda: {
-            "dispatched": 10.0,
-            "en_route": 30.0,
-            "on_scene": 90.0,
-            "transporting": 60.0,
-            "out_of_service": 120.0,
-        }
-    )
     queue: QueueAlerts = Field(default_factory=QueueAlerts)
     board: BoardSettings = Field(default_factory=BoardSettings)
 

@@ -424,7 +424,8 @@ BAD_POLICIES = [
             DEFAULT_TEXT, "max_queue_wait_minutes = 10", "max_queue_wait_minutes = 10\nmax_wait = 5"
         ),
         "dispatch.max_wait",
-        "unknown key 'max_wait' (known: max_queue_wait_minutes, stale_call_minutes)",
+        "unknown key 'max_wait' (known: max_queue_wait_minutes, stale_call_minutes, "
+        "status_alert_minutes)",
         id="extra-key-dispatch",
     ),
     pytest.param(
@@ -798,3 +799,21 @@ def test_no_quote_it_where_the_quoted_value_would_be_refused_too(
         problem = dict(caught.value.problems)[field]
         assert problem.startswith("must be a string, got integer"), problem
         assert "quote it" not in problem, problem
+
+
+def test_status_alert_thresholds_are_the_policys_with_defaults_when_absent(tmp_path: Path) -> None:
+    assert dict(load_policy().dispatch.status_alerts)["dispatched"] == 10
+    without = tmp_path / "without.toml"
+    start = DEFAULT_TEXT.index("[dispatch.status_alert_minutes]")
+    without.write_text(DEFAULT_TEXT[:start] + DEFAULT_TEXT[DEFAULT_TEXT.index("[risk]") :])
+    assert load_policy(without).dispatch.status_alerts["on_scene"] == 90
+    text = DEFAULT_TEXT.replace("\ndispatched = 10\n", "\ndispatched = 4\n")
+    assert text != DEFAULT_TEXT
+    file = tmp_path / "policy.toml"
+    file.write_text(text)
+    assert load_policy(file).dispatch.status_alerts["dispatched"] == 4
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("dispatched = 4", "dispatched = 4\nlunch = 5"))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(bad)
+    assert "dispatch.status_alert_minutes.lunch" in str(caught.value)

@@ -17,7 +17,7 @@ from heart.cli.console.views import (
     supervisor_view,
     team_view,
 )
-from heart.policy import load_policy
+from heart.policy import Policy, load_policy
 from tests.cli.console.events import (
     answered,
     at,
@@ -376,12 +376,16 @@ def test_an_alert_is_raised_by_the_clock_alone() -> None:
     assert raised[0].message == "CRT-1 dispatched for 10 min (alert at 10 min)"
 
 
-def test_thresholds_come_from_the_console_settings() -> None:
+def test_status_thresholds_come_from_the_policy() -> None:
     board = board_of([decision("c1"), dispatch("assigned", "c1", 0, "CRT-1")])
-    stricter = ConsoleSettings(team_status_minutes={"dispatched": 3})
-    assert [a.kind for a in alerts(board, at(3), POLICY, stricter)] == ["team_status"]
-    silent = ConsoleSettings(team_status_minutes={})
-    assert alerts(board, at(300), POLICY, silent) == []
+
+    def with_thresholds(table: dict[str, float]) -> Policy:
+        dispatch_ = POLICY.dispatch.model_copy(update={"status_alert_minutes": table})
+        return POLICY.model_copy(update={"dispatch": dispatch_})
+
+    stricter = with_thresholds({"dispatched": 3})
+    assert [a.kind for a in alerts(board, at(3), stricter, SETTINGS)] == ["team_status"]
+    assert alerts(board, at(300), with_thresholds({}), SETTINGS) == []
 
 
 def test_team_view_holds_only_that_teams_assignment() -> None:

@@ -67,15 +67,14 @@ def test_the_demo_users_cover_every_role_and_every_roster_team() -> None:
 
 def test_console_settings_defaults_and_errors(tmp_path: Path) -> None:
     defaults = load_console_settings()
-    assert defaults.team_status_minutes["dispatched"] == 10
     assert defaults.queue.warn_before_fallback_minutes == 2
     file = tmp_path / "console.toml"
     file.write_text(
-        "clock_interval_s = 0\n[team_status_minutes]\non_scene = -5\n[board]\nsize = 3\n"
+        "clock_interval_s = 0\n[queue]\nwarn_before_fallback_minutes = -5\n[board]\nsize = 3\n"
     )
     with pytest.raises(ConsoleSettingsError) as caught:
         load_console_settings(file)
     text = str(caught.value)
     assert "clock_interval_s: Input should be greater than 0" in text
-    assert "team_status_minutes.on_scene: Input should be greater than 0" in text
+    assert "queue.warn_before_fallback_minutes: Input should be greater than or equal to 0" in text
     assert "board.size" in text
