@@ -230,10 +230,6 @@ def _cmd_up(args: argparse.Namespace, settings: HeartSettings) -> int:
 
 
 def _cmd_console(args: argparse.Namespace, settings: HeartSettings) -> int:
-    if args.hash_password:
-        from heart.cli.console.users import read_password_hash
-
-        return read_password_hash(sys.stdin, sys.stdout, sys.stderr)
     from heart.cli.console.server import run_console
 
     return run_console(
@@ -243,7 +239,36 @@ def _cmd_console(args: argparse.Namespace, settings: HeartSettings) -> int:
         users_path=args.users,
         settings_path=args.settings,
         secure_cookies=args.secure_cookies,
+        secret_file=args.secret_file,
+        trusted_proxies=args.trusted_proxy or (),
+        proxy_user_header=args.trust_proxy_header,
     )
+
+
+def _cmd_console_add_user(args: argparse.Namespace, settings: HeartSettings) -> int:
+    from heart.cli.console.users import add_user_command
+
+    return add_user_command(
+        args.users,
+        user_id=args.id,
+        name=args.name,
+        role=args.role,
+        team_id=args.team,
+        no_password=args.no_password,
+        stdin=sys.stdin,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+
+
+def _trusted_proxy(text: str) -> object:
+    """A ``--trusted-proxy`` value, checked when the options are read."""
+    from heart.cli.console.users import proxy_network
+
+    try:
+        return proxy_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: HeartSettings) -> int:
@@ -487,11 +512,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the session cookie over HTTPS only (set it behind a TLS proxy)",
     )
     p.add_argument(
-        "--hash-password",
-        action="store_true",
-        help="read a password on stdin, print its hash for a users file, and exit",
+        "--secret-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the key that signs sessions, shared by every replica (default: "
+        "HEART_CONSOLE_SECRET, else a random key: sessions end at a restart)",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        type=_trusted_proxy,
+        action="append",
+        default=None,
+        metavar="ADDRESS",
+        help="a reverse proxy's address or network (repeatable): its X-Forwarded-For is "
+        "believed, and its --trust-proxy-header (default: none)",
+    )
+    p.add_argument(
+        "--trust-proxy-header",
+        default=None,
+        metavar="HEADER",
+        help="single sign-on: the header in which a --trusted-proxy names the signed-in "
+        "user's id, e.g. X-Remote-User (default: password sign-in only)",
     )
     p.set_defaults(func=_cmd_console)
+    console_sub = p.add_subparsers(dest="console_command", metavar="SUBCOMMAND")
+    a = console_sub.add_parser(
+        "add-user",
+        help="add or replace a user in a users file, with the password read from stdin",
+        description="Add a user to a console users file (made when missing), or replace "
+        "the user with the same id. The password is read from stdin, or asked twice without "
+        "echo on a terminal, and stored as an argon2id hash.",
+    )
+    a.add_argument("--users", type=Path, required=True, metavar="FILE", help="the users file")
+    a.add_argument("--id", required=True, help="opaque user id with a digit, e.g. nav-0002")
+    a.add_argument("--name", required=True, help="display name, shown on the page only")
+    a.add_argument(
+        "--role",
+        required=True,
+        help="supervisor, clinician, team, navigator or analyst",
+    )
+    a.add_argument(
+        "--team", default=None, help="the team id of a team user, e.g. CRT-1 (default: none)"
+    )
+    a.add_argument(
+        "--no-password",
+        action="store_true",
+        help="no password: the user signs in only through single sign-on",
+    )
+    a.set_defaults(func=_cmd_console_add_user)
 
     p = sub.add_parser("report", help="write the monthly pilot report (HTML + JSON) for a month")
     p.add_argument("--month", required=True, metavar="YYYY-MM", help="in the policy's time zone")

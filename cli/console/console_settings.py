@@ -3,19 +3,20 @@
 How long a team may stay in a status is the policy's (``[dispatch.status_alert_minutes]``):
 the department decides it, as it decides the queue's longest wait. This file holds how the
 console shows it: how often alerts are re-evaluated, how early a queued call is flagged,
-and what the board lists. The shipped ``console.toml`` holds the defaults; ``heart console
---settings FILE`` replaces any of them.
+what the board lists, and where the analyst page links to. The shipped ``console.toml``
+holds the defaults; ``heart console --settings FILE`` replaces any of them.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from heart.policy.file_problems import FileProblem, problems_from
+from heart.policy.file_problems import FileProblem, Problems, problems_from
 from heart.policy.toml_file import read_toml
 
 DEFAULT_SETTINGS_PATH = Path(__file__).with_name("console.toml")
@@ -38,10 +39,33 @@ class BoardSettings(_Strict):
     police_call_minutes: float = Field(15.0, gt=0)
 
 
+def _web_address(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise Problems.one(
+            "use a whole http:// or https:// address, such as https://grafana.example.org"
+        )
+    return value
+
+
+#: An address the analyst page links to; checked, never fetched by the console.
+WebAddress = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_web_address)]
+
+
+class Links(_Strict):
+    """Where the analyst page points: the monthly reports and the metrics dashboards. A
+    link left out is shown as not configured, naming the key that sets it."""
+
+    reports_url: WebAddress | None = None
+    grafana_url: WebAddress | None = None
+    prometheus_url: WebAddress | None = None
+
+
 class ConsoleSettings(_Strict):
     clock_interval_s: float = Field(2.0, gt=0, le=60)
     queue: QueueAlerts = Field(default_factory=QueueAlerts)
     board: BoardSettings = Field(default_factory=BoardSettings)
+    links: Links = Field(default_factory=Links)
 
 
 def parse_console_settings(

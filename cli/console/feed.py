@@ -3,8 +3,15 @@ people's actions, and the connection state the pages show.
 
 The consumer has no consumer group: every console process reads every partition of every
 topic from the beginning, so a restarted console, or a second replica, rebuilds the same
-board from Kafka and keeps no state of its own. A record that does not validate is counted
-and skipped (the stage that owns the topic dead-letters it); its content is never logged.
+board from Kafka and keeps no state of its own. A group would hand each replica only some
+partitions, and so only some of the calls, while every page needs all of them. A record
+that does not validate is counted and skipped (the stage that owns the topic dead-letters
+it); its content is never logged.
+
+Each live update's id is an :class:`UpdateId`: the next offset of every partition the
+board has read, and the clock's step. It comes from Kafka and the clock alone, never from
+a counter of the process, so two replicas that have read as far give the same id, and a
+browser that reconnects to either can be told whether it already shows the current view.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from aiokafka import AIOKafkaConsumer
@@ -57,6 +66,94 @@ ACTOR_HEADER = "heart.actor"
 FeedState = Literal["connecting", "live", "reconnecting"]
 #: Seconds between checks that a broker still answers.
 REACH_CHECK_S = 2.0
+#: How long a stream waits for its console to read as far as a reconnecting browser's
+#: page shows before it sends the view it has.
+CATCH_UP_WAIT_S = 5.0
+#: How soon a browser's EventSource retries after losing its stream.
+STREAM_RETRY_MS = 1000
+
+Offsets = tuple[tuple[int, ...], ...]
+_ID_PATTERN = re.compile(r"[0-9a-z]+(-[0-9a-z]+)*")
+
+
+@dataclass(frozen=True)
+class UpdateId:
+    """What a live update shows: how far the board has read Kafka, and the clock's step.
+
+    ``offsets`` holds, for each topic of :data:`TOPICS` in that order, the next offset of
+    each partition by partition number (a partition with nothing read is 0, and zeros at
+    the end are left out, so equal positions always give equal ids). ``step`` is the
+    console's clock divided into ``clock_interval_s`` steps: updates between two reads of
+    Kafka change only ages and time-based alerts, and keep their id within a step. The
+    clock is the wall clock or the newest event's time, never a count kept by one process,
+    so replicas agree on it as they agree on the offsets.
+
+    Encoded as ``<step>:<topic>.<topic>...``, each topic its partitions' offsets joined by
+    ``-``, every number in base 36: a few hundred characters at most for the nine topics.
+    """
+
+    offsets: Offsets
+    step: int
+
+    def encode(self) -> str:
+        topics = ".".join("-".join(_b36(o) for o in parts) for parts in self.offsets)
+        return f"{_b36(self.step)}:{topics}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> UpdateId | None:
+        """The id a browser sent back (``Last-Event-ID``), or None if it is not one of
+        ours: a malformed, foreign or older-format id is answered with the current view."""
+        if not text or len(text) > 4096:
+            return None
+        step_text, sep, topics_text = text.strip().partition(":")
+        topics = topics_text.split(".")
+        if not sep or not _ID_PATTERN.fullmatch(step_text) or len(topics) != len(TOPICS):
+            return None
+        if any(t and not _ID_PATTERN.fullmatch(t) for t in topics):
+            return None
+        offsets = tuple(tuple(int(o, 36) for o in t.split("-")) if t else () for t in topics)
+        return cls(tuple(_trimmed(parts) for parts in offsets), int(step_text, 36))
+
+    def covers(self, other: UpdateId) -> bool:
+        """Whether this board has read every partition at least as far as ``other``'s: it
+        shows all that ``other`` showed, and maybe more."""
+        for mine, theirs in zip(self.offsets, other.offsets, strict=True):
+            for partition, offset in enumerate(theirs):
+                if (mine[partition] if partition < len(mine) else 0) < offset:
+                    return False
+        return True
+
+
+def offsets_of(positions: Mapping[str, int], prefix: str) -> Offsets:
+    """``topic:partition`` -> next offset, as :attr:`UpdateId.offsets`."""
+    per_topic: list[dict[int, int]] = [{} for _ in TOPICS]
+    index = {spec.full_name(prefix): i for i, spec in enumerate(TOPICS)}
+    for key, offset in positions.items():
+        topic, _, partition = key.rpartition(":")
+        if topic in index:
+            per_topic[index[topic]][int(partition)] = offset
+    return tuple(
+        _trimmed(tuple(parts.get(p, 0) for p in range(max(parts, default=-1) + 1)))
+        for parts in per_topic
+    )
+
+
+def _trimmed(parts: tuple[int, ...]) -> tuple[int, ...]:
+    end = len(parts)
+    while end and parts[end - 1] == 0:
+        end -= 1
+    return parts[:end]
+
+
+def _b36(number: int) -> str:
+    if number < 0:
+        raise ValueError("an offset or a clock step is never negative")
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        if not number:
+            return digits
 
 
 class Feed:
@@ -77,9 +174,9 @@ class Feed:
         self.invalid_records = 0
         self._specs = {spec.full_name(settings.topic_prefix): spec for spec in TOPICS}
 
-    @property
-    def position_total(self) -> int:
-        return sum(self.positions.values())
+    def offsets(self) -> Offsets:
+        """How far the board has read each partition, as :attr:`UpdateId.offsets`."""
+        return offsets_of(self.positions, self.settings.topic_prefix)
 
     def _set_state(self, state: FeedState) -> None:
         if state != self.state:

@@ -5,7 +5,8 @@ text reaches the HTML unescaped: the script sets it as text."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 
@@ -13,6 +14,7 @@ from heart.cli.console.users import User
 
 TITLES = {
     "board": "Supervisor board",
+    "clinician": "Crisis Call Diversion",
     "team": "Team",
     "navigator": "Care navigation",
     "analyst": "Analyst",
@@ -51,7 +53,15 @@ def refused(message: str) -> str:
     )
 
 
-def page(kind: str, user: User, csrf: str, actions: Sequence[tuple[str, str, str]] = ()) -> str:
+def page(
+    kind: str,
+    user: User,
+    csrf: str,
+    actions: Sequence[tuple[str, str, str]] = (),
+    config: Mapping[str, Any] | None = None,
+) -> str:
+    """A page's shell. ``actions``: the team's buttons; ``config``: what the page's forms
+    offer (the clinician's questions, resources, dispositions; the urgencies of a consult)."""
     title = TITLES[kind] + (f" {user.team_id}" if user.team_id else "")
     labels = {name: label for name, _status, label in actions}
     return (
@@ -65,6 +75,8 @@ def page(kind: str, user: User, csrf: str, actions: Sequence[tuple[str, str, str
         "<button type='submit'>Sign out</button></form></header>"
         f"<div id='message' class='message' role='alert' hidden></div>"
         f"<main id='app' data-page='{html.escape(kind)}' data-csrf='{html.escape(csrf)}' "
-        f"data-actions='{html.escape(orjson.dumps(labels).decode())}'></main>"
+        f"data-role='{html.escape(user.role)}' "
+        f"data-actions='{html.escape(orjson.dumps(labels).decode())}' "
+        f"data-config='{html.escape(orjson.dumps(config or {}).decode())}'></main>"
         "<script src='/static/console.js'></script></body></html>"
     )

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +23,14 @@ from heart.cli.console.app import Console, create_app
 from heart.cli.console.board import Board
 from heart.cli.console.console_settings import ConsoleSettingsError, load_console_settings
 from heart.cli.console.feed import Feed, KafkaSender
-from heart.cli.console.users import DEFAULT_USERS_PATH, UsersFileError, load_users
+from heart.cli.console.users import (
+    DEFAULT_USERS_PATH,
+    Network,
+    ProxySignOn,
+    SignOnError,
+    UsersFileError,
+    load_users,
+)
 from heart.policy import PolicyError, load_policy
 from heart.streams.settings import HeartSettings
 
@@ -31,6 +40,47 @@ log = logging.getLogger("heart.console")
 KEEP_ENDED = timedelta(hours=1)
 #: The demo sign-in printed when the console runs with the shipped demo users.
 DEMO_SIGNIN = "sign in as sup-0001 / demo-supervisor (more demo users in docs/console.md)"
+#: The session-signing secret that replicas of one console share (or --secret-file).
+SECRET_ENV = "HEART_CONSOLE_SECRET"
+MIN_SECRET_CHARS = 32
+MAKE_SECRET = "make one with `openssl rand -base64 32`"
+
+
+class SecretError(ValueError):
+    """The session secret given cannot be used; the message names where it came from."""
+
+
+def session_secret(secret_file: Path | None, environ: Mapping[str, str] | None = None) -> str:
+    """The key that signs session cookies: from ``--secret-file`` or ``HEART_CONSOLE_SECRET``,
+    so that every replica (and this console after a restart) accepts the same sessions;
+    without either, a random key for this process only, and a log line saying so."""
+    env = os.environ if environ is None else environ
+    given = env.get(SECRET_ENV)
+    if secret_file is not None and given is not None:
+        raise SecretError(f"give the session secret once: {SECRET_ENV} or --secret-file, not both")
+    if secret_file is not None:
+        where = f"--secret-file {secret_file}"
+        try:
+            given = secret_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise SecretError(f"{where}: cannot read it: {reason}") from None
+    else:
+        where = SECRET_ENV
+    if given is None:
+        log.warning(
+            "no %s or --secret-file: sessions are signed with a random key made now, so a "
+            "restart signs everyone out and another replica does not accept them",
+            SECRET_ENV,
+        )
+        return secrets.token_urlsafe(32)
+    secret = given.strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise SecretError(
+            f"{where}: the session secret has {len(secret)} characters; it needs at least "
+            f"{MIN_SECRET_CHARS} ({MAKE_SECRET})"
+        )
+    return secret
 
 
 def build_console(
@@ -39,6 +89,8 @@ def build_console(
     users_path: Path | None,
     settings_path: Path | None,
     secure_cookies: bool = False,
+    secret_key: str | None = None,
+    proxy: ProxySignOn | None = None,
 ) -> Console:
     """Everything the app serves from; raises the files' own errors, which name the file
     and the field."""
@@ -66,7 +118,10 @@ def build_console(
         send=KafkaSender(settings),
         clock=clock,
         secure_cookies=secure_cookies,
+        proxy=proxy or ProxySignOn(),
     )
+    if secret_key is not None:
+        console.secret_key = secret_key
     console.feed = Feed(settings, board.apply, console.notify)
     return console
 
@@ -90,6 +145,10 @@ async def serve(console: Console, host: str, port: int, *, ready: TextIO | None 
             port=port,
             log_level="warning",
             access_log=False,
+            # X-Forwarded-For is read by the app, from --trusted-proxy addresses only:
+            # uvicorn would trust it from 127.0.0.1 and put the forwarded address where
+            # the app checks the connection's own one.
+            proxy_headers=False,
             timeout_graceful_shutdown=2,
         )
     )
@@ -141,15 +200,28 @@ def run_console(
     users_path: Path | None,
     settings_path: Path | None,
     secure_cookies: bool,
+    secret_file: Path | None = None,
+    trusted_proxies: Sequence[Network] = (),
+    proxy_user_header: str | None = None,
 ) -> int:
     try:
+        proxy = ProxySignOn(tuple(trusted_proxies), proxy_user_header)
         console = build_console(
             settings,
             users_path=users_path,
             settings_path=settings_path,
             secure_cookies=secure_cookies,
+            secret_key=session_secret(secret_file),
+            proxy=proxy,
         )
-    except (PolicyError, RosterError, ConsoleSettingsError, UsersFileError) as exc:
+    except (
+        PolicyError,
+        RosterError,
+        ConsoleSettingsError,
+        UsersFileError,
+        SecretError,
+        SignOnError,
+    ) as exc:
         print(f"heart console: {exc}", file=sys.stderr)
         return 2
     if users_path is None or users_path.resolve() == DEFAULT_USERS_PATH.resolve():

@@ -14,9 +14,10 @@ from typing import Any
 
 from heart.agents.dispatch.units import ON_CALL, IllegalTransition, transition
 from heart.cli.console.alerts import alerts
-from heart.cli.console.board import Board, CallRow, TeamRow
+from heart.cli.console.board import Board, CallRow, ConsultRow, TeamRow
 from heart.cli.console.console_settings import ConsoleSettings
 from heart.policy.model import Policy
+from heart.schemas.ccd import URGENCIES
 from heart.schemas.dispatch import UnitStatus
 
 #: The team page's buttons, in the order shown: the status each reports, and its label.
@@ -250,4 +251,75 @@ def analyst_view(
         "alerts_by_kind": dict(
             sorted(Counter(a.kind for a in alerts(board, now, policy, settings)).items())
         ),
+        # Where the figures behind these counts are: the console settings' [links].
+        "links": settings.links.model_dump(),
+    }
+
+
+def clinician_view(
+    board: Board, now: datetime, policy: Policy, settings: ConsoleSettings, clinician_id: str
+) -> dict[str, Any]:
+    """A CCD clinician's calls and the consult queue.
+
+    The calls are the open ones on the ``ccd`` route or with a clinician engaged: the
+    clinician's own first, then those waiting for a clinician, then other clinicians'.
+    Waiting consults come in the CCD stage's queue order (urgency, then age, then id), with
+    their policy target; answered ones stay listed until someone closes them.
+    """
+    rows = []
+    for call in open_calls(board, now, settings):
+        engaged = board.engagements.get(call.call_id)
+        if call.route != "ccd" and engaged is None:
+            continue
+        mine = engaged is not None and engaged.clinician_id == clinician_id
+        rows.append(
+            (
+                0 if mine else 1 if engaged is None else 2,
+                {
+                    "call_id": call.call_id,
+                    "route": call.route,
+                    "rules_route": call.rules_route if call.overruled else None,
+                    "reasons": list(call.reasons),
+                    "call_type": call.call_type,
+                    "priority": call.priority,
+                    "team_id": call.team_id,
+                    "dispatch": call.dispatch,
+                    "age_s": _age(now, call.call_received_at),
+                    "clinician_id": engaged.clinician_id if engaged else None,
+                    "mine": mine,
+                    "on_the_line": engaged.on_the_line if engaged else False,
+                    "engaged_s": _age(now, engaged.since) if engaged else None,
+                    "disposition": engaged.disposition if engaged else None,
+                },
+            )
+        )
+    rows.sort(key=lambda row: row[0])
+    rank = {urgency: i for i, urgency in enumerate(URGENCIES)}
+    open_consults = sorted(
+        (c for c in board.consults.values() if c.closed_at is None),
+        key=lambda c: (not c.waiting, rank.get(c.urgency, len(rank)), c.requested_at, c.consult_id),
+    )
+    return {
+        "now": _iso(now),
+        "clinician_id": clinician_id,
+        "calls": [row for _, row in rows],
+        "consults": [_consult_row(c, now, policy) for c in open_consults],
+    }
+
+
+def _consult_row(consult: ConsultRow, now: datetime, policy: Policy) -> dict[str, Any]:
+    target_s = policy.ccd_work.consult_targets.minutes(consult.urgency) * 60
+    # The same rule as the consult_overdue alert, so that the page and the alert agree.
+    late = now >= consult.requested_at + timedelta(seconds=target_s)
+    return {
+        "consult_id": consult.consult_id,
+        "requested_by": consult.requested_by,
+        "urgency": consult.urgency,
+        "call_id": consult.call_id,
+        "team_id": consult.team_id,
+        "waiting": consult.waiting,
+        "waiting_s": _age(now, consult.requested_at) if consult.waiting else None,
+        "target_s": target_s,
+        "overdue": consult.waiting and (consult.overdue_at is not None or late),
+        "answered_at": _iso(consult.answered_at),
     }

@@ -6,6 +6,9 @@ const app = document.getElementById("app");
 const PAGE = app.dataset.page;
 const CSRF = app.dataset.csrf;
 const ACTIONS = JSON.parse(app.dataset.actions || "{}");
+const ROLE = app.dataset.role;
+// What the page's forms offer, from the server: questions, resources, dispositions, urgencies.
+const CONFIG = JSON.parse(app.dataset.config || "{}");
 const feed = document.getElementById("feed");
 const message = document.getElementById("message");
 
@@ -42,11 +45,12 @@ function clock(iso) {
 const words = (text) => (text ? String(text).replaceAll("_", " ") : "—");
 const route = (r) => h("span", { class: `route route-${r}` }, r.toUpperCase());
 
-function table(caption, headers, rows, empty) {
+// ``count`` is the panel's badge: its rows by default, or null for none.
+function table(caption, headers, rows, empty, count = rows.length) {
   return h(
     "section",
     { class: "panel", "data-panel": caption },
-    h("h2", {}, caption, h("span", { class: "count" }, String(rows.length))),
+    h("h2", {}, caption, count === null ? null : h("span", { class: "count" }, String(count))),
     rows.length
       ? h(
           "table",
@@ -64,7 +68,9 @@ function showMessage(text, kind) {
   message.className = `message ${kind || ""}`;
 }
 
-async function post(url, body) {
+// Sends an action. A refusal that names a field is shown in the form's own error line
+// (``form``), next to the field, and nothing was sent; any other outcome in the banner.
+async function post(url, body, form) {
   let response;
   try {
     response = await fetch(url, {
@@ -77,13 +83,72 @@ async function post(url, body) {
     return null;
   }
   const data = await response.json().catch(() => ({}));
+  if (form) clearFieldError(form);
   if (!response.ok) {
-    showMessage(data.error || `Refused (${response.status}).`, "error");
+    if (form && data.field) showFieldError(form, data.field, data.error);
+    else showMessage(data.error || `Refused (${response.status}).`, "error");
     return null;
   }
   if (data.warning) showMessage(data.warning, "warning");
   else showMessage("Sent. The page updates when the event comes back from Kafka.", "ok");
   return data;
+}
+
+function clearFieldError(form) {
+  form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  const line = form.querySelector(".field-error");
+  if (line) line.textContent = "";
+}
+
+function showFieldError(form, field, text) {
+  const line = form.querySelector(".field-error");
+  if (line) line.textContent = text;
+  const target = form.querySelector(`[data-field="${CSS.escape(field)}"]`);
+  if (target) {
+    target.setAttribute("aria-invalid", "true");
+    const input = target.matches("input, select") ? target : target.querySelector("input, select");
+    if (input) input.focus();
+  }
+  showMessage("Not sent: correct the form.", "error");
+}
+
+const urgencySelect = (id) =>
+  h(
+    "select",
+    { name: "urgency", id, "data-field": "urgency" },
+    h("option", { value: "" }, "urgency…"),
+    (CONFIG.urgencies || []).map((u) => h("option", { value: u }, u)),
+  );
+
+// "Ask a clinician": a consult on ccd.consults. Lives outside the live part of the page,
+// so that a new update does not reset what the person chose.
+let consultCall = null;
+
+function consultForm(forTeam) {
+  let form = document.getElementById("consult-form");
+  if (form) return form;
+  form = h(
+    "form",
+    { id: "consult-form", class: "panel consult", hidden: !forTeam, novalidate: true },
+    h("h2", {}, "Ask a clinician", forTeam ? null : h("span", { id: "consult-call", class: "id" })),
+    h("label", {}, "Urgency ", urgencySelect("consult-urgency")),
+    h("p", { class: "field-error", role: "alert" }),
+    h("button", { type: "submit" }, "Ask a clinician"),
+    forTeam
+      ? null
+      : h("button", { type: "button", class: "secondary", onclick: () => { form.hidden = true; consultCall = null; } }, "Cancel"),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { urgency: form.elements.urgency.value };
+    if (!forTeam) body.call_id = consultCall;
+    if (await post("/api/consult/request", body, form)) {
+      form.reset();
+      if (!forTeam) form.hidden = true;
+    }
+  });
+  app.after(form);
+  return form;
 }
 
 // --- supervisor board ---------------------------------------------------------------------
@@ -109,9 +174,11 @@ function renderBoard(v) {
         )
       : h("p", { class: "empty" }, "No alerts."),
   );
+  const asks = ROLE === "supervisor";
+  const form = asks ? consultForm(false) : null;
   const calls = table(
     "Open calls",
-    ["Call", "Route", "Reasons", "Team", "Dispatch", "Age"],
+    ["Call", "Route", "Reasons", "Team", "Dispatch", "Age", ...(asks ? [""] : [])],
     v.calls.map((c) =>
       h(
         "tr",
@@ -129,6 +196,27 @@ function renderBoard(v) {
         h("td", {}, c.team_id || "—"),
         h("td", {}, words(c.dispatch)),
         h("td", { class: "num" }, duration(c.age_s)),
+        asks
+          ? h(
+              "td",
+              {},
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "small secondary",
+                  "data-ask": c.call_id,
+                  onclick: () => {
+                    consultCall = c.call_id;
+                    document.getElementById("consult-call").textContent = `about call ${c.call_id}`;
+                    form.hidden = false;
+                    form.elements.urgency.focus();
+                  },
+                },
+                "Ask a clinician",
+              ),
+            )
+          : null,
       ),
     ),
     "No open calls.",
@@ -268,12 +356,13 @@ function renderTeam(v) {
           class: `action action-${action}`,
           "data-action": action,
           disabled: !v.actions.includes(action),
-          onclick: () => post("/api/team/status", { action }),
+          onclick: () => post("/api/team/status", v.call_id ? { action, call_id: v.call_id } : { action }),
         },
         label,
       ),
     ),
   );
+  consultForm(true);
   return [status, card, buttons];
 }
 
@@ -382,28 +471,331 @@ function renderNavigator(v) {
   ];
 }
 
+// --- CCD clinician ------------------------------------------------------------------------
+
+let assessedCall = null;
+
+function yesNo(name, label, extra) {
+  return h(
+    "fieldset",
+    { class: "question", "data-field": name, id: `${name}-row`, ...(extra || {}) },
+    h("legend", {}, h("span", { class: "qid" }, name.toUpperCase()), ` ${label}`),
+    ["yes", "no"].map((answer) =>
+      h("label", { class: "choice" }, h("input", { type: "radio", name, value: answer, id: `${name}-${answer}` }), answer),
+    ),
+  );
+}
+
+function radioValue(form, name) {
+  const checked = form.querySelector(`input[name="${name}"]:checked`);
+  return checked ? checked.value : null;
+}
+
+function subForm(id, title, fields, button, collect, url) {
+  const form = h(
+    "form",
+    { id, class: "subform", novalidate: true },
+    h("h3", {}, title),
+    fields,
+    h("p", { class: "field-error", role: "alert" }),
+    h("button", { type: "submit" }, button),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (await post(url, { call_id: assessedCall, ...collect(form) }, form)) form.reset();
+    form.dispatchEvent(new Event("change"));
+  });
+  return form;
+}
+
+function screenerForm() {
+  const q = Object.fromEntries(CONFIG.questions.map((x) => [x.id, x.label]));
+  const afterQ2 = h("div", { id: "after-q2", class: "follow-up", hidden: true }, ["q3", "q4", "q5"].map((n) => yesNo(n, q[n])));
+  const when = h(
+    "fieldset",
+    { class: "question follow-up", "data-field": "q6_when", id: "q6-when-row", hidden: true },
+    h("legend", {}, "When did it happen?"),
+    CONFIG.q6_when.map((w) =>
+      h("label", { class: "choice" }, h("input", { type: "radio", name: "q6_when", value: w, id: `q6-when-${w}` }), words(w)),
+    ),
+  );
+  const form = subForm(
+    "screener-form",
+    "C-SSRS screener",
+    [yesNo("q1", q.q1), yesNo("q2", q.q2), afterQ2, yesNo("q6", q.q6), when],
+    "Record screening",
+    (f) => {
+      // Only what the screener asked: Q3–Q5 after a yes to Q2, the timing after a yes to Q6.
+      const answers = {};
+      for (const name of ["q1", "q2", "q6"]) answers[name] = toBool(radioValue(f, name));
+      if (!afterQ2.hidden) for (const name of ["q3", "q4", "q5"]) answers[name] = toBool(radioValue(f, name));
+      if (!when.hidden) answers.q6_when = radioValue(f, "q6_when");
+      return { answers };
+    },
+    "/api/ccd/screened",
+  );
+  form.addEventListener("change", () => {
+    afterQ2.hidden = radioValue(form, "q2") !== "yes";
+    when.hidden = radioValue(form, "q6") !== "yes";
+    // A question no longer asked keeps no answer.
+    if (afterQ2.hidden) afterQ2.querySelectorAll("input").forEach((i) => { i.checked = false; });
+    if (when.hidden) when.querySelectorAll("input").forEach((i) => { i.checked = false; });
+  });
+  return form;
+}
+
+const toBool = (value) => (value === "yes" ? true : value === "no" ? false : null);
+
+function safetyPlanForm() {
+  return subForm(
+    "safety-plan-form",
+    "Safety plan (Stanley-Brown)",
+    [
+      h(
+        "fieldset",
+        { class: "steps", "data-field": "steps" },
+        h("legend", {}, "Steps completed with the person"),
+        CONFIG.steps.map((step) =>
+          h("label", { class: "check" }, h("input", { type: "checkbox", name: step.id, id: `step-${step.id}` }), step.label),
+        ),
+      ),
+      h(
+        "label",
+        { "data-field": "record_ref" },
+        "Record reference (optional) ",
+        h("input", { name: "record_ref", id: "record-ref", maxlength: "128", autocomplete: "off", spellcheck: "false" }),
+      ),
+    ],
+    "Record safety plan",
+    (f) => ({
+      steps: Object.fromEntries(CONFIG.steps.map((step) => [step.id, f.elements[step.id].checked])),
+      record_ref: f.elements.record_ref.value.trim(),
+    }),
+    "/api/ccd/safety_plan",
+  );
+}
+
+function referralForm() {
+  return subForm(
+    "referral-form",
+    "Referral",
+    [
+      h(
+        "label",
+        {},
+        "Resource ",
+        h(
+          "select",
+          { name: "resource", id: "resource", "data-field": "resource" },
+          h("option", { value: "" }, "choose…"),
+          Object.entries(CONFIG.resources).map(([id, name]) => h("option", { value: id }, name)),
+        ),
+      ),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "warm_handoff", id: "warm-handoff" }), "Warm handoff (connected in person)"),
+    ],
+    "Record referral",
+    (f) => ({ resource: f.elements.resource.value, warm_handoff: f.elements.warm_handoff.checked }),
+    "/api/ccd/referral",
+  );
+}
+
+function dispositionForm() {
+  return subForm(
+    "disposition-form",
+    "Disposition",
+    [
+      h(
+        "label",
+        {},
+        "Outcome of the call ",
+        h(
+          "select",
+          { name: "disposition", id: "disposition", "data-field": "disposition" },
+          h("option", { value: "" }, "choose…"),
+          CONFIG.dispositions.map((d) => h("option", { value: d }, words(d))),
+        ),
+      ),
+    ],
+    "Record disposition",
+    (f) => ({ disposition: f.elements.disposition.value }),
+    "/api/ccd/disposition",
+  );
+}
+
+function assessmentPanel() {
+  let panel = document.getElementById("assessment");
+  if (panel) return panel;
+  panel = h(
+    "section",
+    { id: "assessment", class: "panel assessment", hidden: true },
+    h(
+      "h2",
+      {},
+      "Assessment of call ",
+      h("span", { id: "assessed-call", class: "id" }),
+      h("button", { type: "button", class: "small secondary close", onclick: () => { panel.hidden = true; assessedCall = null; } }, "Close"),
+    ),
+    h("div", { class: "forms" }, screenerForm(), safetyPlanForm(), referralForm(), dispositionForm()),
+  );
+  app.after(panel);
+  return panel;
+}
+
+function assess(callId) {
+  const panel = assessmentPanel();
+  if (assessedCall !== callId) panel.querySelectorAll("form").forEach((f) => { f.reset(); clearFieldError(f); f.dispatchEvent(new Event("change")); });
+  assessedCall = callId;
+  document.getElementById("assessed-call").textContent = callId;
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "nearest" });
+}
+
+function renderClinician(v) {
+  assessmentPanel();
+  const calls = table(
+    "Calls for a clinician",
+    ["Call", "Route", "Clinician", "Disposition", "Age", ""],
+    v.calls.map((c) =>
+      h(
+        "tr",
+        { "data-call": c.call_id, class: c.mine ? "mine" : "" },
+        h("td", { class: "id" }, c.call_id, h("div", { class: "sub" }, words(c.call_type))),
+        h(
+          "td",
+          {},
+          route(c.route),
+          c.rules_route ? h("div", { class: "sub overruled" }, "rules chose ", route(c.rules_route)) : null,
+          c.team_id ? h("div", { class: "sub" }, `${c.team_id} ${words(c.dispatch)}`) : null,
+        ),
+        h(
+          "td",
+          {},
+          c.clinician_id ? (c.mine ? "you" : c.clinician_id) : h("span", { class: "sub" }, "nobody yet"),
+          c.clinician_id ? h("div", { class: "sub" }, c.on_the_line ? `on the line ${duration(c.engaged_s)}` : "off the line") : null,
+        ),
+        h("td", {}, words(c.disposition)),
+        h("td", { class: "num" }, duration(c.age_s)),
+        h(
+          "td",
+          { class: "row-actions" },
+          c.mine
+            ? h("button", { type: "button", "data-assess": c.call_id, onclick: () => assess(c.call_id) }, "Assess")
+            : h(
+                "button",
+                { type: "button", "data-engage": c.call_id, onclick: () => post("/api/ccd/engage", { call_id: c.call_id }) },
+                "Engage",
+              ),
+        ),
+      ),
+    ),
+    "No call for a clinician.",
+  );
+  const consults = table(
+    "Consult queue",
+    ["Consult", "From", "Urgency", "Waiting", ""],
+    v.consults.map((c) =>
+      h(
+        "tr",
+        { "data-consult": c.consult_id, class: c.overdue ? "late" : "" },
+        h("td", { class: "id" }, c.consult_id, h("div", { class: "sub" }, [c.call_id ? `call ${c.call_id}` : null, c.team_id].filter(Boolean).join(" · "))),
+        h("td", {}, words(c.requested_by)),
+        h("td", {}, h("span", { class: `urgency urgency-${c.urgency}` }, c.urgency)),
+        h(
+          "td",
+          { class: "num" },
+          c.waiting ? duration(c.waiting_s) : "answered",
+          h("div", { class: "sub" }, c.waiting ? `target ${duration(c.target_s)}${c.overdue ? " · overdue" : ""}` : clock(c.answered_at)),
+        ),
+        h(
+          "td",
+          { class: "row-actions" },
+          c.waiting
+            ? h("button", { type: "button", "data-answer": c.consult_id, onclick: () => post("/api/consult/answer", { consult_id: c.consult_id }) }, "Answer")
+            : null,
+          h(
+            "button",
+            { type: "button", class: "secondary", "data-close": c.consult_id, onclick: () => post("/api/consult/close", { consult_id: c.consult_id }) },
+            "Close",
+          ),
+        ),
+      ),
+    ),
+    "No consult open.",
+  );
+  return [h("div", { class: "grid" }, h("div", { class: "wide" }, calls), h("div", { class: "wide" }, consults))];
+}
+
 // --- analyst ------------------------------------------------------------------------------
 
+const LINKS = [
+  ["reports_url", "Monthly reports", "the monthly HEART report per pilot"],
+  ["grafana_url", "Grafana", "the stages' dashboards"],
+  ["prometheus_url", "Prometheus", "the metrics behind the dashboards"],
+];
+
+function links(configured) {
+  return h(
+    "section",
+    { class: "panel links", "data-panel": "Reports and metrics" },
+    h("h2", {}, "Reports and metrics"),
+    h(
+      "ul",
+      {},
+      LINKS.map(([key, name, what]) =>
+        h(
+          "li",
+          { "data-link": key },
+          configured[key]
+            ? h("a", { href: configured[key], rel: "noopener noreferrer", target: "_blank" }, name)
+            : h("span", { class: "muted" }, name),
+          h("span", { class: "sub" }, configured[key] ? ` — ${what}` : ` — not configured: set links.${key} in the console settings`),
+        ),
+      ),
+    ),
+  );
+}
+
 function renderAnalyst(v) {
-  const counts = (caption, entries) =>
-    table(caption, ["", "Count"], Object.entries(entries).map(([k, n]) => h("tr", {}, h("td", {}, words(k)), h("td", { class: "num" }, String(n)))), "None.");
+  const row = (label, n, cls) => h("tr", cls ? { class: cls } : {}, h("td", {}, label), h("td", { class: "num" }, String(n)));
+  // A breakdown's badge and last row are its total, so that the parts visibly add up.
+  const breakdown = (caption, entries) => {
+    const parts = Object.entries(entries);
+    const total = parts.reduce((sum, [, n]) => sum + n, 0);
+    const rows = parts.map(([k, n]) => row(words(k), n));
+    if (rows.length) rows.push(row("total", total, "total"));
+    return table(caption, ["", "Count"], rows, "None.", total);
+  };
   return [
     h("div", { class: "grid" }, [
-      counts("Open calls by route", v.open_calls_by_route),
-      counts("Teams by status", v.teams_by_status),
-      counts("Alerts by kind", v.alerts_by_kind),
-      counts("Work in hand", {
-        "open calls": v.open_calls,
-        "of which a clinician overruled the rules": v.overruled_open_calls,
-        "calls queued for a team": v.queued,
-        "follow-ups open": v.followups_open,
-        "consults waiting": v.consults_waiting,
-      }),
+      breakdown("Open calls by route", v.open_calls_by_route),
+      breakdown("Teams by status", v.teams_by_status),
+      breakdown("Alerts by kind", v.alerts_by_kind),
+      links(v.links || {}),
+      // Different things, not parts of one whole: no total.
+      table(
+        "Work in hand",
+        ["", "Count"],
+        [
+          row("open calls", v.open_calls),
+          row("of which a clinician overruled the rules", v.overruled_open_calls, "part"),
+          row("of which queued for a team", v.queued, "part"),
+          row("follow-ups open", v.followups_open),
+          row("consults waiting", v.consults_waiting),
+        ],
+        "",
+        null,
+      ),
     ]),
   ];
 }
 
-const RENDER = { board: renderBoard, team: renderTeam, navigator: renderNavigator, analyst: renderAnalyst };
+const RENDER = {
+  board: renderBoard,
+  team: renderTeam,
+  navigator: renderNavigator,
+  analyst: renderAnalyst,
+  clinician: renderClinician,
+};
 
 function setFeed(state) {
   const label = { live: "live", connecting: "catching up…", reconnecting: "reconnecting…" }[state] || state;
@@ -412,15 +804,40 @@ function setFeed(state) {
   app.classList.toggle("stale", state !== "live");
 }
 
+// The id of the update the page shows: the Kafka positions it reflects. The browser sends
+// it back (Last-Event-ID) when it reconnects, so the console resends only what changed.
+let shownId = "";
+
 function connect() {
-  const source = new EventSource(`/api/stream?page=${encodeURIComponent(PAGE)}`);
+  const since = shownId ? `&since=${encodeURIComponent(shownId)}` : "";
+  const source = new EventSource(`/api/stream?page=${encodeURIComponent(PAGE)}${since}`);
   source.onmessage = (event) => {
     const view = JSON.parse(event.data);
     setFeed(view.feed);
     app.replaceChildren(...RENDER[PAGE](view));
-    app.dataset.updated = event.lastEventId;
+    shownId = event.lastEventId;
+    app.dataset.updated = shownId;
   };
-  source.onerror = () => setFeed("reconnecting");
+  // Sent instead of a view when the page already shows the current one.
+  source.addEventListener("feed", (event) => setFeed(event.data));
+  source.onerror = () => {
+    setFeed("reconnecting");
+    // The browser retries by itself, unless the console refused the stream (a restart
+    // signs everyone out): then a new stream starts from what the page shows.
+    if (source.readyState === EventSource.CLOSED) setTimeout(reopen, 2000);
+  };
+}
+
+async function reopen() {
+  let response;
+  try {
+    response = await fetch(`/api/view?page=${encodeURIComponent(PAGE)}`);
+  } catch (err) {
+    setTimeout(reopen, 2000);
+    return;
+  }
+  if (response.status === 401) window.location.assign("/signin");
+  else connect();
 }
 
 connect();

@@ -20,10 +20,11 @@ from heart.policy import load_policy
 from heart.schemas.dispatch import UnitStatusReport
 from heart.schemas.followup import FollowupOutcome
 from heart.streams.topics import TopicSpec
-from tests.cli.console.events import at, decision, dispatch, scheduled
+from tests.cli.console.events import at, decision, dispatch, outcome, scheduled
 
 PASSWORDS = {
     "sup-0001": "demo-supervisor",
+    "clin-0001": "demo-clinician",
     "team-crt-1": "demo-crt-1",
     "team-crt-2": "demo-crt-2",
     "nav-0001": "demo-navigator",
@@ -188,6 +189,8 @@ def test_a_team_action_is_a_unit_status_report_keyed_by_the_users_team(
     assert (topic, key, actor) == ("units.status", "CRT-1", "team-crt-1")
     assert isinstance(event, UnitStatusReport)
     assert (event.team_id, event.status, event.call_id) == ("CRT-1", "en_route", "c1")
+    # The reporting person is on the event itself, not only in the Kafka header.
+    assert event.actor_id == "team-crt-1"
 
 
 def test_cleared_with_followup_declined_and_backup(client: TestClient, sent: Sent) -> None:
@@ -207,9 +210,66 @@ def test_a_stale_action_is_sent_with_a_clear_warning(client: TestClient, sent: S
         "/api/team/status", json={"action": "out_of_service"}, headers={"X-CSRF-Token": token}
     )
     assert response.status_code == 202
-    assert response.json()["warning"].startswith(
-        "Dispatch will refuse this: the board has this team dispatched, on call c1."
+    assert response.json()["warning"] == (
+        'Dispatch will refuse "Out of service": the team is on a call; clear it first (the '
+        "board has this team dispatched, on call c1). It was sent, and the dead letter keeps "
+        "it for the record."
     )
+    assert len(sent.events) == 1
+
+
+def test_on_scene_for_a_call_taken_away_names_that_call_and_is_sent(
+    client: TestClient, console: Console, sent: Sent
+) -> None:
+    # The team's page still shows c1 when dispatch stands the team down.
+    console.board.apply(dispatch("cancelled", "c1", 2, "CRT-1"))
+    sign_in(client, "team-crt-1")
+    token = csrf_of(client, "/team")
+    response = client.post(
+        "/api/team/status",
+        json={"action": "on_scene", "call_id": "c1"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert response.status_code == 202
+    assert response.json()["warning"] == (
+        'Dispatch will refuse "On scene" for call c1: the team no longer holds that call (it '
+        "was cancelled, reassigned or cleared); the board has it on no call. It was sent, and "
+        "the dead letter keeps it for the record."
+    )
+    ((topic, key, event, actor),) = sent.events
+    assert (topic, key, actor) == ("units.status", "CRT-1", "team-crt-1")
+    # The report names the call the team pressed for, so dispatch refuses it (call_mismatch
+    # or not on a call) instead of applying it to another call.
+    assert (event.status, event.call_id, event.actor_id) == ("on_scene", "c1", "team-crt-1")
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (
+            "backup",
+            'Dispatch will refuse "Request backup": backup is asked for a call, and the board '
+            "has this team available, on no call.",
+        ),
+        (
+            "cleared",
+            'Dispatch will refuse "Cleared": the team is not on a call (the board has this '
+            "team available, on no call).",
+        ),
+        ("available", 'The board already has this team available, on no call: "Back in service"'),
+    ],
+)
+def test_each_stale_team_action_says_why(
+    client: TestClient, console: Console, sent: Sent, action: str, message: str
+) -> None:
+    console.board.apply(dispatch("cancelled", "c1", 2, "CRT-1"))
+    sign_in(client, "team-crt-1")
+    token = csrf_of(client, "/team")
+    response = client.post(
+        "/api/team/status", json={"action": action}, headers={"X-CSRF-Token": token}
+    )
+    assert response.status_code == 202
+    assert response.json()["warning"].startswith(message)
     assert len(sent.events) == 1
 
 
@@ -246,9 +306,47 @@ def test_a_navigator_records_an_outcome(client: TestClient, sent: Sent) -> None:
     )
     assert bad.status_code == 422
     assert bad.json()["error"].startswith("outcome: Input should be")
-    closed = client.post(
+    unknown = client.post(
         "/api/followup/outcome",
         json={"case_id": "k-unknown", "outcome": "reached"},
         headers={"X-CSRF-Token": token},
     )
-    assert "not open on the board" in closed.json()["warning"]
+    assert unknown.json()["warning"].startswith(
+        "Case k-unknown is not open on the board: no follow-up is open under that id, so Care "
+        "Navigation will refuse the outcome (unknown_case)."
+    )
+
+
+def test_an_outcome_for_a_closed_case_says_it_is_closed_and_is_sent(
+    client: TestClient, console: Console, sent: Sent
+) -> None:
+    console.board.apply(outcome("k1", "reached", 90))
+    sign_in(client, "nav-0001")
+    token = csrf_of(client, "/navigator")
+    response = client.post(
+        "/api/followup/outcome",
+        json={"case_id": "k1", "outcome": "declined"},
+        headers={"X-CSRF-Token": token},
+    )
+    assert response.status_code == 202
+    assert response.json()["warning"] == (
+        "Case k1 is already closed (last outcome: reached): Care Navigation will refuse a "
+        "further outcome (case_closed). It was sent, and the dead letter keeps it for the record."
+    )
+    assert [e[1] for e in sent.events] == ["k1"]
+
+
+def test_the_analyst_page_links_to_the_configured_reports_and_metrics(
+    console: Console,
+) -> None:
+    console.settings = ConsoleSettings(
+        links={"grafana_url": "https://grafana.example.org/d/heart"}  # type: ignore[arg-type]
+    )
+    with TestClient(create_app(console), base_url="http://127.0.0.1") as client:
+        sign_in(client, "ana-0001")
+        view = client.get("/api/view").json()
+    assert view["links"] == {
+        "reports_url": None,
+        "grafana_url": "https://grafana.example.org/d/heart",
+        "prometheus_url": None,
+    }

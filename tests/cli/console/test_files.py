@@ -37,19 +37,57 @@ def test_a_bad_users_file_names_the_field(tmp_path: Path, body: str, problem: st
     assert problem in str(caught.value)
 
 
-def test_a_plain_password_in_the_users_file_is_refused(tmp_path: Path) -> None:
+SCRYPT = "scrypt$16384$8$1$" + "0" * 32 + "$" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["hunter2", SCRYPT, HASH.replace("$argon2id$", "$argon2i$")],
+    ids=["plain", "scrypt", "argon2i"],
+)
+def test_a_password_that_is_not_an_argon2id_hash_is_refused(tmp_path: Path, stored: str) -> None:
     file = tmp_path / "users.toml"
-    file.write_text('[[users]]\nid = "n-1"\nname = "N"\nrole = "navigator"\npassword = "hunter2"\n')
-    with pytest.raises(UsersFileError, match=r"users\[0\].password: not a password hash"):
+    file.write_text(
+        f'[[users]]\nid = "n-1"\nname = "N"\nrole = "navigator"\npassword = "{stored}"\n'
+    )
+    with pytest.raises(
+        UsersFileError, match=r"users\[0\].password: not an argon2id password hash: set it with"
+    ):
         load_users(file)
 
 
-def test_passwords_are_salted_scrypt_hashes() -> None:
-    assert HASH.startswith("scrypt$16384$8$1$")
+def test_passwords_are_salted_argon2id_hashes() -> None:
+    assert HASH.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert hash_password("correct horse battery") != HASH  # a new salt each time
     assert verify_password("correct horse battery", HASH)
     assert not verify_password("correct horse batterY", HASH)
     assert not verify_password("anything", "not-a-hash")
+    # No hash (an unknown id, a single-sign-on-only user): never a match.
+    assert not verify_password("", None)
+    assert not verify_password("no user has this password", None)
+
+
+def test_a_user_without_a_password_signs_in_only_through_single_sign_on(tmp_path: Path) -> None:
+    file = tmp_path / "users.toml"
+    file.write_text('[[users]]\nid = "ana-0007"\nname = "A"\nrole = "analyst"\n')
+    assert load_users(file).users[0].password is None
+
+
+def test_every_demo_user_signs_in_with_the_password_docs_console_md_lists() -> None:
+    users = load_users().by_id()
+    listed = {
+        "sup-0001": "demo-supervisor",
+        "clin-0001": "demo-clinician",
+        "nav-0001": "demo-navigator",
+        "ana-0001": "demo-analyst",
+        **{f"team-crt-{n}": f"demo-crt-{n}" for n in range(1, 5)},
+        **{f"team-cor-{n}": f"demo-cor-{n}" for n in range(1, 3)},
+    }
+    assert set(users) == set(listed)
+    for user_id, password in listed.items():
+        assert verify_password(password, users[user_id].password), user_id
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "console.md").read_text()
+    assert "`demo-crt-1` … `demo-crt-4`" in docs and "`demo-supervisor`" in docs
 
 
 def test_the_demo_users_cover_every_role_and_every_roster_team() -> None:
