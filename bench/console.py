@@ -27,6 +27,10 @@ Sections:
 3. ``streams``: at the Durham pacing, ``N`` SSE streams at once for each ``N`` of
    ``--streams``, until the streams' p99 passes ``--p99-limit-ms`` (2,000) or more than 1%
    of calls never reach a stream; the figure is the largest ``N`` within it.
+4. ``rebuild``: ``--history-calls`` closed calls (a decision and a closure each; 30,000 is
+   a month of Durham's calls, the decisions topic's retention) are added to the topics, and
+   a fresh console is started on them: seconds until it serves pages, until it is live
+   (has read every topic to its end), and its memory then.
 
     python bench/console.py                         # about 12 minutes
     python bench/console.py --quick --json out.json # under 2 minutes: a smoke run
@@ -475,6 +479,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await base.close()
             result["streams"] = await ladder(args, calls, session, console, page)
             await page.close()
+            log(f"rebuild: a fresh console on {args.history_calls:,} more closed calls")
+            result["rebuild"] = await rebuild(args, calls, settings, work, session)
     finally:
         with contextlib.suppress(Exception):
             await calls.close_due(everything=True)
@@ -545,6 +551,43 @@ async def ladder(
     return {"steps": steps, "max_streams_within_limit": served}
 
 
+async def rebuild(
+    args: argparse.Namespace,
+    calls: Calls,
+    settings: HeartSettings,
+    work: Path,
+    session: aiohttp.ClientSession,
+) -> dict[str, Any]:
+    """How long a restarted console (or a new replica) takes to rebuild its board from
+    topics holding ``--history-calls`` more closed calls, and what memory it then holds."""
+    for i in range(args.history_calls):
+        await calls.decide(f"h-{i:06d}")
+        if i % 1000 == 999:
+            await calls.close_due(everything=True)
+    await calls.close_due(everything=True)
+    await calls.producer.flush()
+    fresh = Console(settings, work / "console-rebuild.log")
+    started = time.monotonic()
+    try:
+        await fresh.ready(timeout=600)
+        serving_s = time.monotonic() - started
+        await sign_in(session, fresh.url)
+        await fresh.live(session, timeout=1200)
+        live_s = time.monotonic() - started
+        rss = rss_mib(fresh.proc.pid)
+    finally:
+        fresh.stop()
+    out = {
+        "history_calls": args.history_calls,
+        "calls_in_topics": calls.sent,
+        "serving_s": round(serving_s, 1),
+        "live_s": round(live_s, 1),
+        "console_rss_mib": _round(rss),
+    }
+    log(f"  serving after {serving_s:.1f} s, live after {live_s:.1f} s, {_round(rss)} MiB")
+    return out
+
+
 def log(message: str) -> None:
     print(f"[console bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -584,6 +627,12 @@ def print_table(result: dict[str, Any]) -> None:
             + ("" if step["within_limit"] else "  <- past the limit")
         )
     print(f"one console process serves {result['streams']['max_streams_within_limit']} streams")
+    rebuilt = result["rebuild"]
+    print(
+        f"\nrebuild: {rebuilt['calls_in_topics']:,} calls in the topics "
+        f"({rebuilt['history_calls']:,} closed history): serving after {rebuilt['serving_s']} s, "
+        f"live after {rebuilt['live_s']} s, {rebuilt['console_rss_mib']} MiB"
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -619,6 +668,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p99-limit-ms", type=float, default=2000.0, help="default 2000")
     p.add_argument("--connect-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
     p.add_argument("--tail-s", type=float, default=3.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--history-calls",
+        type=int,
+        default=30_000,
+        help="closed calls added before the rebuild section (default 30000: a month of Durham)",
+    )
     p.add_argument("--quick", action="store_true", help="under 2 minutes, for a smoke test")
     p.add_argument("--json", type=Path, default=Path("bench-console.json"), help="JSON output")
     args = p.parse_args(argv)
@@ -630,9 +685,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.streams = [5, 20]
         args.step_s = min(args.step_s, 6.0)
         args.connect_timeout = 20.0
+        args.history_calls = min(args.history_calls, 1_000)
     for name in ("durham_gap", "durham_s", "rate", "rate_seconds", "step_s", "p99_limit_ms"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be above 0")
+    if args.history_calls < 0:
+        p.error("--history-calls must be 0 or more")
     if any(n < 1 for n in args.streams):
         p.error("--streams: each count must be at least 1")
     return args

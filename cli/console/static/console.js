@@ -811,7 +811,17 @@ let shownId = "";
 function connect() {
   const since = shownId ? `&since=${encodeURIComponent(shownId)}` : "";
   const source = new EventSource(`/api/stream?page=${encodeURIComponent(PAGE)}${since}`);
+  // Every update is the whole view, so only the newest of those that arrived while the
+  // page was busy is drawn: a busy board (100 calls a second) would otherwise queue
+  // updates faster than it draws them and fall ever further behind.
+  let pending = null;
   source.onmessage = (event) => {
+    if (pending === null) setTimeout(draw, 0);
+    pending = event;
+  };
+  const draw = () => {
+    const event = pending;
+    pending = null;
     const view = JSON.parse(event.data);
     setFeed(view.feed);
     app.replaceChildren(...RENDER[PAGE](view));

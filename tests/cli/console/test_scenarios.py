@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -33,6 +34,7 @@ from heart.streams.settings import HeartSettings
 from heart.streams.topics import (
     CAD_CALLS,
     CCD_ASSESSMENTS,
+    DEADLETTER,
     DISPATCH_EVENTS,
     FOLLOWUP_OUTCOMES,
     FOLLOWUP_TASKS,
@@ -56,7 +58,7 @@ from tests.cli.console.stack import (
     team_user,
 )
 from tests.factories import call_received
-from tests.kafka import ROOT, Worker
+from tests.kafka import ROOT, Worker, read_topic
 from tests.streams.test_metrics_values import scrape, until_value, value
 
 pytestmark = pytest.mark.broker
@@ -293,6 +295,31 @@ def test_a_clinician_sends_a_team_which_goes_on_scene_then_clears(
         if e.call_id == "CL-1"
     ]
     assert steps == ["dispatch.assigned", "dispatch.on_scene", "dispatch.cleared"]
+
+    # A stale press (a page still showing the cleared call, say): the console says so and
+    # sends it all the same, and the dispatch stage's dead letter keeps what was pressed.
+    status, answer = phone.evaluate(STALE_PRESS, {"action": "on_scene", "call_id": "CL-1"})
+    assert status == 202 and "dead letter keeps" in answer["warning"], answer
+    (kept,) = [
+        r
+        for r in in_thread(
+            read_topic(
+                stack.settings,
+                DEADLETTER,
+                until=lambda rs: any(_event_id(r) == answer["event_id"] for r in rs),
+            )
+        )
+        if _event_id(r) == answer["event_id"]
+    ]
+    headers = dict(kept.headers)
+    assert headers["heart.dlq.stage"] == b"dispatch", headers
+    pressed = orjson.loads(kept.value)
+    assert (pressed["status"], pressed["call_id"], pressed["actor_id"]) == (
+        "on_scene",
+        "CL-1",
+        user,
+    )
+    assert kept.key == team_id.encode()
     board.context.close()
     phone.context.close()
     clinician.context.close()
@@ -398,6 +425,23 @@ def test_the_navigator_gets_the_follow_up_at_the_next_staffed_moment_and_records
     assert scrape(navigation)
     navigator.context.close()
     supervisor.context.close()
+
+
+#: A team page's own action call, made directly: what a page that went stale would post.
+STALE_PRESS = """async (body) => {
+  const response = await fetch("/api/team/status", {
+    method: "POST",
+    headers: { "Content-Type": "application/json",
+               "X-CSRF-Token": document.getElementById("app").dataset.csrf },
+    body: JSON.stringify(body),
+  });
+  return [response.status, await response.json()];
+}"""
+
+
+def _event_id(record: object) -> str | None:
+    value = orjson.loads(record.value)  # type: ignore[attr-defined]
+    return value.get("event_id") if isinstance(value, dict) else None
 
 
 def _count(panel, label: str) -> int:
@@ -546,5 +590,19 @@ def test_the_board_survives_a_restart_and_an_open_page_catches_up_without_reload
     expect(board.locator("[data-call='RS-2']")).to_have_count(1, timeout=30_000)
     expect(board.locator("#feed")).to_have_text("live")
     assert board.evaluate("() => window.__marker") == "not reloaded"
+
+    # A second replica with the same session secret serves the same board, and takes the
+    # session the first one signed (cookies are per host, not per port).
+    logs = stack.console.log_path.parent
+    replica = ConsoleProcess(stack.settings, logs, find_free_port(), **EVENT_CLOCK).start()
+    try:
+        other = board.context.new_page()
+        other.goto(f"{replica.url}/board")
+        expect(other.locator("#feed")).to_have_text("live", timeout=30_000)
+        expect(other.locator("[data-call='RS-2']")).to_have_count(1)
+        assert board_text(other) == board_text(board)
+    finally:
+        assert replica.stop() == 0, replica.log()[-3000:]
+        replica.assert_clean_log()
     board.context.close()
     fresh.context.close()
