@@ -33,7 +33,7 @@ Sections:
    (has read every topic to its end), and its memory then.
 
     python bench/console.py                         # about 12 minutes
-    python bench/console.py --quick --json out.json # under 2 minutes: a smoke run
+    python bench/console.py --quick --json out.json # about a minute: a smoke run
 """
 
 from __future__ import annotations
@@ -678,12 +678,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=Path("bench-console.json"), help="JSON output")
     args = p.parse_args(argv)
     if args.quick:
-        args.durham_gap = min(args.durham_gap, 1.5)
-        args.durham_s = min(args.durham_s, 12.0)
-        args.rate_seconds = min(args.rate_seconds, 8.0)
-        args.close_after = min(args.close_after, 5.0)
-        args.streams = [5, 20]
-        args.step_s = min(args.step_s, 6.0)
+        args.durham_gap = min(args.durham_gap, 1.0)
+        args.durham_s = min(args.durham_s, 6.0)
+        args.rate_seconds = min(args.rate_seconds, 3.0)
+        args.close_after = min(args.close_after, 3.0)
+        args.streams = [5]
+        args.step_s = min(args.step_s, 4.0)
         args.connect_timeout = 20.0
         args.history_calls = min(args.history_calls, 1_000)
     for name in ("durham_gap", "durham_s", "rate", "rate_seconds", "step_s", "p99_limit_ms"):

@@ -181,7 +181,13 @@ class Feed:
     def _set_state(self, state: FeedState) -> None:
         if state != self.state:
             self.state = state
-            log.info("console feed %s", state)
+            if state == "reconnecting":
+                log.warning(
+                    "console feed reconnecting: no answer from Kafka at %s",
+                    self.settings.kafka_bootstrap,
+                )
+            else:
+                log.info("console feed %s", state)
             self._changed()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -201,6 +207,10 @@ class Feed:
                 await consumer.start()
             except KafkaError:
                 self._set_state("reconnecting")
+                # A consumer that failed to start still holds its client: closed here, or
+                # asyncio reports an unclosed consumer on every retry.
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
                 await _sleep_or_stop(stop, 1.0)
                 continue
             embedded.tune_fetch_wait(consumer, self.settings)

@@ -19,6 +19,7 @@ from typing import TextIO
 import uvicorn
 
 from heart.agents.dispatch.roster import RosterError, load_roster
+from heart.cli.broker_reach import check_broker
 from heart.cli.console.app import Console, create_app
 from heart.cli.console.board import Board
 from heart.cli.console.console_settings import ConsoleSettingsError, load_console_settings
@@ -31,6 +32,7 @@ from heart.cli.console.users import (
     UsersFileError,
     load_users,
 )
+from heart.cli.progress import configure_logs
 from heart.policy import PolicyError, load_policy
 from heart.streams.settings import HeartSettings
 
@@ -230,8 +232,23 @@ def run_console(
     if problem is not None:
         print(f"heart console: cannot listen on {host}:{port}: {problem}", file=sys.stderr)
         return 2
+    # After the files and options, so that a mistake in them is named first; an
+    # unreachable broker is then one line and exit 69, as for every command.
+    check_broker(settings)
+    quiet_library_logs()
     asyncio.run(serve(console, host, port, ready=sys.stdout))
     return 0
+
+
+def quiet_library_logs() -> None:
+    """The console's own lines (sign-ins, actions, the feed's state) at info: the audit
+    trail an operator reads. The libraries' at warning, and aiokafka's not at all, since it
+    logs every failed connection attempt while Kafka is away (as does our copy of its
+    metadata update), and the feed says that once itself."""
+    configure_logs()
+    logging.getLogger("heart.console").setLevel(logging.INFO)
+    for name in ("aiokafka", "heart.streams.kafka"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _cannot_listen(host: str, port: int) -> str | None:

@@ -58,6 +58,7 @@ def nowhere() -> str:
         ["simulate", "--duration", "5"],
         ["report", "--month", "2024-07"],
         ["import", "data/sanjose-2024-calls-sample.csv", "--mapping", "sanjose-2024", "--to-topic"],
+        ["console", "--port", "65001"],
     ],
     ids=lambda c: " ".join(c[:2]),
 )
@@ -66,7 +67,11 @@ def test_an_unreachable_broker_is_one_line_with_the_address_and_the_fix(
 ) -> None:
     if command[0] == "report":
         command = [*command, "--out", str(tmp_path)]
-    done = heart(*command, env={"HEART_KAFKA_BOOTSTRAP": nowhere})
+    env = {"HEART_KAFKA_BOOTSTRAP": nowhere}
+    if command[0] == "console":
+        # Without a shared session secret the console also warns, on a line of its own.
+        env["HEART_CONSOLE_SECRET"] = "x" * 32
+    done = heart(*command, env=env)
     assert done.returncode == BROKER_UNAVAILABLE_EXIT == 69, done.stderr
     assert done.stderr.splitlines() == [
         f"heart {command[0]}: cannot reach the Kafka broker at {nowhere} (connection refused); "
