@@ -15,9 +15,10 @@ Measured, for the three Milwaukee demo policies and 1 to 12 teams on shift:
 - memory: the peak resident size of the search with 1 and with 12 team counts, each in a
   child process forked after deciding (flat: only the curve's points are kept per count).
 
-Run ``python -m bench.staffing`` (about a minute) or ``--quick`` (two weeks, 3 counts: a
-smoke run whose figures mean nothing). Prints the figures and writes them as JSON
-(``--json``, default ``bench/staffing-results.json``).
+Run ``python -m bench.staffing`` (about 30 s on the 2-core machine, of which the measured
+decide and search of every count take 9.7 to 12.7 s: docs/performance.md) or ``--quick``
+(two weeks, 3 counts: a smoke run whose figures mean nothing). Prints the figures and
+writes them as JSON (``--json``, default ``bench/staffing-results.json``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ machine. Three rules make it so:
 
 ``--speed max`` streams as fast as the pipeline takes it; ``--speed N`` paces at N event
 seconds per wall second. At the end the replay waits until every stage has consumed
-everything and the monthly figures no longer change, then writes each month's report.
+everything and the monthly figures no longer change, then writes each month's report, and
+the dispatch timings it read (:data:`TIMINGS_FILE`, what ``heart staffing --timings`` and
+``heart whatif --timings`` calibrate from).
 """
 
 from __future__ import annotations
@@ -109,6 +111,14 @@ NAVIGATOR_DELAY_MIN = (20.0, 180.0)
 #: stage's snapshot every two) plus a commit interval.
 SETTLE_S = 3.5
 REPORT_TIMEOUT_S = 180.0
+#: The dispatch timings a replay read, in its report directory: one JSON object a line,
+#: the format ``--timings`` reads.
+TIMINGS_FILE = "dispatch-timings.jsonl"
+#: Which dispatch events carry a timing, and which field (agents/capacity/timing.py).
+TIMING_FIELDS = {
+    "dispatch.on_scene": "assignment_to_on_scene_s",
+    "dispatch.cleared": "time_on_scene_s",
+}
 
 
 @dataclass
@@ -173,6 +183,47 @@ def _spread(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def timing_line(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The timing a dispatch event carries, as a line of the timings file; None for an
+    event without one. Only what calibration reads, with the event's time and route: the
+    event also carries the call's place and safety notes, which a timings file does not
+    need."""
+    field_name = TIMING_FIELDS.get(event.get("event_type", ""))
+    if field_name is None or event.get(field_name) is None:
+        return None
+    return {
+        "event_type": event["event_type"],
+        "occurred_at": event["occurred_at"],
+        "route": event.get("route"),
+        field_name: event[field_name],
+    }
+
+
+@dataclass(frozen=True)
+class TimingsWritten:
+    path: Path
+    #: ``dispatch.on_scene`` lines (travel) and ``dispatch.cleared`` lines (on scene).
+    arrivals: int
+    clearings: int
+
+
+def write_timings(lines: Iterable[dict[str, Any]], path: Path) -> TimingsWritten:
+    """The timings file, in event-time order: the replayer reads partitions in whatever
+    order they arrive, and the same replay must give the same file."""
+    ordered = sorted(
+        lines,
+        key=lambda line: (
+            datetime.fromisoformat(line["occurred_at"]),
+            line["event_type"],
+            orjson.dumps(line, option=orjson.OPT_SORT_KEYS),
+        ),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in ordered))
+    kinds = Counter(line["event_type"] for line in ordered)
+    return TimingsWritten(path, kinds["dispatch.on_scene"], kinds["dispatch.cleared"])
+
+
 Agenda = list[tuple[datetime, int, TopicSpec, str, BaseModel]]
 
 
@@ -223,6 +274,8 @@ class Replayer:
         self._planned: dict[str, tuple[datetime, datetime]] = {}
         self._scheduled: set[str] = set()
         self._unscheduled: set[str] = set()
+        #: Dispatch timings read, by event id: a redelivered event counts once.
+        self.timings: dict[str, dict[str, Any]] = {}
 
     def _rng(self, *about: str) -> random.Random:
         """The generator for one decision about one event: seeded by the seed and the
@@ -267,6 +320,9 @@ class Replayer:
                 self._resolve("cleared", call)
             if kind in ("dispatch.assigned", "dispatch.queued", "dispatch.fallback"):
                 self._resolve("dispatch", call)
+            timing = timing_line(data)
+            if timing is not None:
+                self.timings[data["event_id"]] = timing
         elif kind == "followup.scheduled":
             self._on_scheduled(data)
         elif kind == "followup.due":
@@ -767,11 +823,13 @@ async def run_replay(
         )
         bar = ProgressBar(f"replay {file.name}", sys.stderr)
         began = time.monotonic()
-        stats = await Replayer(settings, policy, speed, seed=seed, progress=bar).run(calls)
+        replayer = Replayer(settings, policy, speed, seed=seed, progress=bar)
+        stats = await replayer.run(calls)
         months = Counter(c.occurred_at.astimezone(policy.zone).strftime("%Y-%m") for c in calls)
         print("waiting for the stages to finish the last figures ...", file=sys.stderr)
         snapshots, complete = await final_reports(settings, months, stages)
         written = _write_reports(snapshots, out_dir)
+        timings = write_timings(replayer.timings.values(), out_dir / TIMINGS_FILE)
         wall = time.monotonic() - began
         summary = {
             "file": str(file),
@@ -784,6 +842,12 @@ async def run_replay(
             "first_call": calls[0].occurred_at.isoformat(),
             "last_call": calls[-1].occurred_at.isoformat(),
             **stats.figures(),
+            # The name in the report directory: two replays' summaries compare equal.
+            "dispatch_timings": {
+                "file": timings.path.name,
+                "arrivals": timings.arrivals,
+                "clearings": timings.clearings,
+            },
             "months": {
                 m.month: {
                     "calls": m.calls,
@@ -809,6 +873,7 @@ async def run_replay(
                 roster_file=roster_file,
                 seed=seed,
                 written=written,
+                timings=timings,
                 out_dir=out_dir,
                 summary_path=summary_path,
                 logs=logs,
@@ -847,11 +912,13 @@ def human_summary(
     written: Sequence[MonthWritten],
     out_dir: Path,
     summary_path: Path,
+    timings: TimingsWritten | None = None,
     logs: Path,
     wall_s: float,
 ) -> str:
     """What a person needs after a replay, in a dozen lines: what was replayed under
-    which policy, where each month's report is, and how long it took."""
+    which policy, where each month's report is, where its dispatch timings are, and how
+    long it took."""
     from heart.agents.reporting.aggregate import organisation_of
     from heart.agents.reporting.wording import heading
 
@@ -866,6 +933,11 @@ def human_summary(
     for m in written:
         note = f"  ({m.partial})" if m.partial else ""
         lines.append(f"  {m.month}  {m.calls:>7,} calls  {m.html.name} (+ {m.json.name}){note}")
+    if timings is not None:
+        lines.append(
+            f"dispatch timings in {timings.path} ({timings.arrivals:,} arrivals, "
+            f"{timings.clearings:,} clearings), for heart staffing or whatif --timings"
+        )
     lines += [
         f"took {_duration(wall_s)}; details in {summary_path}, stage logs in {logs}",
     ]

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from heart.cli.replay import TIMINGS_FILE
 from tests.cad import shared_file
 
 pytestmark = pytest.mark.broker
@@ -72,6 +73,9 @@ def test_the_same_replay_twice_gives_the_same_reports(tmp_path: Path) -> None:
     for name in one:
         assert one[name] == two[name], f"{name} differs between two runs of the same replay"
     assert one.keys() == two.keys()
+    # The dispatch timings too, byte for byte: --timings calibrates from them.
+    timings = [(tmp_path / run / TIMINGS_FILE).read_bytes() for run in ("first", "second")]
+    assert timings[0] == timings[1] and timings[0].count(b"\n") > 100
     # The terminal gets a short summary, not the JSON.
     out = first.stdout
     assert not out.lstrip().startswith("{"), out
