@@ -357,6 +357,21 @@ class Dispatch(_Strict):
     #: :data:`DEFAULT_STATUS_ALERT_MINUTES` applies.
     status_alert_minutes: dict[UnitStatus, Annotated[float, Field(gt=0, le=1440)]] | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> Dispatch:
+        # Dispatch sends no team to a call older than stale_call_minutes, so a queue wait
+        # past it would promise a wait that never happens.
+        wait, stale = self.max_queue_wait_minutes, self.stale_call_minutes
+        if wait > stale:
+            stated = "" if "stale_call_minutes" in self.model_fields_set else " (the default)"
+            raise Problems.one(
+                f"{wait} is longer than dispatch.stale_call_minutes = {stale}{stated}, after "
+                "which no team is sent (set max_queue_wait_minutes to at most "
+                f"{stale}, or raise stale_call_minutes)",
+                "max_queue_wait_minutes",
+            )
+        return self
+
     @property
     def status_alerts(self) -> Mapping[str, float]:
         """The status alert thresholds in force, in minutes."""

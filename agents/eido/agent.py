@@ -23,6 +23,7 @@ from heart.cad.eido import EidoError, call_update, translate_eido
 from heart.schemas.calls import CallReceived
 from heart.streams import metrics
 from heart.streams.codec import MAX_MESSAGE_BYTES
+from heart.streams.deadletter import ProcessingError
 from heart.streams.lag import note_processed
 from heart.streams.stage import Stage
 from heart.streams.topics import CAD_CALLS, CAD_EIDO, EIDO_INCIDENTS
@@ -97,9 +98,16 @@ def register(stage: Stage) -> None:
             except EidoError as exc:
                 await stage.deadletters.send(event, exc, exc.reason)
             except Exception as exc:
-                # One EIDO the translator did not foresee must not stop NG911 intake.
-                log.exception("EIDO intake failed; dead-lettering the record")
-                await stage.deadletters.send(event, exc, "processing_error")
+                # One EIDO the translator did not foresee must not stop NG911 intake. Only
+                # the exception's class is logged and dead-lettered: its text may quote the
+                # caller's details.
+                name = type(exc).__name__
+                log.error(
+                    "EIDO intake failed (%s); dead-lettering the record",
+                    name,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                await stage.deadletters.send(event, ProcessingError(name), "processing_error")
             latency.observe(time.perf_counter() - started)
 
 

@@ -817,3 +817,38 @@ def test_status_alert_thresholds_are_the_policys_with_defaults_when_absent(tmp_p
     with pytest.raises(PolicyError) as caught:
         load_policy(bad)
     assert "dispatch.status_alert_minutes.lunch" in str(caught.value)
+
+
+# --- the queue wait and the stale limit -------------------------------------------------------
+
+
+def test_a_queue_wait_past_the_stale_limit_is_refused(write_policy: Callable[[str], Path]) -> None:
+    text = edit(DEFAULT_TEXT, "max_queue_wait_minutes = 10", "max_queue_wait_minutes = 15")
+    path = write_policy(text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert str(caught.value) == (
+        f"policy file {path}: dispatch.max_queue_wait_minutes: 15 is longer than "
+        "dispatch.stale_call_minutes = 10, after which no team is sent (set "
+        "max_queue_wait_minutes to at most 10, or raise stale_call_minutes)"
+    )
+
+
+def test_the_stale_limit_a_queue_wait_is_checked_against_may_be_the_default(
+    write_policy: Callable[[str], Path],
+) -> None:
+    text = edit(DEFAULT_TEXT, "stale_call_minutes = 10\n", "")
+    assert load_policy(write_policy(text)).dispatch.stale_call_minutes == 10
+    too_long = edit(text, "max_queue_wait_minutes = 10", "max_queue_wait_minutes = 11")
+    with pytest.raises(PolicyError, match=r"stale_call_minutes = 10 \(the default\)"):
+        load_policy(write_policy(too_long))
+
+
+@pytest.mark.parametrize(("wait", "stale"), [(10, 10), (15, 15), (5, 30)])
+def test_a_queue_wait_up_to_the_stale_limit_is_accepted(
+    write_policy: Callable[[str], Path], wait: int, stale: int
+) -> None:
+    text = edit(DEFAULT_TEXT, "max_queue_wait_minutes = 10", f"max_queue_wait_minutes = {wait}")
+    text = edit(text, "stale_call_minutes = 10", f"stale_call_minutes = {stale}")
+    dispatch = load_policy(write_policy(text)).dispatch
+    assert (dispatch.max_queue_wait_minutes, dispatch.stale_call_minutes) == (wait, stale)

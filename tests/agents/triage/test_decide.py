@@ -978,7 +978,10 @@ def test_stale_after_the_policys_minutes_from_the_call_event(
 def test_the_stale_limit_is_policy_data(
     policy_with: Callable[..., Policy], make_call: MakeCall
 ) -> None:
-    strict = policy_with(("dispatch", "stale_call_minutes = 10", "stale_call_minutes = 3"))
+    strict = policy_with(
+        ("dispatch", "max_queue_wait_minutes = 10", "max_queue_wait_minutes = 3"),
+        ("dispatch", "stale_call_minutes = 10", "stale_call_minutes = 3"),
+    )
     call = make_call()
     assert step(None, call, strict, call.occurred_at + timedelta(minutes=4)).state.stale
 
