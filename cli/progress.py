@@ -1,11 +1,11 @@
 """Terminal output shared by every command.
 
-- :class:`ProgressBar`: a live bar on a terminal (rich), and one plain summary line when
-  the work is done, which is all a log file or a CI transcript gets.
+- :class:`ProgressBar`: a live bar on a terminal (rich); anywhere else a plain progress
+  line now and then; and one plain summary line when the work is done.
 - :class:`LiveStatus`: a long-running command's status (``heart up``, ``heart
   simulate``): one display updated in place on a terminal, a plain line now and then
   elsewhere.
-- :func:`configure_logs`: libraries' informational logs stay out of the way unless asked.
+- :func:`configure_logs`: libraries' logs stay quiet (critical only) unless asked.
 """
 
 from __future__ import annotations
@@ -26,25 +26,48 @@ _BAR_WIDTH = 28
 _REDRAW_S = 0.1
 
 
+#: Seconds between plain progress lines when the output is not a terminal.
+PLAIN_EVERY_S = 10.0
+
+
 class ProgressBar:
-    """A one-line progress bar on a terminal; on anything else, only the final line.
+    """A one-line progress bar on a terminal; on anything else, occasional plain lines.
 
     A bar redrawn into a log file or a CI transcript is noise, so when ``stream`` is not a
-    TTY nothing is drawn until :meth:`done`.
+    TTY :meth:`update` prints its plain line at most once every ``every`` seconds (a long
+    run still shows it is moving), and :meth:`done` prints the final one.
     """
 
-    def __init__(self, label: str, stream: IO[str], *, live: bool | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: IO[str],
+        *,
+        live: bool | None = None,
+        every: float = PLAIN_EVERY_S,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.label = label
         self.stream = stream
         self.live = is_terminal(stream) if live is None else live
-        self.started = time.perf_counter()
+        self.every = every
+        self._clock = clock
+        self.started = clock()
         self._drawn = 0.0
+        self._next_plain = self.started + every
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
     def update(self, done: int, total: int, count: int, unit: str) -> None:
-        now = time.perf_counter()
-        if not self.live or (now - self._drawn < _REDRAW_S and done < total):
+        now = self._clock()
+        if not self.live:
+            # The final line is done()'s: a plain line of a finished count would repeat it.
+            if now >= self._next_plain and done < total:
+                self._next_plain = now + self.every
+                self.stream.write(self._line(done, total, count, unit, now) + "\n")
+                self.stream.flush()
+            return
+        if now - self._drawn < _REDRAW_S and done < total:
             return
         self._drawn = now
         if self._bar is None:
@@ -67,7 +90,7 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        self.stream.write(self._line(1, 1, count, unit, time.perf_counter()) + "\n")
+        self.stream.write(self._line(1, 1, count, unit, self._clock()) + "\n")
         self.stream.flush()
 
     def _line(self, done: int, total: int, count: int, unit: str, now: float) -> str:
@@ -86,8 +109,11 @@ def is_terminal(stream: IO[str]) -> bool:
     return bool(isatty and isatty())
 
 
-#: Loggers of the libraries a command uses; quiet (warnings and errors) unless asked.
-LIBRARY_LOGGERS = ("aiokafka", "kafka", "faust", "mode")
+#: Loggers of the libraries a command uses, and HEART's copy of aiokafka's metadata update;
+#: silent but for critical failures unless asked. aiokafka logs every failed reconnection
+#: as an error, hundreds of lines while a broker is away, and the command says that once in
+#: its own final line.
+LIBRARY_LOGGERS = ("aiokafka", "kafka", "faust", "mode", "heart.streams.kafka.explicit_topics")
 #: At DEBUG these print every record they send or receive, personal data included.
 PAYLOAD_LOGGERS = ("aiokafka", "faust.topics", "faust.transport", "faust.tables")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -95,8 +121,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def configure_logs(level: str | None = None, *, verbose: bool = False) -> int:
     """Set this process's log level: ``level`` if given, else info with ``verbose``, else
-    warning. A command prints its own progress; informational logs of the libraries and
-    of HEART's modules are for ``-v``. Returns the level set.
+    warning. A command prints its own progress and its own failures; the libraries' logs
+    are for ``-v`` or ``--log-level``, and stay at critical otherwise. Returns the level
+    set.
 
     Record-printing loggers stay at info or above whatever is asked: a terminal or a
     log file is no place for callers' details.
@@ -104,11 +131,12 @@ def configure_logs(level: str | None = None, *, verbose: bool = False) -> int:
     chosen = (
         getattr(logging, level.upper()) if level else logging.INFO if verbose else logging.WARNING
     )
+    libraries = chosen if level or verbose else logging.CRITICAL
     logging.getLogger().setLevel(chosen)
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(chosen)
+        logging.getLogger(name).setLevel(libraries)
     for name in PAYLOAD_LOGGERS:
-        logging.getLogger(name).setLevel(max(chosen, logging.INFO))
+        logging.getLogger(name).setLevel(max(libraries, logging.INFO))
     return chosen
 
 

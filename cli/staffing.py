@@ -6,7 +6,8 @@ The export is imported as ``heart import`` would, every call is decided under ea
 CoR) the calls routed to its teams are run against 1 to ``--teams-max`` teams on shift
 (:mod:`heart.agents.capacity.staffing`). Out: a table on stdout, and ``staffing.html``
 (:mod:`heart.cli.staffing_page`) and ``staffing.json`` in ``--out`` (the JSON where
-``--json`` says, when given).
+``--json`` says, when given), each headed as the what-if is
+(:func:`heart.cli.whatif.export_names`).
 
 Exit status: 0 the search ran; 1 the export could not be read or a report not written;
 2 a bad option value, or an unusable mapping, policy or timings file (named); 65 no row of
@@ -45,9 +46,11 @@ from heart.cad.mapping import CadMapping
 from heart.cli.progress import ProgressBar
 from heart.cli.whatif import (
     REASON_LABELS,
+    export_names,
     import_figures,
     load_calls,
     months_text_of,
+    names_text,
     percent,
     read_timings,
 )
@@ -148,6 +151,7 @@ def run_staffing(
 
     zone = loaded_mapping.time.timezone
     report = report_dict(result, imported, loaded_mapping, loaded)
+    print(names_text(report), file=out)
     print(render_table(result, loaded, zone_name=zone), file=out)
     for line in notes(result, loaded, max_wait_minutes):
         print(f"note: {line}", file=out)
@@ -196,6 +200,7 @@ def report_dict(
     for entry, (_, policy) in zip(data["policies"], policies, strict=True):
         entry["hours"] = {pilot: hours_text(pilot_windows(policy, pilot)) for pilot in TEAM_ROUTES}
     return {
+        **export_names(mapping, policies),
         "export": imported.path,
         "mapping": mapping.name,
         "timezone": mapping.time.timezone,

@@ -1,8 +1,8 @@
 """The staffing search as a self-contained HTML page: inline CSS and SVG, no script.
 
 Laid out like the what-if page (:mod:`heart.cli.whatif_page`, whose styles and drawing
-helpers it shares): a header naming the export and the period, a notice for a partial
-month, then
+helpers it shares): a header naming who runs the pilots (as the what-if page does), the
+export and the period, a notice for a partial month, then
 
 - the recommended team counts per policy and team pilot, with the assumptions they rest
   on beside them;
@@ -34,7 +34,7 @@ from heart.cli.staffing import (
     pilot_windows,
     point_at_needed,
 )
-from heart.cli.whatif import months_text_of, percent
+from heart.cli.whatif import export_label, months_text_of, percent
 from heart.cli.whatif_page import (
     CSS,
     INK,
@@ -89,12 +89,13 @@ def render_html(
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Staffing: {_esc(report['mapping'])}, {len(result.policies)} {noun}</title>",
+        f"<title>Staffing: {_esc(export_label(report))}, {len(result.policies)} {noun}</title>",
         f"<style>{CSS}{PAGE_CSS}</style></head><body>",
         '<header><div class="wrap">',
-        '<p class="eyebrow">Staffing &middot; teams needed, on real calls</p>',
+        f'<p class="eyebrow">{_esc(report["heading"])}</p>',
         f"<h1>Staffing: teams needed to reach {100 * result.target:g}% of team calls</h1>",
-        f'<p class="meta">{_esc(headline(result, report["timezone"]))} &middot; '
+        f'<p class="meta"><span class="export-title">{_esc(export_label(report))}</span><br>'
+        f"{_esc(headline(result, report['timezone']))} &middot; "
         f"{_esc(months_text_of(months) if months else 'no calls')}<br>export "
         f"<code>{_esc(Path(report['export']).name)}</code> &middot; mapping "
         f"<code>{_esc(report['mapping'])}</code></p>",

@@ -5,7 +5,8 @@ with the triage stage's pure decision (no broker), and the figures of
 :mod:`heart.agents.triage.whatif` are written three ways: a table on stdout, and in ``--out``
 (default ``./whatif-out``) ``whatif.html`` (:mod:`heart.cli.whatif_page`: self-contained,
 nothing fetched) and ``whatif.json``. Every output uses the glossary's terms
-(:data:`heart.schemas.glossary.GLOSSARY`) and shows ``eligible = reached + missed + other``.
+(:data:`heart.schemas.glossary.GLOSSARY`) and shows ``eligible = reached + missed + other``,
+and is headed with who runs the pilots and whose calls these are (:func:`export_names`).
 
 With ``--capacity`` (or ``--roster``) the teams on shift take the team calls in a
 simulation with the dispatch stage's queue rule (:class:`heart.agents.triage.whatif.Capacity`):
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -39,6 +41,8 @@ from heart.agents.capacity.timing import (
     default_time_on_call,
 )
 from heart.agents.dispatch.roster import RosterError, load_roster
+from heart.agents.reporting.aggregate import organisation_of
+from heart.agents.reporting.wording import heading
 from heart.agents.triage.whatif import (
     DEFAULT_SEED,
     MISS_REASONS,
@@ -59,6 +63,7 @@ from heart.cli.import_calls import load_or_report, read_export
 from heart.cli.progress import ProgressBar
 from heart.policy import Policy, PolicyError, load_policy
 from heart.policy.model import PILOTS, RESPONDERS
+from heart.schemas.reports import Organisation
 
 DEFAULT_OUT = Path("whatif-out")
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policy"
@@ -246,7 +251,8 @@ def run_whatif(
     )
     bar.done(result.calls * len(loaded), "decisions")
 
-    report = report_dict(result, imported, loaded_mapping)
+    report = report_dict(result, imported, loaded_mapping, loaded)
+    print(names_text(report), file=out)
     print(render_table(result, zone_name=loaded_mapping.time.timezone), file=out)
     for line in notes(result, report):
         print(f"note: {line}", file=out)
@@ -283,8 +289,14 @@ def read_timings(path: str | os.PathLike[str]) -> TimeOnCall:
     return calibrate(events, source=f"timings file {path}")
 
 
-def report_dict(result: WhatIf, imported: ImportResult, mapping: CadMapping) -> dict[str, Any]:
+def report_dict(
+    result: WhatIf,
+    imported: ImportResult,
+    mapping: CadMapping,
+    policies: Sequence[tuple[str, Policy]],
+) -> dict[str, Any]:
     return {
+        **export_names(mapping, policies),
         "export": imported.path,
         "mapping": mapping.name,
         "timezone": mapping.time.timezone,
@@ -292,6 +304,66 @@ def report_dict(result: WhatIf, imported: ImportResult, mapping: CadMapping) -> 
         "import": import_figures(imported),
         "whatif": result.to_dict(),
     }
+
+
+# --- who and where: the heading of every output -------------------------------------------
+
+
+def export_names(mapping: CadMapping, policies: Sequence[tuple[str, Policy]]) -> dict[str, Any]:
+    """The names a what-if or staffing output is headed with, for its JSON.
+
+    ``city`` and ``export_title`` are the mapping's: the export is that city's whatever the
+    policies. ``organisation`` is who runs the pilots (the monthly report's names, from
+    the policies' ``[organisation]``), see :func:`shared_organisation`; ``heading`` is
+    the monthly report's heading of it, neutral when it is None.
+    """
+    shared = shared_organisation(mapping, [policy for _, policy in policies])
+    return {
+        "city": mapping.city,
+        "export_title": mapping.title,
+        "organisation": shared.model_dump() if shared is not None else None,
+        "heading": heading(shared),
+    }
+
+
+def shared_organisation(mapping: CadMapping, policies: Sequence[Policy]) -> Organisation | None:
+    """The names every policy gives alike, field by field, when every policy names the
+    export's city; else None (a neutral heading).
+
+    A policy of another city run on this export is a what-if about that policy, not a
+    report of its department: heading a Milwaukee export "Durham Community Safety
+    Department" would say who runs Milwaukee's calls wrongly. Names the policies do not
+    share (two departments' wordings) are left out rather than one picked.
+    """
+    names = [organisation_of(policy) for policy in policies]
+    if not names or any(n is None or not _same_city(n.city, mapping.city) for n in names):
+        return None
+    fields = {
+        field: values.pop() if len(values := {getattr(n, field) for n in names}) == 1 else None
+        for field in ("department", "city", "program")
+    }
+    return Organisation(**fields) if any(fields.values()) else None
+
+
+def _same_city(name: str | None, slug: str) -> bool:
+    """Whether a policy's city (``San José, CA``) is the mapping's (``sanjose``): the name
+    before its first comma, without accents, spaces or punctuation, is the slug without
+    its hyphens and underscores."""
+    if name is None:
+        return False
+    plain = unicodedata.normalize("NFKD", name.split(",")[0]).casefold()
+    letters = "".join(c for c in plain if c.isalnum() and c.isascii())
+    return letters == slug.replace("-", "").replace("_", "")
+
+
+def export_label(report: Mapping[str, Any]) -> str:
+    """The export as a person knows it: the mapping's title, else its name."""
+    return str(report.get("export_title") or report["mapping"])
+
+
+def names_text(report: Mapping[str, Any]) -> str:
+    """The terminal's first two lines: who runs the pilots, and whose calls these are."""
+    return f"{report['heading']}\nexport: {export_label(report)} (mapping {report['mapping']})"
 
 
 def import_figures(imported: ImportResult) -> dict[str, Any]:
@@ -558,4 +630,5 @@ def period(result: WhatIf, zone_name: str) -> str:
 
 
 def headline(result: WhatIf, zone_name: str) -> str:
-    return f"what-if: {period(result, zone_name)}, {len(result.policies)} policies"
+    noun = "policy" if len(result.policies) == 1 else "policies"
+    return f"what-if: {period(result, zone_name)}, {len(result.policies)} {noun}"

@@ -1,6 +1,8 @@
 """The what-if as a self-contained HTML page: inline CSS and SVG, no script, nothing fetched.
 
-Laid out like the monthly report: a header naming the export and the period, a notice for
+Laid out like the monthly report: a header naming who runs the pilots (the monthly
+report's heading, from the policies' organisation when they all name the export's city,
+else neutral), the export and the period, a notice for
 each partial month, then one panel per pilot comparing the policies on the same axis, the
 calls per route, the team demand, every figure as a table, what a CAD export can tell
 about CCD, and the glossary, generated from :data:`heart.schemas.glossary.GLOSSARY`.
@@ -32,6 +34,7 @@ from heart.cli.whatif import (
     REASON_LABELS,
     capacity_note,
     ccd_note,
+    export_label,
     months_text,
     partial_months,
     percent,
@@ -79,6 +82,7 @@ header { background: var(--accent); color: #fff; padding: 26px 0 28px; }
   opacity: .85; }
 h1 { margin: 4px 0 6px; font-size: 32px; line-height: 1.2; }
 header .meta { margin: 0; opacity: .92; font-size: 14px; }
+header .export-title { font-size: 16px; font-weight: 600; }
 main { padding: 24px 0 8px; }
 section.card { background: var(--card); border: 1px solid var(--line); border-radius: 10px;
   padding: 20px 24px 18px; margin: 0 0 20px; }
@@ -161,12 +165,13 @@ def render_html(result: WhatIf, report: Mapping[str, Any]) -> str:
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>What-if: {_esc(report['mapping'])}, {len(policies)} {noun}</title>",
+        f"<title>What-if: {_esc(export_label(report))}, {len(policies)} {noun}</title>",
         f"<style>{CSS}</style></head><body>",
         '<header><div class="wrap">',
-        '<p class="eyebrow">What-if &middot; policies compared on real calls</p>',
+        f'<p class="eyebrow">{_esc(report["heading"])}</p>',
         f"<h1>What-if: {len(policies)} {noun} on {result.calls:,} real calls</h1>",
-        f'<p class="meta">{_esc(period(result, report["timezone"]))} &middot; '
+        f'<p class="meta"><span class="export-title">{_esc(export_label(report))}</span><br>'
+        f"{_esc(period(result, report['timezone']))} &middot; "
         f"{_esc(months)}<br>export <code>{_esc(Path(report['export']).name)}</code> &middot; "
         f"mapping <code>{_esc(report['mapping'])}</code></p>",
         "</div></header>",

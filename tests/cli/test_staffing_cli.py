@@ -6,6 +6,7 @@ mappings are refused with the option or file named and no traceback."""
 from __future__ import annotations
 
 import argparse
+import html
 import io
 import json
 import re
@@ -227,3 +228,61 @@ def test_team_count_type_refuses_what_is_not_a_count(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="whole number of teams from 1 to 200"):
         team_count(text)
     assert team_count("12") == 12
+
+
+# --- who and where ------------------------------------------------------------------------
+
+
+def test_the_table_and_json_name_milwaukee(milwaukee: tuple[Path, str]) -> None:
+    folder, table = milwaukee
+    report = json.loads((folder / "staffing.json").read_text(encoding="utf-8"))
+    # Three wordings of the department: only the names all three policies share head it.
+    assert report["organisation"] == {
+        "department": None,
+        "city": "Milwaukee, WI",
+        "program": "HEART (demo)",
+    }
+    assert report["city"] == "milwaukee"
+    assert table.splitlines()[:2] == [
+        "Milwaukee, WI \u00b7 HEART (demo) crisis response pilots",
+        "export: Milwaukee Police Department calls for service, May 2018 (mapping milwaukee-2018)",
+    ]
+    assert report["heading"] == table.splitlines()[0]
+    names = ("city", "export_title", "organisation", "heading")
+    assert "Durham" not in json.dumps({name: report[name] for name in names})
+
+
+def sanjose_staffing(tmp_path: Path, *policies: str) -> tuple[str, dict[str, Any]]:
+    out, err = io.StringIO(), io.StringIO()
+    status = run_staffing(
+        shared_file("sanjose-2024-calls-sample.csv"),
+        "sanjose-2024",
+        list(policies),
+        teams_max=3,
+        out_dir=tmp_path,
+        stdout=out,
+        stderr=err,
+        progress=False,
+    )
+    assert status == 0, err.getvalue()
+    return out.getvalue(), json.loads((tmp_path / "staffing.json").read_text(encoding="utf-8"))
+
+
+def test_a_san_jose_search_names_san_jose(tmp_path: Path) -> None:
+    table, report = sanjose_staffing(tmp_path)
+    assert report["organisation"]["city"] == "San José, CA"
+    assert report["export_title"] == "City of San José police calls for service, 2024 sample"
+    assert "San José, CA" in report["heading"] == table.splitlines()[0]
+    page = (tmp_path / "staffing.html").read_text(encoding="utf-8")
+    assert f'<p class="eyebrow">{html.escape(report["heading"])}</p>' in page
+    for text in (page, json.dumps(report, ensure_ascii=False)):
+        assert "Durham Community Safety Department" not in text and "Durham, NC" not in text
+
+
+def test_another_citys_policy_leaves_a_neutral_heading(tmp_path: Path) -> None:
+    table, report = sanjose_staffing(tmp_path, "durham")
+    assert report["organisation"] is None
+    assert report["heading"] == "Crisis response pilots" == table.splitlines()[0]
+    assert "San José" in report["export_title"] and "San José" in table.splitlines()[1]
+    page = (tmp_path / "staffing.html").read_text(encoding="utf-8")
+    assert '<p class="eyebrow">Crisis response pilots</p>' in page

@@ -66,6 +66,16 @@ def test_heading_and_period(page: Page) -> None:
     assert page.locator("#partial-month").is_visible()
 
 
+def test_the_page_names_the_export_and_who_runs_the_pilots(report_dir: Path, page: Page) -> None:
+    data = json.loads((report_dir / "staffing.json").read_text(encoding="utf-8"))
+    heading = "Milwaukee, WI \u00b7 HEART (demo) crisis response pilots"
+    assert page.text_content("header .eyebrow") == heading == data["heading"]
+    export = "Milwaukee Police Department calls for service, May 2018"
+    assert page.inner_text("header .export-title") == export == data["export_title"]
+    assert page.title() == f"Staffing: {export}, 3 policies"
+    assert "Durham" not in page.inner_text("header")
+
+
 def test_recommended_counts_with_their_assumptions_beside(
     page: Page, report: dict[str, Any]
 ) -> None:

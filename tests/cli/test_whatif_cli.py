@@ -5,15 +5,20 @@ to do."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from heart.agents.reporting.wording import heading
+from heart.cad.mapping import load_mapping, shipped_mapping
 from heart.cli.whatif import percent
+from heart.schemas.reports import Organisation
 from tests.cad import shared_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,3 +175,112 @@ def test_export_with_no_usable_call_writes_no_report(tmp_path: Path) -> None:
     assert_no_traceback(done)
     assert "no row became a call (2 rows, all rejected: bad_time 2)" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- who and where: the heading names the export's city, never another's --------------------
+
+
+def header_of(page: str) -> str:
+    found = re.search(r"<header>.*?</header>", page, re.DOTALL)
+    assert found, "the page has a header"
+    return found.group(0)
+
+
+def eyebrow_of(page: str) -> str:
+    found = re.search(r'<p class="eyebrow">(.*?)</p>', page)
+    assert found, "the page has a heading line"
+    return html.unescape(found.group(1))
+
+
+def whatif_outputs(
+    tmp_path: Path, export: Path, mapping: str | Path, *policies: str
+) -> tuple[list[str], dict[str, Any], str]:
+    """``heart whatif``'s stdout lines, its JSON and its page."""
+    options = [item for policy in policies for item in ("--policy", policy)]
+    done = heart(
+        "whatif", export, "--mapping", mapping, *options, "--out", tmp_path / "out", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert_no_traceback(done)
+    report = json.loads((tmp_path / "out" / "whatif.json").read_text(encoding="utf-8"))
+    page = (tmp_path / "out" / "whatif.html").read_text(encoding="utf-8")
+    return done.stdout.splitlines(), report, page
+
+
+def test_a_san_jose_whatif_is_headed_with_san_jose(tmp_path: Path) -> None:
+    lines, report, page = whatif_outputs(
+        tmp_path, shared_file("sanjose-2024-calls-sample.csv"), "sanjose-2024"
+    )
+    demo = load_mapping(shipped_mapping("sanjose-2024")).load_policy().organisation
+    assert demo is not None
+    assert report["organisation"] == demo.model_dump()
+    assert report["organisation"]["city"] == "San José, CA"
+    assert report["city"] == "sanjose"
+    assert report["export_title"] == "City of San José police calls for service, 2024 sample"
+    assert report["heading"] == heading(Organisation(**demo.model_dump()))
+    assert "San José, CA" in report["heading"]
+    # The same heading on the terminal and the page; the export named under it.
+    assert lines[:2] == [
+        report["heading"],
+        "export: City of San José police calls for service, 2024 sample (mapping sanjose-2024)",
+    ]
+    assert eyebrow_of(page) == report["heading"]
+    assert "City of San José police calls for service, 2024 sample" in header_of(page)
+    title = "<title>What-if: City of San José police calls for service, 2024 sample, 1 policy<"
+    assert title in page
+    for text in (page, json.dumps(report, ensure_ascii=False)):
+        assert "Durham Community Safety Department" not in text and "Durham, NC" not in text
+
+
+def test_policies_that_differ_keep_only_the_names_they_share(tmp_path: Path) -> None:
+    lines, report, page = whatif_outputs(
+        tmp_path,
+        shared_file("milwaukee-2018-05-calls.csv"),
+        "milwaukee-2018",
+        "milwaukee-demo-policy",
+        "milwaukee-demo-7x12",
+    )
+    # Two wordings of the department: neither is picked; the city and program are shared.
+    assert report["organisation"] == {
+        "department": None,
+        "city": "Milwaukee, WI",
+        "program": "HEART (demo)",
+    }
+    assert report["heading"] == "Milwaukee, WI · HEART (demo) crisis response pilots"
+    assert report["export_title"] == "Milwaukee Police Department calls for service, May 2018"
+    assert lines[0] == report["heading"] == eyebrow_of(page)
+    assert "Durham" not in header_of(page) and "Durham" not in "\n".join(lines[:2])
+    assert "<title>What-if: Milwaukee Police Department calls for service, May 2018, 2 " in page
+
+
+def test_another_citys_policy_does_not_head_the_export(tmp_path: Path) -> None:
+    lines, report, page = whatif_outputs(
+        tmp_path, shared_file("sanjose-2024-calls-sample.csv"), "sanjose-2024", "durham"
+    )
+    assert report["organisation"] is None
+    assert report["heading"] == "Crisis response pilots" == lines[0] == eyebrow_of(page)
+    assert report["export_title"] == "City of San José police calls for service, 2024 sample"
+    assert "Durham" not in header_of(page)
+    assert "Durham" not in json.dumps({k: report[k] for k in ("heading", "export_title")})
+
+
+def test_a_heading_is_neutral_when_nothing_is_named(tmp_path: Path) -> None:
+    mapping = copy_mapping(tmp_path, "plain.toml")
+    text = mapping.read_text(encoding="utf-8")
+    mapping.write_text(re.sub(r"(?m)^title = .*\n", "", text), encoding="utf-8")
+    policy = tmp_path / "milwaukee-demo-policy.toml"
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(
+        text[: text.index("[organisation]")] + text[text.index("[dispatch]") :], encoding="utf-8"
+    )
+    rows = shared_file("milwaukee-2018-05-calls.csv").read_text(encoding="utf-8").splitlines()
+    export = tmp_path / "calls.csv"
+    export.write_text("\n".join(rows[:2_001]) + "\n", encoding="utf-8")
+
+    lines, report, page = whatif_outputs(tmp_path, export, mapping)
+    assert (report["organisation"], report["export_title"]) == (None, None)
+    assert report["heading"] == "Crisis response pilots" == lines[0] == eyebrow_of(page)
+    # Without a title the export is known by its mapping's name.
+    assert lines[1] == "export: milwaukee-2018 (mapping milwaukee-2018)"
+    assert "<title>What-if: milwaukee-2018, 1 policy</title>" in page
+    assert "Milwaukee Police" not in page and "Durham" not in header_of(page)

@@ -70,6 +70,19 @@ def test_heading_and_period(page: Page) -> None:
     assert "May 2018 (partial: 1\u201321 May, 21 of 31 days)" in meta
 
 
+def test_the_page_names_the_export_and_who_runs_the_pilots(
+    page: Page, report: dict[str, Any]
+) -> None:
+    # The demo policies word Milwaukee's department differently: the city and program
+    # they share head the page, as in the monthly report, and the export names its city.
+    heading = "Milwaukee, WI \u00b7 HEART (demo) crisis response pilots"
+    assert page.text_content("header .eyebrow") == heading == report["heading"]
+    export = "Milwaukee Police Department calls for service, May 2018"
+    assert page.inner_text("header .export-title") == export == report["export_title"]
+    assert page.title() == f"What-if: {export}, 2 policies"
+    assert "Durham" not in page.inner_text("header")
+
+
 def test_partial_month_is_noted(page: Page) -> None:
     note = page.locator("#partial-month")
     assert note.is_visible()
