@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from pydantic import BaseModel
 
 from heart.streams import embedded
 from heart.streams.codec import encode
-from heart.streams.ports import find_free_port
 from heart.streams.settings import HeartSettings
 from heart.streams.topics import TopicSpec
 
@@ -109,24 +109,44 @@ async def read_topic(
         await consumer.stop()
 
 
+#: The line ``heart worker`` prints once it serves metrics.
+_METRICS_LINE = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+
+
 class Worker:
     """``heart worker STAGE`` as a real subprocess, so that SIGKILL is a real crash."""
 
     def __init__(self, stage: str, settings: HeartSettings, log_dir: Path, **env: str) -> None:
         self.stage = stage
-        self.metrics_port = find_free_port()
         self.log_path = log_dir / f"{stage}-{time.monotonic_ns()}.log"
         self.env = {
             **os.environ,
             "HEART_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
             "HEART_TOPIC_PREFIX": settings.topic_prefix,
-            "HEART_METRICS_PORT": str(self.metrics_port),
+            # The worker binds a free port itself and names it: a port picked here could be
+            # taken by another test's process before the worker binds it.
+            "HEART_METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
+
+    @property
+    def metrics_port(self) -> int:
+        """The port this run of the worker serves metrics on, from its own start-up line."""
+        deadline = time.monotonic() + 30
+        while True:
+            text = self.log_path.read_bytes()[self._log_from :].decode(errors="replace")
+            found = _METRICS_LINE.findall(text)
+            if found:
+                return int(found[-1])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {self.stage} named no metrics port:\n{text[-3000:]}")
+            time.sleep(0.1)
 
     def start(self) -> Worker:
+        self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "heart.cli", "worker", self.stage],
