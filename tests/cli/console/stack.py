@@ -119,7 +119,16 @@ def pulse_until(
 class ConsoleProcess:
     """``heart console`` as a real process: started, stopped with SIGTERM, started again."""
 
-    def __init__(self, settings: HeartSettings, log_dir: Path, port: int, **env: str) -> None:
+    def __init__(
+        self,
+        settings: HeartSettings,
+        log_dir: Path,
+        port: int,
+        *args: str,
+        **env: str,
+    ) -> None:
+        """``args`` are more of ``heart console``'s options; ``env`` more environment."""
+        self.args = args
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_dir / f"console-{port}.log"
@@ -139,7 +148,15 @@ class ConsoleProcess:
         seen = self.log().count(ready)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "heart.cli", "console", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "heart.cli",
+                    "console",
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

@@ -5,11 +5,7 @@ them to the real broker."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,10 +46,10 @@ from tests.cli.console.events import (
     engaged,
     start_at,
 )
+from tests.cli.console.stack import ConsoleProcess, in_thread
+from tests.cli.console.stack import sign_in as sign_in_page
 from tests.cli.console.test_app import Sent, csrf_of, sign_in
-from tests.cli.console.test_console_browser import in_thread
-from tests.cli.console.test_console_browser import sign_in as sign_in_page
-from tests.kafka import ROOT, produce, read_topic
+from tests.kafka import produce, read_topic
 
 CLINICIAN = "clin-0001"
 
@@ -572,37 +568,15 @@ def prefixed(settings: HeartSettings, unique: str) -> HeartSettings:
 @pytest.fixture
 def console_url(prefixed: HeartSettings, tmp_path: Path) -> Iterator[str]:
     """``heart console`` as a real process, with the analyst's links configured."""
-    port = find_free_port()
-    log = tmp_path / "console.log"
     settings_file = tmp_path / "console.toml"
     settings_file.write_text(LINKS_TOML)
-    env = {
-        **os.environ,
-        "HEART_KAFKA_BOOTSTRAP": prefixed.kafka_bootstrap,
-        "HEART_TOPIC_PREFIX": prefixed.topic_prefix,
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [sys.executable, "-m", "heart.cli", "console", "--port", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*command, "--settings", str(settings_file)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    port = find_free_port()
+    console = ConsoleProcess(prefixed, tmp_path, port, "--settings", str(settings_file)).start()
     try:
-        deadline = time.monotonic() + 60
-        while f"HEART console on http://127.0.0.1:{port}" not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"heart console did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield console.url
     finally:
-        proc.terminate()
-        assert proc.wait(20) == 0, log.read_text()[-3000:]
-        text = log.read_text()
+        assert console.stop() == 0, console.log()[-3000:]
+        text = console.log()
         assert "Traceback" not in text, text[-3000:]
         assert "EHR:plan" not in text, text[-3000:]
 

@@ -5,20 +5,14 @@ produced to ``triage.decisions`` appear live, and a team on a phone-sized screen
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from heart.schemas.calls import Location
 from heart.schemas.dispatch import UnitStatusReport
@@ -36,7 +30,8 @@ from heart.streams.topics import (
     UNITS_STATUS,
 )
 from tests.cli.console.events import T0, decision, dispatch, engaged, scheduled, start_at
-from tests.kafka import ROOT, produce, read_topic
+from tests.cli.console.stack import ConsoleProcess, in_thread, sign_in
+from tests.kafka import produce, read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -55,51 +50,15 @@ def prefixed(settings: HeartSettings, unique: str) -> HeartSettings:
 
 @pytest.fixture
 def console_url(prefixed: HeartSettings, tmp_path: Path) -> Iterator[str]:
-    port = find_free_port()
-    log = tmp_path / "console.log"
-    env = {
-        **os.environ,
-        "HEART_KAFKA_BOOTSTRAP": prefixed.kafka_bootstrap,
-        "HEART_TOPIC_PREFIX": prefixed.topic_prefix,
-        "PYTHONUNBUFFERED": "1",
-    }
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "heart.cli", "console", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    console = ConsoleProcess(prefixed, tmp_path, find_free_port()).start()
     try:
-        deadline = time.monotonic() + 60
-        while f"HEART console on http://127.0.0.1:{port}" not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"heart console did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield console.url
     finally:
-        proc.terminate()
-        assert proc.wait(20) == 0, log.read_text()[-3000:]
-        text = log.read_text()
+        assert console.stop() == 0, console.log()[-3000:]
+        text = console.log()
         # No call details in the console's log, only opaque ids.
         for private in (ADDRESS, "WELFARE", "dog on premises", "Traceback"):
             assert private not in text, text[-3000:]
-
-
-def in_thread(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to the end on a thread of its own: Playwright's sync API keeps an
-    event loop running in the test's thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-def sign_in(page: Page, url: str, user: str, password: str) -> None:
-    page.goto(f"{url}/signin")
-    page.get_by_label("User id").fill(user)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_board_updates_live_and_a_team_reports_en_route(
