@@ -242,13 +242,11 @@ def run_console(
 
 def quiet_library_logs() -> None:
     """The console's own lines (sign-ins, actions, the feed's state) at info: the audit
-    trail an operator reads. The libraries' at warning, and aiokafka's not at all, since it
-    logs every failed connection attempt while Kafka is away (as does our copy of its
-    metadata update), and the feed says that once itself."""
+    trail an operator reads. The libraries stay at critical (:func:`configure_logs`):
+    aiokafka logs every failed connection attempt while Kafka is away, and the feed says
+    that once itself."""
     configure_logs()
     logging.getLogger("heart.console").setLevel(logging.INFO)
-    for name in ("aiokafka", "heart.streams.kafka"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
